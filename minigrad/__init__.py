@@ -1,0 +1,39 @@
+"""minigrad: reverse-mode automatic differentiation over a dynamic graph, on NumPy or CuPy.
+
+>>> import minigrad as mg
+>>> x = mg.tensor([1.0, 2.0, 3.0], requires_grad=True)
+>>> (x * x).sum().backward()
+>>> x.grad
+tensor([2., 4., 6.], dtype=float32)
+"""
+from minigrad import random
+from minigrad.backend import get_array_module, register_device
+from minigrad.engine import (AnomalyError, Function, GraphFreedError, detect_anomaly,
+                             enable_grad, is_grad_enabled, no_grad, tag_scope)
+from minigrad.ops import (abs, add, argmax, argmin, astype, binary_cross_entropy_with_logits,
+                          broadcast_to, clip, concat, cosine_similarity, cross_entropy, div,
+                          dropout, elu, embedding, exp, expand_dims, flip, gather, getitem,
+                          leaky_relu, log, log_softmax, logsumexp, matmul, max, maximum, mean,
+                          min, minimum, mse_loss, mul, neg, normalize, one_hot, pad, pow, relu,
+                          reshape, roll, sigmoid, softmax, softplus, split, sqrt, squeeze, stack,
+                          sub, sum, swapaxes, take, tanh, topk, transpose, var, where)
+from minigrad.tensor import (Tensor, arange, full, get_default_dtype, ones, ones_like, rand,
+                             randn, set_default_dtype, tensor, zeros, zeros_like)
+from minigrad.autograd import grad
+from minigrad.random import manual_seed
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AnomalyError", "Function", "GraphFreedError", "Tensor", "abs", "add", "arange", "argmax",
+    "argmin", "astype", "binary_cross_entropy_with_logits", "broadcast_to", "clip", "concat",
+    "cosine_similarity", "cross_entropy", "detect_anomaly", "div", "dropout", "elu", "embedding",
+    "enable_grad", "exp", "expand_dims", "flip", "full", "gather", "get_array_module",
+    "get_default_dtype", "getitem", "grad", "is_grad_enabled", "leaky_relu", "log",
+    "log_softmax", "logsumexp", "manual_seed", "matmul", "max", "maximum", "mean", "min",
+    "minimum", "mse_loss", "mul", "neg", "no_grad", "normalize", "one_hot", "ones", "ones_like",
+    "pad", "pow", "rand", "randn", "random", "register_device", "relu", "reshape", "roll",
+    "set_default_dtype", "sigmoid", "softmax", "softplus", "split", "sqrt", "squeeze", "stack",
+    "sub", "sum", "swapaxes", "tag_scope", "take", "tanh", "tensor", "topk", "transpose", "var",
+    "where", "zeros", "zeros_like",
+]

@@ -1,0 +1,40 @@
+"""`mg.grad`: gradients of outputs with respect to chosen inputs, without touching `.grad`."""
+from __future__ import annotations
+
+from minigrad.engine import run_backward
+from minigrad.tensor import Tensor, _seed_grad
+
+
+def grad(outputs, inputs, grad_outputs=None, retain_graph=False, allow_unused=False):
+    """Return d(sum of outputs * grad_outputs)/d(input) for each input, as Tensors.
+
+    `outputs` and `inputs` are Tensors or sequences of them; a scalar output needs no
+    `grad_outputs`. Leaves' `.grad` are left as they were. An input the outputs do not depend on
+    raises ValueError, or gives None with `allow_unused=True`.
+    """
+    single = isinstance(inputs, Tensor)
+    outputs = [outputs] if isinstance(outputs, Tensor) else list(outputs)
+    inputs = [inputs] if single else list(inputs)
+    if grad_outputs is None:
+        grad_outputs = [None] * len(outputs)
+    elif isinstance(grad_outputs, Tensor):
+        grad_outputs = [grad_outputs]
+    if len(grad_outputs) != len(outputs):
+        raise ValueError(f"grad: {len(outputs)} outputs but {len(grad_outputs)} grad_outputs")
+    for t in outputs + inputs:
+        if not isinstance(t, Tensor):
+            raise TypeError(f"grad: expected Tensors, got {type(t).__name__}")
+    for k, t in enumerate(inputs):
+        if not t.requires_grad:
+            raise ValueError(f"grad: input {k} (shape {t.shape}) does not require grad")
+    seeds = [_seed_grad(o, g, "grad") for o, g in zip(outputs, grad_outputs)]
+    roots = [o for o in outputs if o.requires_grad]
+    seeds = [s for o, s in zip(outputs, seeds) if o.requires_grad]
+    got = run_backward(roots, seeds, retain_graph, capture=inputs)
+    result = []
+    for k, g in enumerate(got):
+        if g is None and not allow_unused:
+            raise ValueError(f"grad: input {k} (shape {inputs[k].shape}) was not used to compute "
+                             "the outputs; pass allow_unused=True to get None for it")
+        result.append(None if g is None else Tensor._wrap(g))
+    return result[0] if single else tuple(result)

@@ -1,0 +1,423 @@
+"""The autograd engine: `Function` (one primitive op), graph recording, and the backward walk.
+
+An op is a `Function` subclass with `forward(*arrays, **kw)` on raw arrays and `backward(*gouts)`
+returning one gradient per input. `Function.apply` runs forward and, when a gradient is needed,
+records the node: its parents (where each input's gradient goes) and what it saved. The engine
+does the chores once, here: iterative topological order, summing broadcast gradients back to each
+input's shape, accumulation, hooks, freeing saved arrays, and the version and anomaly checks.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import weakref
+
+import numpy as np
+
+from minigrad.backend import _by_type, get_array_module
+
+
+class _State:
+    """Process-wide switches read by every op (not thread-safe, like the rest of minigrad)."""
+
+    grad_enabled = True
+    anomaly = False
+    tags = ()          # scope tags recorded on nodes, e.g. (("module", "cell"), ("time", 3))
+    tracker = None     # minigrad.memory tracker while one is active
+    collector = None   # list that gathers leaf tensors used (for checkpoint)
+    seq = 0            # creation counter: nodes are numbered in forward order
+
+
+state = _State
+
+
+class AnomalyError(RuntimeError):
+    """An op produced NaN or Inf while `detect_anomaly()` was active."""
+
+
+class GraphFreedError(RuntimeError):
+    """Backward asked to run through a graph whose saved arrays were already freed."""
+
+
+@contextlib.contextmanager
+def no_grad():
+    """Run ops without recording a graph (inference, optimizer updates)."""
+    prev, _State.grad_enabled = _State.grad_enabled, False
+    try:
+        yield
+    finally:
+        _State.grad_enabled = prev
+
+
+@contextlib.contextmanager
+def enable_grad():
+    """Record the graph again inside a `no_grad()` block."""
+    prev, _State.grad_enabled = _State.grad_enabled, True
+    try:
+        yield
+    finally:
+        _State.grad_enabled = prev
+
+
+def is_grad_enabled() -> bool:
+    return _State.grad_enabled
+
+
+@contextlib.contextmanager
+def detect_anomaly():
+    """Raise `AnomalyError` at the first op whose forward or backward yields NaN/Inf.
+
+    The error names the op and the line of user code that created it. Slow: use it to debug.
+    """
+    prev, _State.anomaly = _State.anomaly, True
+    try:
+        yield
+    finally:
+        _State.anomaly = prev
+
+
+@contextlib.contextmanager
+def tag_scope(key: str, value):
+    """Tag every node created inside with `(key, value)` (used to group drawings by module/time)."""
+    prev = _State.tags
+    _State.tags = prev + ((key, value),)
+    try:
+        yield
+    finally:
+        _State.tags = prev
+
+
+_PKG_DIRS = tuple(os.path.dirname(os.path.abspath(p)) + os.sep for p in (
+    __file__, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "rnn", "x")))
+
+
+def _user_line() -> str:
+    """'file:line' of the innermost frame outside minigrad and rnn: the user's line."""
+    f = sys._getframe(1)
+    while f is not None and os.path.abspath(f.f_code.co_filename).startswith(_PKG_DIRS):
+        f = f.f_back
+    if f is None:
+        return "<unknown>"
+    return f"{f.f_code.co_filename}:{f.f_lineno}"
+
+
+def _all_finite(arrays) -> bool:
+    for a in arrays:
+        if a is not None and not bool(get_array_module(a).isfinite(a).all()):
+            return False
+    return True
+
+
+def unbroadcast(g, shape):
+    """Sum a gradient `g` back to `shape` (the inverse of NumPy broadcasting)."""
+    if g.shape == shape:
+        return g
+    extra = g.ndim - len(shape)
+    axes = tuple(range(extra)) + tuple(
+        i + extra for i, n in enumerate(shape) if n == 1 and g.shape[i + extra] != 1)
+    if axes:
+        g = g.sum(axis=axes, keepdims=True)
+    if extra:
+        g = g.reshape(shape)
+    return g
+
+
+class Function:
+    """One primitive op and, once applied with gradients on, one node of the graph.
+
+    Subclasses write `forward(self, *arrays, **kw) -> array | tuple of arrays` and
+    `backward(self, *gouts) -> gradient | tuple of gradients` (one per input, None where
+    `self.needs_input_grad[i]` is False). Keep what backward needs with `save_for_backward`;
+    extra plain values (an axis, a shape) may be stored as attributes.
+    """
+
+    # parents: per input, None (no gradient) or (node, output index, shape) / (leaf Tensor, -1, shape)
+    __slots__ = ("parents", "saved", "needs_input_grad", "n_out", "gouts", "out_hooks", "seq",
+                 "tags", "origin", "checks", "out_meta", "freed", "xp", "__weakref__", "__dict__")
+
+    differentiable = True
+
+    def save_for_backward(self, *arrays) -> None:
+        """Keep `arrays` for backward; the engine frees them once this node's backward ran."""
+        self.saved = arrays
+
+    @property
+    def name(self) -> str:
+        return type(self).__name__
+
+    def forward(self, *arrays, **kwargs):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def backward(self, *gouts):  # pragma: no cover - abstract
+        raise NotImplementedError(f"{type(self).__name__} has no backward")
+
+    @classmethod
+    def apply(cls, *inputs, **kwargs):
+        """Run the op on Tensors (and plain scalars/arrays); record the node when needed."""
+        fn = cls.__new__(cls)
+        fn.saved = ()
+        arrays = []
+        atype = None
+        record = _State.grad_enabled and cls.differentiable
+        needs = None
+        for i, t in enumerate(inputs):
+            if isinstance(t, Tensor):
+                a = t.data
+                if record and t.requires_grad:
+                    if needs is None:
+                        needs = [False] * len(inputs)
+                    needs[i] = True
+            else:
+                a = t
+            ta = type(a)
+            if ta in _by_type:
+                if atype is None:
+                    atype = ta
+                elif ta is not atype:
+                    _device_mismatch(cls, inputs)
+            elif t is not None and not isinstance(t, (int, float, bool, np.generic, tuple, list)):
+                raise TypeError(f"{cls.__name__}: unsupported input type {type(t).__name__}")
+            arrays.append(a)
+        fn.needs_input_grad = needs if needs is not None else _NO_GRADS
+        fn.xp = _by_type[atype].xp if atype is not None else np
+        try:
+            out = fn.forward(*arrays, **kwargs)
+        except (ValueError, TypeError, IndexError) as e:
+            shapes = ", ".join(str(getattr(a, "shape", type(a).__name__)) for a in arrays)
+            raise type(e)(f"{cls.__name__}: {e} (input shapes: {shapes})") from e
+        multi = type(out) is tuple
+        outs = out if multi else (out,)
+        if type(outs[0]) is not atype:  # NumPy turns 0-d results into scalars: keep arrays
+            outs = tuple(o if type(o) in _by_type else np.asarray(o) for o in outs)
+        if _State.anomaly:
+            fn.origin = _user_line()
+            if not _all_finite(outs):
+                raise AnomalyError(
+                    f"{cls.__name__} produced NaN/Inf in forward, created at {fn.origin}")
+        if _State.collector is not None:
+            for t in inputs:
+                if isinstance(t, Tensor) and t.requires_grad and t._node is None:
+                    _State.collector.append(t)
+        if needs is None:
+            results = tuple(_make(o, False, None, 0) for o in outs)
+            return results if multi else results[0]
+        fn.parents = tuple(
+            ((t._node, t._idx, t.data.shape) if t._node is not None else (t, -1, t.data.shape))
+            if needs[i] else None for i, t in enumerate(inputs))
+        fn.n_out = len(outs)
+        fn.gouts = None
+        fn.out_hooks = None
+        fn.freed = False
+        fn.tags = _State.tags
+        fn.seq = _State.seq
+        _State.seq += 1
+        results = tuple(_make(o, True, fn, k) for k, o in enumerate(outs))
+        if multi:
+            fn.out_meta = tuple((o.shape, o.dtype) for o in outs)
+        fn.checks = _version_checks(fn, inputs, results) if fn.saved else None
+        if _State.tracker is not None and fn.saved:
+            _State.tracker.hold(fn)
+        return results if multi else results[0]
+
+
+_NO_GRADS = (False,) * 16
+
+
+def _device_mismatch(cls, inputs):
+    from minigrad.backend import device_of
+    names = sorted({device_of(t.data if isinstance(t, Tensor) else t).name for t in inputs
+                    if t is not None and type(getattr(t, "data", t)) in _by_type})
+    raise ValueError(f"{cls.__name__}: inputs are on different devices ({' and '.join(names)}); "
+                     "move them to one device with .to(device)")
+
+
+def _version_checks(fn, inputs, results):
+    """Remember the version of every tensor whose array this node saved (inputs and outputs)."""
+    checks = []
+    for a in fn.saved:
+        for t in inputs:
+            if isinstance(t, Tensor) and t.data is a:
+                checks.append((t, t._version))
+                break
+        else:
+            for r in results:
+                if r.data is a:
+                    checks.append((weakref.ref(r), 0))
+                    break
+    return checks or None
+
+
+def _check_versions(fn):
+    for ref, version in fn.checks:
+        t = ref if isinstance(ref, Tensor) else ref()
+        if t is not None and t._version != version:
+            raise RuntimeError(
+                f"{fn.name}: a tensor of shape {t.shape} saved for backward was modified in place "
+                f"after the forward pass (version {t._version}, expected {version}); "
+                "use an out-of-place op instead")
+
+
+def _free(fn):
+    fn.saved = ()
+    fn.freed = True
+    if _State.tracker is not None:
+        _State.tracker.release(fn)
+
+
+def _to_tensor_grad(g):
+    return g if isinstance(g, Tensor) else _make(g, False, None, 0)
+
+
+def _run_hooks(hooks, g):
+    for hook in hooks:
+        r = hook(_make(g, False, None, 0))
+        if r is not None:
+            g = r.data if isinstance(r, Tensor) else r
+    return g
+
+
+def run_backward(roots, root_grads, retain_graph=False, capture=None):
+    """Backpropagate from `roots` (Tensors) seeded with `root_grads` (arrays of their shapes).
+
+    With `capture` (a list of Tensors) the gradients reaching them are returned instead of being
+    accumulated into any `.grad` (this is `mg.grad`); otherwise leaves accumulate into `.grad`.
+    """
+    leaf_grads = {}  # id(leaf) -> [leaf, summed gradient]
+    want_node = {}
+    if capture is not None:
+        for k, t in enumerate(capture):
+            if t._node is not None:
+                want_node.setdefault(id(t._node), []).append((t._idx, k))
+    captured = [None] * (len(capture) if capture is not None else 0)
+
+    # 1. count the consumers of every node reachable from the roots (iterative: no recursion limit)
+    deps = {}
+    stack = []
+    for t in roots:
+        node = t._node
+        if node is not None and id(node) not in deps:
+            deps[id(node)] = 0
+            stack.append(node)
+    while stack:
+        node = stack.pop()
+        if node.freed:
+            raise GraphFreedError(
+                f"backward through {node.name} a second time: its saved arrays were freed after "
+                "the first backward; pass retain_graph=True to the first call to keep them")
+        for p in node.parents:
+            if p is not None and p[1] >= 0:
+                k = id(p[0])
+                if k in deps:
+                    deps[k] += 1
+                else:
+                    deps[k] = 1
+                    stack.append(p[0])
+
+    # 2. seed the roots
+    ready = []
+    for t, g in zip(roots, root_grads):
+        node = t._node
+        if node is None:
+            if t.requires_grad:
+                _add_leaf(leaf_grads, t, g)
+            continue
+        if node.gouts is None:
+            node.gouts = [None] * node.n_out
+        gouts = node.gouts
+        gouts[t._idx] = g if gouts[t._idx] is None else gouts[t._idx] + g
+        if deps[id(node)] == 0 and node not in ready:
+            ready.append(node)
+
+    # 3. run each node once all its consumers have sent their gradients
+    anomaly = _State.anomaly
+    while ready:
+        fn = ready.pop()
+        gouts = fn.gouts or [None] * fn.n_out
+        fn.gouts = None
+        gxs = None
+        if any(g is not None for g in gouts):
+            for k in range(fn.n_out):
+                if gouts[k] is None:
+                    shape, dtype = fn.out_meta[k]
+                    xp = get_array_module(*[g for g in gouts if g is not None])
+                    gouts[k] = xp.zeros(shape, dtype)
+                if fn.out_hooks is not None and k in fn.out_hooks:
+                    gouts[k] = _run_hooks(fn.out_hooks[k], gouts[k])
+            if id(fn) in want_node:
+                for idx, k in want_node[id(fn)]:
+                    captured[k] = gouts[idx]
+            if fn.checks is not None:
+                _check_versions(fn)
+            gxs = fn.backward(*gouts)
+            if type(gxs) is not tuple:
+                gxs = (gxs,)
+            if len(gxs) != len(fn.parents):
+                raise RuntimeError(f"{fn.name}.backward returned {len(gxs)} gradients for "
+                                   f"{len(fn.parents)} inputs")
+            if anomaly and not _all_finite(gxs):
+                raise AnomalyError(f"{fn.name} produced NaN/Inf in backward, created at "
+                                   f"{getattr(fn, 'origin', '<unknown>')}")
+        if not retain_graph:
+            _free(fn)
+        for i, p in enumerate(fn.parents):
+            if p is None:
+                continue
+            target, idx, shape = p
+            g = gxs[i] if gxs is not None else None
+            if g is not None:
+                if type(g) not in _by_type:
+                    g = np.asarray(g)
+                if g.shape != shape:
+                    g = unbroadcast(g, shape)
+            if idx < 0:
+                if g is not None:
+                    _add_leaf(leaf_grads, target, g)
+                continue
+            if g is not None:
+                if target.gouts is None:
+                    target.gouts = [None] * target.n_out
+                tg = target.gouts
+                tg[idx] = g if tg[idx] is None else tg[idx] + g
+            k = id(target)
+            deps[k] -= 1
+            if deps[k] == 0:
+                ready.append(target)
+
+    # 4. leaves: hooks see the whole gradient of this pass, then it is captured or accumulated
+    for leaf, g in leaf_grads.values():
+        if leaf._hooks:
+            g = _run_hooks(leaf._hooks, g)
+        if capture is not None:
+            for k, t in enumerate(capture):
+                if t is leaf:
+                    captured[k] = g
+        elif leaf.grad is None:
+            leaf.grad = _make(g.copy(), False, None, 0)  # own copy: a gradient may be shared
+        else:
+            leaf.grad.data = leaf.grad.data + g
+    return captured
+
+
+def _add_leaf(leaf_grads, leaf, g):
+    entry = leaf_grads.get(id(leaf))
+    if entry is None:
+        leaf_grads[id(leaf)] = [leaf, g]
+    else:
+        entry[1] = entry[1] + g
+
+
+def _make(data, requires_grad, node, idx):
+    t = Tensor.__new__(Tensor)
+    t.data = data
+    t.grad = None
+    t.requires_grad = requires_grad
+    t._node = node
+    t._idx = idx
+    t._version = 0
+    t._hooks = None
+    t.name = None
+    return t
+
+
+from minigrad.tensor import Tensor  # noqa: E402  (Tensor and Function refer to each other)

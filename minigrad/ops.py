@@ -1,0 +1,1093 @@
+"""Primitive ops: one small `Function` per op, then the functions users call (`mg.exp(x)`).
+
+Each backward returns the gradient in the *broadcast* shape; the engine sums it back to the
+input's shape (see `engine.unbroadcast`). `self.xp` is the array module of the inputs.
+"""
+from __future__ import annotations
+
+import builtins
+import numbers
+
+import numpy as np
+
+from minigrad.engine import Function, _make
+from minigrad.tensor import Tensor, _as_array, _default_dtype
+
+
+# --- elementwise, binary ----------------------------------------------------------------------
+
+class Add(Function):
+    """out = x + y;  gx = gout, gy = gout"""
+    def forward(self, x, y):
+        return x + y
+
+    def backward(self, gout):
+        return gout, gout
+
+
+class Sub(Function):
+    """out = x - y;  gx = gout, gy = -gout"""
+    def forward(self, x, y):
+        return x - y
+
+    def backward(self, gout):
+        return gout, (-gout if self.needs_input_grad[1] else None)
+
+
+class Mul(Function):
+    """out = x * y;  gx = gout * y, gy = gout * x"""
+    def forward(self, x, y):
+        self.save_for_backward(x, y)
+        return x * y
+
+    def backward(self, gout):
+        x, y = self.saved
+        n = self.needs_input_grad
+        return (gout * y if n[0] else None), (gout * x if n[1] else None)
+
+
+class Div(Function):
+    """out = x / y;  gx = gout / y, gy = -gout * x / y**2"""
+    def forward(self, x, y):
+        self.save_for_backward(x, y)
+        return x / y
+
+    def backward(self, gout):
+        x, y = self.saved
+        n = self.needs_input_grad
+        gx = gout / y if n[0] else None
+        gy = -gout * x / (y * y) if n[1] else None
+        return gx, gy
+
+
+class Pow(Function):
+    """out = x ** y;  gx = gout * y * x**(y-1), gy = gout * out * log(x)"""
+    def forward(self, x, y):
+        out = x ** y
+        self.save_for_backward(x, y, out)
+        return out
+
+    def backward(self, gout):
+        x, y, out = self.saved
+        n = self.needs_input_grad
+        gx = gout * y * x ** (y - 1) if n[0] else None
+        gy = None
+        if n[1]:
+            xp = self.xp
+            with np.errstate(divide="ignore", invalid="ignore"):
+                logx = xp.where(x > 0, xp.log(xp.where(x > 0, x, 1)), 0)
+            gy = gout * out * logx
+        return gx, gy
+
+
+class Maximum(Function):
+    """out = max(x, y);  the gradient goes to the larger input (split evenly on ties)"""
+    def forward(self, x, y):
+        self.save_for_backward(x, y)
+        return self.xp.maximum(x, y)
+
+    def backward(self, gout):
+        x, y = self.saved
+        wx = (x > y) + 0.5 * (x == y)
+        return gout * wx, gout * (1 - wx)
+
+
+class Minimum(Function):
+    """out = min(x, y);  the gradient goes to the smaller input (split evenly on ties)"""
+    def forward(self, x, y):
+        self.save_for_backward(x, y)
+        return self.xp.minimum(x, y)
+
+    def backward(self, gout):
+        x, y = self.saved
+        wx = (x < y) + 0.5 * (x == y)
+        return gout * wx, gout * (1 - wx)
+
+
+class Where(Function):
+    """out = cond ? x : y;  gx = gout * cond, gy = gout * !cond"""
+    def forward(self, cond, x, y):
+        self.save_for_backward(cond)
+        return self.xp.where(cond, x, y)
+
+    def backward(self, gout):
+        (cond,) = self.saved
+        z = self.xp.zeros((), gout.dtype)
+        return None, self.xp.where(cond, gout, z), self.xp.where(cond, z, gout)
+
+
+# --- elementwise, unary -----------------------------------------------------------------------
+
+class Neg(Function):
+    """out = -x;  gx = -gout"""
+    def forward(self, x):
+        return -x
+
+    def backward(self, gout):
+        return -gout
+
+
+class Exp(Function):
+    """out = exp(x);  gx = gout * out"""
+    def forward(self, x):
+        out = self.xp.exp(x)
+        self.save_for_backward(out)
+        return out
+
+    def backward(self, gout):
+        return gout * self.saved[0]
+
+
+class Log(Function):
+    """out = log(x);  gx = gout / x"""
+    def forward(self, x):
+        self.save_for_backward(x)
+        return self.xp.log(x)
+
+    def backward(self, gout):
+        return gout / self.saved[0]
+
+
+class Sqrt(Function):
+    """out = sqrt(x);  gx = gout / (2 out)"""
+    def forward(self, x):
+        out = self.xp.sqrt(x)
+        self.save_for_backward(out)
+        return out
+
+    def backward(self, gout):
+        return gout / (2 * self.saved[0])
+
+
+class Abs(Function):
+    """out = |x|;  gx = gout * sign(x)"""
+    def forward(self, x):
+        self.save_for_backward(x)
+        return self.xp.abs(x)
+
+    def backward(self, gout):
+        return gout * self.xp.sign(self.saved[0])
+
+
+class Tanh(Function):
+    """out = tanh(x);  gx = gout * (1 - out**2)"""
+    def forward(self, x):
+        out = self.xp.tanh(x)
+        self.save_for_backward(out)
+        return out
+
+    def backward(self, gout):
+        out = self.saved[0]
+        return gout * (1 - out * out)
+
+
+class Sigmoid(Function):
+    """out = 1 / (1 + exp(-x)), computed as (1 + tanh(x/2)) / 2: no overflow at any |x|;
+    gx = gout * out * (1 - out)"""
+    def forward(self, x):
+        out = self.xp.tanh(x * 0.5)
+        out *= 0.5
+        out += 0.5
+        self.save_for_backward(out)
+        return out
+
+    def backward(self, gout):
+        out = self.saved[0]
+        return gout * out * (1 - out)
+
+
+class Relu(Function):
+    """out = max(x, 0);  gx = gout * (x > 0)"""
+    def forward(self, x):
+        out = self.xp.maximum(x, 0)
+        self.save_for_backward(out)
+        return out
+
+    def backward(self, gout):
+        return gout * (self.saved[0] > 0)
+
+
+class LeakyRelu(Function):
+    """out = x if x > 0 else slope * x;  gx = gout * (1 if x > 0 else slope)"""
+    def forward(self, x, *, slope):
+        self.slope = slope
+        self.save_for_backward(x)
+        return self.xp.where(x > 0, x, x * slope)
+
+    def backward(self, gout):
+        x = self.saved[0]
+        return self.xp.where(x > 0, gout, gout * self.slope)
+
+
+class Elu(Function):
+    """out = x if x > 0 else alpha * (exp(x) - 1);  gx = gout * (1 if x > 0 else out + alpha)"""
+    def forward(self, x, *, alpha):
+        self.alpha = alpha
+        xp = self.xp
+        out = xp.where(x > 0, x, alpha * xp.expm1(xp.minimum(x, 0)))
+        self.save_for_backward(x, out)
+        return out
+
+    def backward(self, gout):
+        x, out = self.saved
+        return self.xp.where(x > 0, gout, gout * (out + self.alpha))
+
+
+class Softplus(Function):
+    """out = log(1 + exp(x)) = max(x, 0) + log1p(exp(-|x|));  gx = gout * sigmoid(x)"""
+    def forward(self, x):
+        xp = self.xp
+        self.save_for_backward(x)
+        return xp.maximum(x, 0) + xp.log1p(xp.exp(-xp.abs(x)))
+
+    def backward(self, gout):
+        x = self.saved[0]
+        return gout * (0.5 * self.xp.tanh(0.5 * x) + 0.5)
+
+
+class Clip(Function):
+    """out = min(max(x, lo), hi);  gx = gout where lo <= x <= hi, else 0"""
+    def forward(self, x, *, lo, hi):
+        self.save_for_backward(x)
+        self.lo, self.hi = lo, hi
+        return self.xp.clip(x, lo, hi)
+
+    def backward(self, gout):
+        x = self.saved[0]
+        mask = True
+        if self.lo is not None:
+            mask = mask & (x >= self.lo)
+        if self.hi is not None:
+            mask = mask & (x <= self.hi)
+        return gout * mask
+
+
+class AsType(Function):
+    """out = x cast to dtype;  gx = gout cast back"""
+    def forward(self, x, *, dtype):
+        self.src = x.dtype
+        return x.astype(dtype)
+
+    def backward(self, gout):
+        return gout.astype(self.src)
+
+
+class ToDevice(Function):
+    """out = x copied to another device;  gx = gout copied back"""
+    def forward(self, x, *, device):
+        from minigrad import backend
+        self.src = backend.device_of(x)
+        return backend.to_device(x, device)
+
+    def backward(self, gout):
+        from minigrad import backend
+        return backend.to_device(gout, self.src)
+
+
+# --- reductions -------------------------------------------------------------------------------
+
+def _norm_axis(axis, ndim, op):
+    if axis is None:
+        return tuple(range(ndim))
+    axes = (axis,) if isinstance(axis, numbers.Integral) else tuple(axis)
+    out = []
+    for a in axes:
+        if not isinstance(a, numbers.Integral) or not -ndim <= a < builtins.max(ndim, 1):
+            raise ValueError(f"{op}: axis {axis} is out of range for an array of {ndim} dims")
+        out.append(int(a) % builtins.max(ndim, 1))
+    if len(set(out)) != len(out):
+        raise ValueError(f"{op}: repeated axis in {axis}")
+    return tuple(sorted(out))
+
+
+def _expand(g, shape, axes, keepdims):
+    """Reshape a reduced gradient so it broadcasts against the input shape."""
+    if keepdims or not axes:
+        return g
+    kept = [1 if i in axes else n for i, n in enumerate(shape)]
+    return g.reshape(kept)
+
+
+class Sum(Function):
+    """out = sum(x, axis);  gx = gout broadcast to x's shape"""
+    def forward(self, x, *, axis=None, keepdims=False):
+        self.axes = _norm_axis(axis, x.ndim, "sum")
+        self.shape, self.keepdims = x.shape, keepdims
+        return x.sum(axis=self.axes, keepdims=keepdims)
+
+    def backward(self, gout):
+        g = _expand(gout, self.shape, self.axes, self.keepdims)
+        return self.xp.broadcast_to(g, self.shape)
+
+
+class Mean(Function):
+    """out = mean(x, axis);  gx = gout / n broadcast to x's shape"""
+    def forward(self, x, *, axis=None, keepdims=False):
+        self.axes = _norm_axis(axis, x.ndim, "mean")
+        self.shape, self.keepdims = x.shape, keepdims
+        self.n = int(np.prod([x.shape[a] for a in self.axes])) if self.axes else 1
+        return x.mean(axis=self.axes, keepdims=keepdims)
+
+    def backward(self, gout):
+        g = _expand(gout, self.shape, self.axes, self.keepdims) / self.n
+        return self.xp.broadcast_to(g, self.shape)
+
+
+class Max(Function):
+    """out = max(x, axis);  the gradient goes to the maxima (split evenly on ties)"""
+    fn = "max"
+
+    def forward(self, x, *, axis=None, keepdims=False):
+        self.axes = _norm_axis(axis, x.ndim, self.fn)
+        self.keepdims = keepdims
+        if x.size == 0:
+            raise ValueError(f"{self.fn} of an empty array")
+        out = getattr(x, self.fn)(axis=self.axes, keepdims=True)
+        self.save_for_backward(x, out)
+        return out if keepdims else out.reshape(
+            [n for i, n in enumerate(x.shape) if i not in self.axes])
+
+    def backward(self, gout):
+        x, out = self.saved
+        mask = x == out
+        g = _expand(gout, x.shape, self.axes, self.keepdims)
+        return g * mask / mask.sum(axis=self.axes, keepdims=True)
+
+
+class Min(Max):
+    """out = min(x, axis);  the gradient goes to the minima (split evenly on ties)"""
+    fn = "min"
+
+
+class LogSumExp(Function):
+    """out = log(sum(exp(x), axis)), shifted by the max so it never overflows;
+    gx = gout * exp(x - out)"""
+    def forward(self, x, *, axis=None, keepdims=False):
+        xp = self.xp
+        self.axes = _norm_axis(axis, x.ndim, "logsumexp")
+        self.keepdims = keepdims
+        m = x.max(axis=self.axes, keepdims=True)
+        m = xp.where(xp.isfinite(m), m, 0)
+        out = xp.log(xp.exp(x - m).sum(axis=self.axes, keepdims=True)) + m
+        self.save_for_backward(x, out)
+        return out if keepdims else out.reshape(
+            [n for i, n in enumerate(x.shape) if i not in self.axes])
+
+    def backward(self, gout):
+        x, out = self.saved
+        g = _expand(gout, x.shape, self.axes, self.keepdims)
+        return g * self.xp.exp(x - out)
+
+
+# --- matrix product ---------------------------------------------------------------------------
+
+class MatMul(Function):
+    """out = x @ y (batched, broadcasting like NumPy);  gx = gout @ y^T, gy = x^T @ gout"""
+    def forward(self, x, y):
+        if x.ndim == 0 or y.ndim == 0:
+            raise ValueError("matmul: inputs must have at least 1 dimension (use * for scalars)")
+        self.save_for_backward(x, y)
+        return x @ y
+
+    def backward(self, gout):
+        x, y = self.saved
+        n = self.needs_input_grad
+        x2 = x[None, :] if x.ndim == 1 else x
+        y2 = y[:, None] if y.ndim == 1 else y
+        g2 = gout
+        if x.ndim == 1:
+            g2 = g2[..., None, :]
+        if y.ndim == 1:
+            g2 = g2[..., None]
+        gx = gy = None
+        if n[0]:
+            gx = g2 @ y2.swapaxes(-1, -2)
+            if x.ndim == 1:
+                gx = gx.reshape(gx.shape[:-2] + gx.shape[-1:])
+                if gx.ndim > 1:
+                    gx = gx.sum(axis=tuple(range(gx.ndim - 1)))
+        if n[1]:
+            gy = x2.swapaxes(-1, -2) @ g2
+            if y.ndim == 1:
+                gy = gy.reshape(gy.shape[:-1])
+                if gy.ndim > 1:
+                    gy = gy.sum(axis=tuple(range(gy.ndim - 1)))
+        return gx, gy
+
+
+# --- shape ops --------------------------------------------------------------------------------
+
+class Reshape(Function):
+    """out = x viewed with a new shape;  gx = gout reshaped back"""
+    def forward(self, x, *, shape):
+        self.shape = x.shape
+        return x.reshape(shape)
+
+    def backward(self, gout):
+        return gout.reshape(self.shape)
+
+
+class Transpose(Function):
+    """out = x with axes permuted;  gx = gout with the inverse permutation"""
+    def forward(self, x, *, axes=None):
+        if axes is None:
+            axes = tuple(range(x.ndim))[::-1]
+        axes = tuple(int(a) % builtins.max(x.ndim, 1) for a in axes)
+        if sorted(axes) != list(range(x.ndim)):
+            raise ValueError(f"transpose: axes {axes} are not a permutation of {x.ndim} dims")
+        self.axes = axes
+        return x.transpose(axes)
+
+    def backward(self, gout):
+        return gout.transpose(tuple(np.argsort(self.axes)))
+
+
+class BroadcastTo(Function):
+    """out = x broadcast to shape;  gx = gout (the engine sums it back to x's shape)"""
+    def forward(self, x, *, shape):
+        return self.xp.broadcast_to(x, shape)
+
+    def backward(self, gout):
+        return gout
+
+
+class GetItem(Function):
+    """out = x[index];  gx = zeros with gout scattered back (repeated indices accumulate)"""
+    def forward(self, x, *, index):
+        self.index, self.shape = index, x.shape
+        return x[index]
+
+    def backward(self, gout):
+        gx = self.xp.zeros(self.shape, gout.dtype)
+        if _is_advanced(self.index):
+            self.xp.add.at(gx, self.index, gout)
+        else:
+            gx[self.index] = gout
+        return gx
+
+
+def _is_advanced(index):
+    items = index if isinstance(index, tuple) else (index,)
+    return any(not isinstance(i, (numbers.Integral, slice, type(None), type(Ellipsis)))
+               for i in items)
+
+
+class Concat(Function):
+    """out = concatenate(xs, axis);  gx_i = the slice of gout that x_i filled"""
+    def forward(self, *xs, axis=0):
+        if not xs:
+            raise ValueError("concat: no tensors given")
+        self.axis = int(axis) % builtins.max(xs[0].ndim, 1)
+        self.sizes = [x.shape[self.axis] if x.ndim else 1 for x in xs]
+        return self.xp.concatenate(xs, axis=self.axis)
+
+    def backward(self, gout):
+        splits = np.cumsum(self.sizes)[:-1]
+        return tuple(self.xp.split(gout, splits, axis=self.axis))
+
+
+class Stack(Function):
+    """out = stack(xs, axis);  gx_i = gout taken at position i along axis"""
+    def forward(self, *xs, axis=0):
+        if not xs:
+            raise ValueError("stack: no tensors given")
+        self.axis = axis
+        return self.xp.stack(xs, axis=axis)
+
+    def backward(self, gout):
+        return tuple(self.xp.moveaxis(gout, self.axis, 0))
+
+
+class Split(Function):
+    """outs = split(x, sections, axis);  gx = the gouts concatenated"""
+    def forward(self, x, *, sections, axis=0):
+        self.axis = axis
+        return tuple(self.xp.split(x, sections, axis=axis))
+
+    def backward(self, *gouts):
+        return self.xp.concatenate(gouts, axis=self.axis)
+
+
+class Pad(Function):
+    """out = x padded with a constant;  gx = the inner slice of gout"""
+    def forward(self, x, *, pad_width, value=0.0):
+        pw = np.broadcast_to(np.asarray(pad_width, dtype=np.int64).reshape(-1, 2)
+                             if np.ndim(pad_width) else [[pad_width, pad_width]],
+                             (x.ndim, 2)) if np.ndim(pad_width) < 2 else np.asarray(pad_width)
+        if pw.shape != (x.ndim, 2) or (pw < 0).any():
+            raise ValueError(f"pad: pad_width {pad_width} does not fit {x.ndim} dims")
+        self.slices = tuple(slice(int(a), int(a) + n) for (a, _), n in zip(pw, x.shape))
+        return self.xp.pad(x, [tuple(int(v) for v in p) for p in pw], constant_values=value)
+
+    def backward(self, gout):
+        return gout[self.slices]
+
+
+class Roll(Function):
+    """out = roll(x, shift, axis);  gx = roll(gout, -shift, axis)"""
+    def forward(self, x, *, shift, axis=None):
+        self.shift, self.axis = shift, axis
+        return self.xp.roll(x, shift, axis=axis)
+
+    def backward(self, gout):
+        neg = tuple(-s for s in self.shift) if isinstance(self.shift, tuple) else -self.shift
+        return self.xp.roll(gout, neg, axis=self.axis)
+
+
+class Flip(Function):
+    """out = flip(x, axis);  gx = flip(gout, axis)"""
+    def forward(self, x, *, axis=None):
+        self.axis = axis
+        return self.xp.flip(x, axis=axis)
+
+    def backward(self, gout):
+        return self.xp.flip(gout, axis=self.axis)
+
+
+# --- gathering --------------------------------------------------------------------------------
+
+def _check_index_array(idx, op):
+    if getattr(idx, "dtype", np.dtype(np.int64)).kind not in "iu":
+        raise TypeError(f"{op}: indices must be integers, got dtype {idx.dtype}")
+
+
+class Take(Function):
+    """out = take(x, indices, axis);  gx = zeros with gout added at the indices (repeats add)"""
+    def forward(self, x, indices, *, axis=0):
+        _check_index_array(indices, self.name)
+        self.axis = int(axis) % builtins.max(x.ndim, 1)
+        n = x.shape[self.axis]
+        if indices.size and (indices.max() >= n or indices.min() < -n):
+            raise IndexError(f"indices out of range for axis {axis} of size {n}")
+        self.save_for_backward(indices)
+        self.shape = x.shape
+        return self.xp.take(x, indices, axis=self.axis)
+
+    def backward(self, gout):
+        (indices,) = self.saved
+        xp = self.xp
+        gx = xp.zeros(self.shape, gout.dtype)
+        gx_m = xp.moveaxis(gx, self.axis, 0)
+        k = indices.ndim
+        g_m = xp.moveaxis(gout.reshape(gout.shape[:self.axis] + (-1,) + gout.shape[self.axis + k:]),
+                          self.axis, 0)
+        xp.add.at(gx_m, indices.reshape(-1), g_m)
+        return gx, None
+
+
+class Embedding(Take):
+    """out = weight[indices] (rows of an embedding table);  gweight: rows of gout added back"""
+
+
+class Gather(Function):
+    """out = take_along_axis(x, index, axis);  gx = zeros with gout added at index"""
+    def forward(self, x, index, *, axis):
+        _check_index_array(index, "gather")
+        self.axis = int(axis) % builtins.max(x.ndim, 1)
+        self.shape = x.shape
+        self.save_for_backward(index)
+        return self.xp.take_along_axis(x, index, axis=self.axis)
+
+    def backward(self, gout):
+        (index,) = self.saved
+        xp = self.xp
+        gx = xp.zeros(self.shape, gout.dtype)
+        grid = list(xp.indices(index.shape, sparse=True))
+        grid[self.axis] = index
+        xp.add.at(gx, tuple(grid), gout)
+        return gx, None
+
+
+# --- nn primitives ----------------------------------------------------------------------------
+
+class Softmax(Function):
+    """out = exp(x - logsumexp(x));  gx = out * (gout - sum(gout * out))"""
+    def forward(self, x, *, axis=-1):
+        self.axis = axis
+        e = self.xp.exp(x - x.max(axis=axis, keepdims=True))
+        out = e / e.sum(axis=axis, keepdims=True)
+        self.save_for_backward(out)
+        return out
+
+    def backward(self, gout):
+        out = self.saved[0]
+        return out * (gout - (gout * out).sum(axis=self.axis, keepdims=True))
+
+
+class LogSoftmax(Function):
+    """out = x - logsumexp(x);  gx = gout - exp(out) * sum(gout)"""
+    def forward(self, x, *, axis=-1):
+        xp = self.xp
+        self.axis = axis
+        z = x - x.max(axis=axis, keepdims=True)
+        out = z - xp.log(xp.exp(z).sum(axis=axis, keepdims=True))
+        self.save_for_backward(out)
+        return out
+
+    def backward(self, gout):
+        out = self.saved[0]
+        return gout - self.xp.exp(out) * gout.sum(axis=self.axis, keepdims=True)
+
+
+class CrossEntropy(Function):
+    """loss_i = logsumexp(x_i) - x_i[t_i] over the class axis (last), computed stably;
+    gx = (softmax(x) - onehot(t)) * gout, zero for ignored targets"""
+    def forward(self, x, target, *, ignore_index, reduction):
+        xp = self.xp
+        z = x - x.max(axis=-1, keepdims=True)
+        logp = z - xp.log(xp.exp(z).sum(axis=-1, keepdims=True))
+        keep = target != ignore_index
+        safe = xp.where(keep, target, 0)
+        nll = -xp.take_along_axis(logp, safe[..., None], axis=-1)[..., 0] * keep
+        self.reduction = reduction
+        self.count = builtins.max(int(keep.sum()), 1)
+        self.save_for_backward(logp, safe, keep)
+        if reduction == "none":
+            return nll
+        total = nll.sum()
+        return total / self.count if reduction == "mean" else total
+
+    def backward(self, gout):
+        logp, safe, keep = self.saved
+        xp = self.xp
+        g = xp.exp(logp)
+        grid = list(xp.indices(safe.shape, sparse=True)) + [safe]
+        g[tuple(grid)] -= 1
+        scale = gout[..., None] if self.reduction == "none" else (
+            gout / self.count if self.reduction == "mean" else gout)
+        return g * (keep[..., None] * scale), None
+
+
+class BCEWithLogits(Function):
+    """loss = max(x, 0) - x*y + log1p(exp(-|x|));  gx = (sigmoid(x) - y), gy = -x"""
+    def forward(self, x, y):
+        xp = self.xp
+        self.save_for_backward(x, y)
+        return xp.maximum(x, 0) - x * y + xp.log1p(xp.exp(-xp.abs(x)))
+
+    def backward(self, gout):
+        x, y = self.saved
+        n = self.needs_input_grad
+        gx = gout * (0.5 * self.xp.tanh(0.5 * x) + 0.5 - y) if n[0] else None
+        gy = -gout * x if n[1] else None
+        return gx, gy
+
+
+class Dropout(Function):
+    """out = x * mask / (1 - p), mask ~ Bernoulli(1 - p) from the default generator;
+    gx = gout * mask / (1 - p)"""
+    def forward(self, x, *, p, rng):
+        keep = rng.random(x.shape) >= p
+        scale = np.asarray(1.0 / (1.0 - p), dtype=x.dtype)
+        mask = keep * scale
+        if self.xp is not np:
+            from minigrad import backend
+            mask = backend.to_device(mask.astype(x.dtype), backend.device_of(x))
+        else:
+            mask = mask.astype(x.dtype, copy=False)
+        self.save_for_backward(mask)
+        return x * mask
+
+    def backward(self, gout):
+        return gout * self.saved[0]
+
+
+# --- the functions users call -----------------------------------------------------------------
+
+def _t(x):
+    """Tensors pass; arrays and lists become constant tensors (NumPy dtypes kept)."""
+    return x if isinstance(x, Tensor) else Tensor(x)
+
+
+def add(x, y):
+    return Add.apply(x, y)
+
+
+def sub(x, y):
+    return Sub.apply(x, y)
+
+
+def mul(x, y):
+    return Mul.apply(x, y)
+
+
+def div(x, y):
+    return Div.apply(x, y)
+
+
+def pow(x, y):
+    return Pow.apply(x, y)
+
+
+def neg(x):
+    return Neg.apply(x)
+
+
+def exp(x):
+    return Exp.apply(x)
+
+
+def log(x):
+    return Log.apply(x)
+
+
+def sqrt(x):
+    return Sqrt.apply(x)
+
+
+def abs(x):
+    return Abs.apply(x)
+
+
+def tanh(x):
+    return Tanh.apply(x)
+
+
+def sigmoid(x):
+    return Sigmoid.apply(x)
+
+
+def relu(x):
+    return Relu.apply(x)
+
+
+def leaky_relu(x, slope=0.01):
+    return LeakyRelu.apply(x, slope=slope)
+
+
+def elu(x, alpha=1.0):
+    return Elu.apply(x, alpha=alpha)
+
+
+def softplus(x):
+    return Softplus.apply(x)
+
+
+def clip(x, lo=None, hi=None):
+    if lo is None and hi is None:
+        raise ValueError("clip: give lo, hi or both")
+    return Clip.apply(x, lo=lo, hi=hi)
+
+
+def maximum(x, y):
+    return Maximum.apply(x, y)
+
+
+def minimum(x, y):
+    return Minimum.apply(x, y)
+
+
+def where(cond, x, y):
+    c = cond.data if isinstance(cond, Tensor) else cond
+    if getattr(c, "dtype", None) is None or c.dtype != np.bool_:
+        c = _as_array(c, bool) if not hasattr(c, "astype") else c.astype(bool)
+    return Where.apply(c, x, y)
+
+
+def astype(x, dtype):
+    return AsType.apply(x, dtype=np.dtype(dtype))
+
+
+def sum(x, axis=None, keepdims=False):
+    return Sum.apply(x, axis=axis, keepdims=keepdims)
+
+
+def mean(x, axis=None, keepdims=False):
+    return Mean.apply(x, axis=axis, keepdims=keepdims)
+
+
+def max(x, axis=None, keepdims=False):
+    return Max.apply(x, axis=axis, keepdims=keepdims)
+
+
+def min(x, axis=None, keepdims=False):
+    return Min.apply(x, axis=axis, keepdims=keepdims)
+
+
+def logsumexp(x, axis=None, keepdims=False):
+    return LogSumExp.apply(x, axis=axis, keepdims=keepdims)
+
+
+def var(x, axis=None, keepdims=False, ddof=0):
+    """Variance (NumPy's `ddof`), composed: mean of squared deviations."""
+    x = _t(x)
+    axes = _norm_axis(axis, x.ndim, "var")
+    n = int(np.prod([x.shape[a] for a in axes])) if axes else 1
+    if n - ddof <= 0:
+        raise ValueError(f"var: ddof={ddof} leaves no degrees of freedom for {n} elements")
+    d = x - mean(x, axis=axes, keepdims=True)
+    return sum(d * d, axis=axes, keepdims=keepdims) * (1.0 / (n - ddof))
+
+
+def matmul(x, y):
+    return MatMul.apply(x, y)
+
+
+def reshape(x, *shape):
+    if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+        shape = tuple(shape[0])
+    return Reshape.apply(x, shape=shape)
+
+
+def transpose(x, *axes):
+    if len(axes) == 1 and isinstance(axes[0], (tuple, list)):
+        axes = tuple(axes[0])
+    return Transpose.apply(x, axes=axes or None)
+
+
+def swapaxes(x, a, b):
+    nd = x.ndim
+    axes = list(range(nd))
+    a, b = _norm_axis(a, nd, "swapaxes")[0], _norm_axis(b, nd, "swapaxes")[0]
+    axes[a], axes[b] = axes[b], axes[a]
+    return Transpose.apply(x, axes=tuple(axes))
+
+
+def expand_dims(x, axis):
+    shape = list(x.shape)
+    nd = len(shape) + 1
+    if not -nd <= axis < nd:
+        raise ValueError(f"expand_dims: axis {axis} out of range for {nd - 1} dims")
+    shape.insert(axis % nd, 1)
+    return Reshape.apply(x, shape=tuple(shape))
+
+
+def squeeze(x, axis=None):
+    if axis is None:
+        shape = tuple(n for n in x.shape if n != 1)
+    else:
+        axes = _norm_axis(axis, x.ndim, "squeeze")
+        for a in axes:
+            if x.shape[a] != 1:
+                raise ValueError(f"squeeze: axis {a} has size {x.shape[a]}, not 1 "
+                                 f"(shape {x.shape})")
+        shape = tuple(n for i, n in enumerate(x.shape) if i not in axes)
+    return Reshape.apply(x, shape=shape)
+
+
+def broadcast_to(x, shape):
+    return BroadcastTo.apply(x, shape=tuple(shape))
+
+
+def concat(tensors, axis=0):
+    return Concat.apply(*tensors, axis=axis)
+
+
+def stack(tensors, axis=0):
+    return Stack.apply(*tensors, axis=axis)
+
+
+def split(x, sections, axis=0):
+    """Split into equal parts (`sections` an int) or at the given indices; returns a tuple."""
+    out = Split.apply(x, sections=sections, axis=axis)
+    return out if isinstance(out, tuple) else (out,)
+
+
+def pad(x, pad_width, value=0.0):
+    """Constant padding; `pad_width` as in NumPy: ((before, after), ...) per axis."""
+    return Pad.apply(x, pad_width=pad_width, value=value)
+
+
+def roll(x, shift, axis=None):
+    return Roll.apply(x, shift=shift, axis=axis)
+
+
+def flip(x, axis=None):
+    return Flip.apply(x, axis=axis)
+
+
+def getitem(x, index):
+    from minigrad.tensor import _raw_index
+    return GetItem.apply(x, index=_raw_index(index))
+
+
+def _index_array(idx, device_of):
+    a = idx.data if isinstance(idx, Tensor) else idx
+    if not hasattr(a, "dtype"):
+        a = np.asarray(a)
+        if a.dtype.kind == "f" and a.size == 0:
+            a = a.astype(np.int64)
+    from minigrad import backend
+    return backend.to_device(a, backend.device_of(device_of.data)) if not isinstance(
+        a, backend.device_of(device_of.data).array_type) and a.size else a
+
+
+def take(x, indices, axis=0):
+    """Elements of `x` at `indices` along `axis` (NumPy's `take`)."""
+    return Take.apply(x, _index_array(indices, x), axis=axis)
+
+
+def embedding(weight, indices):
+    """Rows of `weight` (V, D) at integer `indices` of any shape: out (*indices.shape, D)."""
+    return Embedding.apply(weight, _index_array(indices, weight), axis=0)
+
+
+def gather(x, index, axis):
+    """`x` taken at `index` along `axis` (NumPy's `take_along_axis`)."""
+    return Gather.apply(x, _index_array(index, x), axis=axis)
+
+
+def softmax(x, axis=-1):
+    return Softmax.apply(x, axis=axis)
+
+
+def log_softmax(x, axis=-1):
+    return LogSoftmax.apply(x, axis=axis)
+
+
+def cross_entropy(logits, targets, ignore_index=-100, reduction="mean"):
+    """Softmax cross-entropy of `logits` (..., C) against integer `targets` (...).
+
+    `reduction`: "mean" (over targets not equal to `ignore_index`), "sum" or "none".
+    """
+    if reduction not in ("mean", "sum", "none"):
+        raise ValueError(f"cross_entropy: reduction must be mean, sum or none, got {reduction!r}")
+    t = _index_array(targets, logits)
+    if t.dtype.kind not in "iu":
+        raise TypeError(f"cross_entropy: targets must be integers, got dtype {t.dtype}")
+    if tuple(t.shape) != tuple(logits.shape[:-1]):
+        raise ValueError(f"cross_entropy: targets of shape {tuple(t.shape)} do not match logits "
+                         f"of shape {logits.shape} (expected {logits.shape[:-1]})")
+    C = logits.shape[-1]
+    valid = t[t != ignore_index]
+    if valid.size and (int(valid.max()) >= C or int(valid.min()) < 0):
+        raise ValueError(f"cross_entropy: targets must lie in [0, {C}), got "
+                         f"min {int(valid.min())} max {int(valid.max())}")
+    return CrossEntropy.apply(logits, t, ignore_index=ignore_index, reduction=reduction)
+
+
+def _reduce(loss, reduction, op):
+    if reduction == "mean":
+        return mean(loss)
+    if reduction == "sum":
+        return sum(loss)
+    if reduction == "none":
+        return loss
+    raise ValueError(f"{op}: reduction must be mean, sum or none, got {reduction!r}")
+
+
+def binary_cross_entropy_with_logits(logits, targets, reduction="mean"):
+    """-[y log sigmoid(x) + (1 - y) log(1 - sigmoid(x))], computed stably from logits."""
+    return _reduce(BCEWithLogits.apply(logits, targets), reduction,
+                   "binary_cross_entropy_with_logits")
+
+
+def mse_loss(pred, target, reduction="mean"):
+    d = pred - target
+    return _reduce(d * d, reduction, "mse_loss")
+
+
+def dropout(x, p=0.5, training=True, rng=None):
+    """Zero each element with probability `p` and scale the rest by 1/(1-p) (when training)."""
+    if not 0 <= p < 1:
+        raise ValueError(f"dropout: p must be in [0, 1), got {p}")
+    if not training or p == 0:
+        return x
+    from minigrad import random
+    return Dropout.apply(x, p=p, rng=rng if rng is not None else random.default_generator())
+
+
+def normalize(x, p=2, axis=-1, eps=1e-12):
+    """x / max(||x||_p, eps) along `axis`."""
+    if p == 2:
+        norm = sqrt(sum(x * x, axis=axis, keepdims=True))
+    else:
+        norm = sum(abs(x) ** p, axis=axis, keepdims=True) ** (1.0 / p)
+    return x / maximum(norm, eps)
+
+
+def cosine_similarity(x1, x2, axis=-1, eps=1e-8):
+    """sum(x1 * x2) / max(||x1|| ||x2||, eps) along `axis`."""
+    n = sqrt(sum(x1 * x1, axis=axis) * sum(x2 * x2, axis=axis))
+    return sum(x1 * x2, axis=axis) / maximum(n, eps)
+
+
+# --- non-differentiable -----------------------------------------------------------------------
+
+def argmax(x, axis=None, keepdims=False):
+    xd = x.data if isinstance(x, Tensor) else x
+    return Tensor._wrap(_as_arr(xd.argmax(axis=axis, keepdims=keepdims)))
+
+
+def argmin(x, axis=None, keepdims=False):
+    xd = x.data if isinstance(x, Tensor) else x
+    return Tensor._wrap(_as_arr(xd.argmin(axis=axis, keepdims=keepdims)))
+
+
+def _as_arr(a):
+    return a if hasattr(a, "ndim") and not isinstance(a, np.generic) else np.asarray(a)
+
+
+def topk(x, k, axis=-1, largest=True):
+    """The `k` largest (or smallest) entries along `axis`, sorted: (values, indices).
+
+    The indices carry no gradient; values are gathered from `x`, so a gradient reaches them.
+    """
+    from minigrad.backend import get_array_module
+    xd = x.data
+    n = xd.shape[axis]
+    if not 0 < k <= n:
+        raise ValueError(f"topk: k={k} must be in [1, {n}] for axis {axis} of shape {x.shape}")
+    xp = get_array_module(xd)
+    key = -xd if largest else xd
+    idx = xp.argsort(key, axis=axis, kind="stable")
+    idx = xp.take(idx, xp.arange(k), axis=axis)
+    return gather(x, idx, axis), Tensor._wrap(idx)
+
+
+def one_hot(indices, num_classes, dtype=None):
+    """One-hot float rows: out (*indices.shape, num_classes)."""
+    from minigrad.backend import get_array_module
+    a = indices.data if isinstance(indices, Tensor) else np.asarray(indices)
+    if a.dtype.kind not in "iu":
+        raise TypeError(f"one_hot: indices must be integers, got dtype {a.dtype}")
+    if a.size and (int(a.max()) >= num_classes or int(a.min()) < 0):
+        raise ValueError(f"one_hot: indices must lie in [0, {num_classes})")
+    xp = get_array_module(a)
+    out = (a[..., None] == xp.arange(num_classes)).astype(dtype or _default_dtype[0])
+    return Tensor._wrap(out)
+
+
+# --- Tensor operators and methods -------------------------------------------------------------
+
+def _cmp(ufunc_name):
+    def op(self, other):
+        o = other.data if isinstance(other, Tensor) else other
+        from minigrad.backend import get_array_module
+        return Tensor._wrap(_as_arr(getattr(get_array_module(self.data), ufunc_name)(self.data, o)))
+    return op
+
+
+def _install():
+    T = Tensor
+    T.__add__ = lambda self, o: Add.apply(self, o)
+    T.__radd__ = lambda self, o: Add.apply(o, self)
+    T.__sub__ = lambda self, o: Sub.apply(self, o)
+    T.__rsub__ = lambda self, o: Sub.apply(o, self)
+    T.__mul__ = lambda self, o: Mul.apply(self, o)
+    T.__rmul__ = lambda self, o: Mul.apply(o, self)
+    T.__truediv__ = lambda self, o: Div.apply(self, o)
+    T.__rtruediv__ = lambda self, o: Div.apply(o, self)
+    T.__pow__ = lambda self, o: Pow.apply(self, o)
+    T.__rpow__ = lambda self, o: Pow.apply(o, self)
+    T.__matmul__ = lambda self, o: MatMul.apply(self, o)
+    T.__rmatmul__ = lambda self, o: MatMul.apply(o, self)
+    T.__neg__ = lambda self: Neg.apply(self)
+    T.__pos__ = lambda self: self
+    T.__abs__ = lambda self: Abs.apply(self)
+    T.__getitem__ = getitem
+    for name, uf in (("__lt__", "less"), ("__le__", "less_equal"), ("__gt__", "greater"),
+                     ("__ge__", "greater_equal"), ("__eq__", "equal"), ("__ne__", "not_equal")):
+        setattr(T, name, _cmp(uf))
+    T.__hash__ = lambda self: id(self)
+    for f in (exp, log, sqrt, tanh, sigmoid, relu, softplus, sum, mean, max, min, logsumexp, var,
+              matmul, reshape, transpose, swapaxes, expand_dims, squeeze, broadcast_to, split,
+              flip, roll, softmax, log_softmax, argmax, argmin, clip, gather, take, leaky_relu, elu,
+              abs, pow, maximum, minimum, topk):
+        setattr(T, f.__name__, f)
+    T.T = property(lambda self: Transpose.apply(self, axes=None))
+    T.flatten = lambda self: Reshape.apply(self, shape=(-1,))
+    T.unsqueeze = expand_dims
+
+
+_install()

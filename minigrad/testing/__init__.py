@@ -1,0 +1,4 @@
+"""A kit for testing ops and cells: `gradcheck`, and (with hypothesis) `minigrad.testing.strategies`."""
+from minigrad.testing.gradcheck import GradcheckError, gradcheck
+
+__all__ = ["GradcheckError", "gradcheck"]
