@@ -37,3 +37,15 @@ __all__ = [
     "sub", "sum", "swapaxes", "tag_scope", "take", "tanh", "tensor", "topk", "transpose", "var",
     "where", "zeros", "zeros_like",
 ]
+
+
+def __getattr__(name):
+    # Submodules and functions that live in modules users may not need are loaded on first use.
+    import importlib
+    if name in ("nn", "optim", "viz", "memory", "testing", "backend", "engine"):
+        return importlib.import_module(f"minigrad.{name}")
+    if name in ("save", "load"):
+        return getattr(importlib.import_module("minigrad.serialization"), name)
+    if name == "checkpoint":
+        return importlib.import_module("minigrad.checkpoint").checkpoint
+    raise AttributeError(f"module 'minigrad' has no attribute {name!r}")
