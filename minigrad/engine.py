@@ -24,7 +24,7 @@ class _State:
     grad_enabled = True
     anomaly = False
     tags = ()          # scope tags recorded on nodes, e.g. (("module", "cell"), ("time", 3))
-    tracker = None     # minigrad.memory tracker while one is active
+    tracker = None     # minigrad.memory tracker while one is active: hold(fn, inputs), release(fn)
     collector = None   # list that gathers leaf tensors used (for checkpoint)
     seq = 0            # creation counter: nodes are numbered in forward order
 
@@ -217,7 +217,7 @@ class Function:
             fn.out_meta = tuple((o.shape, o.dtype) for o in outs)
         fn.checks = _version_checks(fn, inputs, results) if fn.saved else None
         if _State.tracker is not None and fn.saved:
-            _State.tracker.hold(fn)
+            _State.tracker.hold(fn, inputs)
         return results if multi else results[0]
 
 
