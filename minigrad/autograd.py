@@ -1,4 +1,5 @@
-"""`mg.grad`: gradients of outputs with respect to chosen inputs, without touching `.grad`."""
+"""`mg.grad` (gradients of outputs with respect to chosen inputs, without touching `.grad`) and
+`mg.backward` (backpropagate from several outputs in one pass)."""
 from __future__ import annotations
 
 from minigrad.engine import run_backward
@@ -38,3 +39,32 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=False, allow_unused=Fa
                              "the outputs; pass allow_unused=True to get None for it")
         result.append(None if g is None else Tensor._wrap(g))
     return result[0] if single else tuple(result)
+
+
+def backward(tensors, grad_tensors=None, retain_graph=False) -> None:
+    """Backpropagate from several outputs in one pass, accumulating into every leaf's `.grad`.
+
+    Computes d(sum_i <tensors[i], grad_tensors[i]>)/d(leaf): shared parts of the graph are
+    walked once (unlike calling `.backward()` on each output, which also needs retain_graph).
+    A single-element output needs no gradient.
+
+    >>> import minigrad as mg
+    >>> x = mg.tensor([1.0, 2.0], requires_grad=True)
+    >>> mg.autograd.backward([(x * x).sum(), (3 * x).sum()])
+    >>> x.grad
+    tensor([5., 7.], dtype=float32)
+    """
+    tensors = [tensors] if isinstance(tensors, Tensor) else list(tensors)
+    if grad_tensors is None:
+        grad_tensors = [None] * len(tensors)
+    elif isinstance(grad_tensors, Tensor):
+        grad_tensors = [grad_tensors]
+    if len(grad_tensors) != len(tensors):
+        raise ValueError(f"backward: {len(tensors)} tensors but {len(grad_tensors)} grad_tensors")
+    for k, t in enumerate(tensors):
+        if not isinstance(t, Tensor):
+            raise TypeError(f"backward: tensor {k} is a {type(t).__name__}, expected a Tensor")
+        if not t.requires_grad:
+            raise RuntimeError(f"backward: tensor {k} (shape {t.shape}) does not require grad")
+    seeds = [_seed_grad(t, g, "backward") for t, g in zip(tensors, grad_tensors)]
+    run_backward(tensors, seeds, retain_graph)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-# name -> Device; "cpu" always, "cuda" when CuPy and a GPU are present, "fake" when tests register it
+# name -> Device: "cpu" always, "cuda" once CuPy finds a GPU, "fake" when the tests register it
 _devices: dict[str, "Device"] = {}
 # array type -> Device, the hot lookup made by every op
 _by_type: dict[type, "Device"] = {}

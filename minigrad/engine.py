@@ -9,6 +9,7 @@ input's shape, accumulation, hooks, freeing saved arrays, and the version and an
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import sys
 import weakref
@@ -26,7 +27,7 @@ class _State:
     tags = ()          # scope tags recorded on nodes, e.g. (("module", "cell"), ("time", 3))
     tracker = None     # minigrad.memory tracker while one is active: hold(fn, inputs), release(fn)
     collector = None   # list that gathers leaf tensors used (for checkpoint)
-    seq = 0            # creation counter: nodes are numbered in forward order
+    recorder = None    # mg.viz.record() while active: called as recorder(fn, inputs, results)
 
 
 state = _State
@@ -88,8 +89,9 @@ def tag_scope(key: str, value):
         _State.tags = prev
 
 
-_PKG_DIRS = tuple(os.path.dirname(os.path.abspath(p)) + os.sep for p in (
-    __file__, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "rnn", "x")))
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# frames in these folders are library code: anomaly mode reports the first frame outside them
+_PKG_DIRS = (os.path.join(_ROOT, "minigrad") + os.sep, os.path.join(_ROOT, "rnn") + os.sep)
 
 
 def _user_line() -> str:
@@ -132,7 +134,7 @@ class Function:
     extra plain values (an axis, a shape) may be stored as attributes.
     """
 
-    # parents: per input, None (no gradient) or (node, output index, shape) / (leaf Tensor, -1, shape)
+    # parents: per input, None (no gradient), (node, output index, shape) or (leaf, -1, shape)
     __slots__ = ("parents", "saved", "needs_input_grad", "n_out", "gouts", "out_hooks", "seq",
                  "tags", "origin", "checks", "out_meta", "freed", "xp", "__weakref__", "__dict__")
 
@@ -155,31 +157,34 @@ class Function:
     @classmethod
     def apply(cls, *inputs, **kwargs):
         """Run the op on Tensors (and plain scalars/arrays); record the node when needed."""
-        fn = cls.__new__(cls)
-        fn.saved = ()
-        arrays = []
-        atype = None
+        # The hot path of every op: plain loops and no generators, and the per-input work
+        # (parents, needs_input_grad) is only done for inputs that need a gradient.
         record = _State.grad_enabled and cls.differentiable
-        needs = None
+        arrays = []
+        atype = needs = parents = None
         for i, t in enumerate(inputs):
             if isinstance(t, Tensor):
                 a = t.data
                 if record and t.requires_grad:
                     if needs is None:
-                        needs = [False] * len(inputs)
+                        needs, parents = [False] * len(inputs), [None] * len(inputs)
                     needs[i] = True
+                    node = t._node
+                    parents[i] = (t, -1, a.shape) if node is None else (node, t._idx, a.shape)
             else:
                 a = t
             ta = type(a)
-            if ta in _by_type:
-                if atype is None:
+            if ta is not atype:
+                if ta in _by_type:
+                    if atype is not None:
+                        _device_mismatch(cls, inputs)
                     atype = ta
-                elif ta is not atype:
-                    _device_mismatch(cls, inputs)
-            elif t is not None and not isinstance(t, (int, float, bool, np.generic, tuple, list)):
-                raise TypeError(f"{cls.__name__}: unsupported input type {type(t).__name__}")
+                elif a is not None and not isinstance(a, _PLAIN):
+                    raise TypeError(f"{cls.__name__}: unsupported input type {ta.__name__}")
             arrays.append(a)
-        fn.needs_input_grad = needs if needs is not None else _NO_GRADS
+        fn = object.__new__(cls)
+        fn.saved = ()
+        fn.needs_input_grad = needs or _NO_GRADS
         fn.xp = _by_type[atype].xp if atype is not None else np
         try:
             out = fn.forward(*arrays, **kwargs)
@@ -189,7 +194,7 @@ class Function:
         multi = type(out) is tuple
         outs = out if multi else (out,)
         if type(outs[0]) is not atype:  # NumPy turns 0-d results into scalars: keep arrays
-            outs = tuple(o if type(o) in _by_type else np.asarray(o) for o in outs)
+            outs = tuple([o if type(o) in _by_type else np.asarray(o) for o in outs])
         if _State.anomaly:
             fn.origin = _user_line()
             if not _all_finite(outs):
@@ -200,28 +205,34 @@ class Function:
                 if isinstance(t, Tensor) and t.requires_grad and t._node is None:
                     _State.collector.append(t)
         if needs is None:
-            results = tuple(_make(o, False, None, 0) for o in outs)
-            return results if multi else results[0]
-        fn.parents = tuple(
-            ((t._node, t._idx, t.data.shape) if t._node is not None else (t, -1, t.data.shape))
-            if needs[i] else None for i, t in enumerate(inputs))
+            if not multi:
+                return _make(outs[0], False, None, 0)
+            return tuple([_make(o, False, None, 0) for o in outs])
+        fn.parents = tuple(parents)
         fn.n_out = len(outs)
         fn.gouts = None
         fn.out_hooks = None
         fn.freed = False
         fn.tags = _State.tags
-        fn.seq = _State.seq
-        _State.seq += 1
-        results = tuple(_make(o, True, fn, k) for k, o in enumerate(outs))
+        fn.seq = _next_seq()
         if multi:
-            fn.out_meta = tuple((o.shape, o.dtype) for o in outs)
+            results = tuple([_make(o, True, fn, k) for k, o in enumerate(outs)])
+            fn.out_meta = tuple([(o.shape, o.dtype) for o in outs])
+        else:
+            results = (_make(outs[0], True, fn, 0),)
         fn.checks = _version_checks(fn, inputs, results) if fn.saved else None
         if _State.tracker is not None and fn.saved:
             _State.tracker.hold(fn, inputs)
+        if _State.recorder is not None:
+            _State.recorder(fn, inputs, results)
         return results if multi else results[0]
 
 
 _NO_GRADS = (False,) * 16
+# what may be passed to an op besides Tensors and device arrays (tuples/lists: shapes, indices)
+_PLAIN = (int, float, bool, np.generic, tuple, list)
+# node numbers in creation order (a counter, not a class attribute written on every op)
+_next_seq = itertools.count().__next__
 
 
 def _device_mismatch(cls, inputs):
@@ -386,6 +397,8 @@ def run_backward(roots, root_grads, retain_graph=False, capture=None):
 
     # 4. leaves: hooks see the whole gradient of this pass, then it is captured or accumulated
     for leaf, g in leaf_grads.values():
+        if g.dtype != leaf.data.dtype:  # a float32 leaf used with float64 data: float32 grad
+            g = g.astype(leaf.data.dtype)
         if leaf._hooks:
             g = _run_hooks(leaf._hooks, g)
         if capture is not None:

@@ -10,9 +10,8 @@ import numbers
 
 import numpy as np
 
-from minigrad.engine import Function, _make
+from minigrad.engine import Function
 from minigrad.tensor import Tensor, _as_array, _default_dtype
-
 
 # --- elementwise, binary ----------------------------------------------------------------------
 
@@ -88,7 +87,7 @@ class Maximum(Function):
 
     def backward(self, gout):
         x, y = self.saved
-        wx = (x > y) + 0.5 * (x == y)
+        wx = (x > y) + gout.dtype.type(0.5) * (x == y)  # a typed 0.5 keeps float32 float32
         return gout * wx, gout * (1 - wx)
 
 
@@ -100,7 +99,7 @@ class Minimum(Function):
 
     def backward(self, gout):
         x, y = self.saved
-        wx = (x < y) + 0.5 * (x == y)
+        wx = (x < y) + gout.dtype.type(0.5) * (x == y)
         return gout * wx, gout * (1 - wx)
 
 
@@ -182,8 +181,13 @@ class Tanh(Function):
 
 
 class Sigmoid(Function):
-    """out = 1 / (1 + exp(-x)), computed as (1 + tanh(x/2)) / 2: no overflow at any |x|;
-    gx = gout * out * (1 - out)"""
+    """out = 1 / (1 + exp(-x)), computed as (1 + tanh(x/2)) / 2;  gx = gout * out * (1 - out)
+
+    The tanh form never overflows and is several times faster than an exp-based one (it matters
+    in RNN gates). Its error is absolute (about one ulp of 1), so tiny outputs for x << 0 lose
+    relative precision (0 below x = -37 in float64, -17 in float32): for log-probabilities use
+    `-softplus(-x)` or `binary_cross_entropy_with_logits`, which are exact there.
+    """
     def forward(self, x):
         out = self.xp.tanh(x * 0.5)
         out *= 0.5
@@ -233,12 +237,19 @@ class Elu(Function):
         return self.xp.where(x > 0, gout, gout * (out + self.alpha))
 
 
+def _exp_neg(xp, a):
+    """exp(a) for a <= 0 (an input shifted by its max): an underflow to 0 is then the exact
+    rounded result, so its flag is silenced even under `np.errstate(all="raise")`."""
+    with np.errstate(under="ignore"):
+        return xp.exp(a)
+
+
 class Softplus(Function):
     """out = log(1 + exp(x)) = max(x, 0) + log1p(exp(-|x|));  gx = gout * sigmoid(x)"""
     def forward(self, x):
         xp = self.xp
         self.save_for_backward(x)
-        return xp.maximum(x, 0) + xp.log1p(xp.exp(-xp.abs(x)))
+        return xp.maximum(x, 0) + xp.log1p(_exp_neg(xp, -xp.abs(x)))
 
     def backward(self, gout):
         x = self.saved[0]
@@ -286,17 +297,22 @@ class ToDevice(Function):
 
 # --- reductions -------------------------------------------------------------------------------
 
-def _norm_axis(axis, ndim, op):
+def _norm_axis(axis, ndim, op=None):
+    """`axis` (None, int or tuple, negatives allowed) as a sorted tuple of distinct axes.
+
+    `op` names the caller in errors; forward methods leave it out, as `apply` adds the op name.
+    """
+    where = f"{op}: " if op else ""
     if axis is None:
         return tuple(range(ndim))
     axes = (axis,) if isinstance(axis, numbers.Integral) else tuple(axis)
     out = []
     for a in axes:
-        if not isinstance(a, numbers.Integral) or not -ndim <= a < builtins.max(ndim, 1):
-            raise ValueError(f"{op}: axis {axis} is out of range for an array of {ndim} dims")
-        out.append(int(a) % builtins.max(ndim, 1))
+        if not isinstance(a, numbers.Integral) or not -ndim <= a < ndim:
+            raise ValueError(f"{where}axis {axis} is out of range for an array of {ndim} dims")
+        out.append(int(a) % ndim)
     if len(set(out)) != len(out):
-        raise ValueError(f"{op}: repeated axis in {axis}")
+        raise ValueError(f"{where}repeated axis in {axis}")
     return tuple(sorted(out))
 
 
@@ -311,7 +327,7 @@ def _expand(g, shape, axes, keepdims):
 class Sum(Function):
     """out = sum(x, axis);  gx = gout broadcast to x's shape"""
     def forward(self, x, *, axis=None, keepdims=False):
-        self.axes = _norm_axis(axis, x.ndim, "sum")
+        self.axes = _norm_axis(axis, x.ndim)
         self.shape, self.keepdims = x.shape, keepdims
         return x.sum(axis=self.axes, keepdims=keepdims)
 
@@ -323,7 +339,7 @@ class Sum(Function):
 class Mean(Function):
     """out = mean(x, axis);  gx = gout / n broadcast to x's shape"""
     def forward(self, x, *, axis=None, keepdims=False):
-        self.axes = _norm_axis(axis, x.ndim, "mean")
+        self.axes = _norm_axis(axis, x.ndim)
         self.shape, self.keepdims = x.shape, keepdims
         self.n = int(np.prod([x.shape[a] for a in self.axes])) if self.axes else 1
         return x.mean(axis=self.axes, keepdims=keepdims)
@@ -335,13 +351,13 @@ class Mean(Function):
 
 class Max(Function):
     """out = max(x, axis);  the gradient goes to the maxima (split evenly on ties)"""
-    fn = "max"
+    fn = "max"  # the array method used, so Min only changes this
 
     def forward(self, x, *, axis=None, keepdims=False):
-        self.axes = _norm_axis(axis, x.ndim, self.fn)
+        self.axes = _norm_axis(axis, x.ndim)
         self.keepdims = keepdims
         if x.size == 0:
-            raise ValueError(f"{self.fn} of an empty array")
+            raise ValueError("cannot reduce an empty array")
         out = getattr(x, self.fn)(axis=self.axes, keepdims=True)
         self.save_for_backward(x, out)
         return out if keepdims else out.reshape(
@@ -351,7 +367,7 @@ class Max(Function):
         x, out = self.saved
         mask = x == out
         g = _expand(gout, x.shape, self.axes, self.keepdims)
-        return g * mask / mask.sum(axis=self.axes, keepdims=True)
+        return g * mask / mask.sum(axis=self.axes, keepdims=True, dtype=g.dtype)
 
 
 class Min(Max):
@@ -364,11 +380,11 @@ class LogSumExp(Function):
     gx = gout * exp(x - out)"""
     def forward(self, x, *, axis=None, keepdims=False):
         xp = self.xp
-        self.axes = _norm_axis(axis, x.ndim, "logsumexp")
+        self.axes = _norm_axis(axis, x.ndim)
         self.keepdims = keepdims
         m = x.max(axis=self.axes, keepdims=True)
         m = xp.where(xp.isfinite(m), m, 0)
-        out = xp.log(xp.exp(x - m).sum(axis=self.axes, keepdims=True)) + m
+        out = xp.log(_exp_neg(xp, x - m).sum(axis=self.axes, keepdims=True)) + m
         self.save_for_backward(x, out)
         return out if keepdims else out.reshape(
             [n for i, n in enumerate(x.shape) if i not in self.axes])
@@ -376,7 +392,7 @@ class LogSumExp(Function):
     def backward(self, gout):
         x, out = self.saved
         g = _expand(gout, x.shape, self.axes, self.keepdims)
-        return g * self.xp.exp(x - out)
+        return g * _exp_neg(self.xp, x - out)
 
 
 # --- matrix product ---------------------------------------------------------------------------
@@ -385,33 +401,28 @@ class MatMul(Function):
     """out = x @ y (batched, broadcasting like NumPy);  gx = gout @ y^T, gy = x^T @ gout"""
     def forward(self, x, y):
         if x.ndim == 0 or y.ndim == 0:
-            raise ValueError("matmul: inputs must have at least 1 dimension (use * for scalars)")
+            raise ValueError("inputs must have at least 1 dimension (use * for scalars)")
         self.save_for_backward(x, y)
         return x @ y
 
     def backward(self, gout):
         x, y = self.saved
         n = self.needs_input_grad
+        # NumPy treats a 1-D x as a (1, k) row and a 1-D y as a (k, 1) column: do the same to
+        # gout, then drop the added axis; the engine sums broadcast batch axes back
         x2 = x[None, :] if x.ndim == 1 else x
         y2 = y[:, None] if y.ndim == 1 else y
-        g2 = gout
-        if x.ndim == 1:
-            g2 = g2[..., None, :]
-        if y.ndim == 1:
-            g2 = g2[..., None]
+        g2 = gout[..., None] if y.ndim == 1 else gout
+        g2 = g2[..., None, :] if x.ndim == 1 else g2
         gx = gy = None
         if n[0]:
             gx = g2 @ y2.swapaxes(-1, -2)
             if x.ndim == 1:
-                gx = gx.reshape(gx.shape[:-2] + gx.shape[-1:])
-                if gx.ndim > 1:
-                    gx = gx.sum(axis=tuple(range(gx.ndim - 1)))
+                gx = gx[..., 0, :]
         if n[1]:
             gy = x2.swapaxes(-1, -2) @ g2
             if y.ndim == 1:
-                gy = gy.reshape(gy.shape[:-1])
-                if gy.ndim > 1:
-                    gy = gy.sum(axis=tuple(range(gy.ndim - 1)))
+                gy = gy[..., 0]
         return gx, gy
 
 
@@ -432,9 +443,10 @@ class Transpose(Function):
     def forward(self, x, *, axes=None):
         if axes is None:
             axes = tuple(range(x.ndim))[::-1]
-        axes = tuple(int(a) % builtins.max(x.ndim, 1) for a in axes)
+        given = tuple(axes)
+        axes = tuple(int(a) % x.ndim if -x.ndim <= a < x.ndim else -1 for a in given)
         if sorted(axes) != list(range(x.ndim)):
-            raise ValueError(f"transpose: axes {axes} are not a permutation of {x.ndim} dims")
+            raise ValueError(f"axes {given} are not a permutation of {x.ndim} dims")
         self.axes = axes
         return x.transpose(axes)
 
@@ -476,13 +488,13 @@ class Concat(Function):
     """out = concatenate(xs, axis);  gx_i = the slice of gout that x_i filled"""
     def forward(self, *xs, axis=0):
         if not xs:
-            raise ValueError("concat: no tensors given")
-        self.axis = int(axis) % builtins.max(xs[0].ndim, 1)
+            raise ValueError("no tensors given")
+        self.axis = _norm_axis(axis, xs[0].ndim)[0]
         self.sizes = [x.shape[self.axis] if x.ndim else 1 for x in xs]
         return self.xp.concatenate(xs, axis=self.axis)
 
     def backward(self, gout):
-        splits = np.cumsum(self.sizes)[:-1]
+        splits = np.cumsum(self.sizes)[:-1].tolist()  # host ints: a device xp refuses ndarrays
         return tuple(self.xp.split(gout, splits, axis=self.axis))
 
 
@@ -490,7 +502,7 @@ class Stack(Function):
     """out = stack(xs, axis);  gx_i = gout taken at position i along axis"""
     def forward(self, *xs, axis=0):
         if not xs:
-            raise ValueError("stack: no tensors given")
+            raise ValueError("no tensors given")
         self.axis = axis
         return self.xp.stack(xs, axis=axis)
 
@@ -511,11 +523,13 @@ class Split(Function):
 class Pad(Function):
     """out = x padded with a constant;  gx = the inner slice of gout"""
     def forward(self, x, *, pad_width, value=0.0):
-        pw = np.broadcast_to(np.asarray(pad_width, dtype=np.int64).reshape(-1, 2)
-                             if np.ndim(pad_width) else [[pad_width, pad_width]],
-                             (x.ndim, 2)) if np.ndim(pad_width) < 2 else np.asarray(pad_width)
-        if pw.shape != (x.ndim, 2) or (pw < 0).any():
-            raise ValueError(f"pad: pad_width {pad_width} does not fit {x.ndim} dims")
+        pw = np.asarray(pad_width) if np.size(pad_width) else np.zeros((0, 2), np.int64)
+        if pw.dtype.kind not in "iu" or pw.ndim > 2 or (pw < 0).any():
+            raise ValueError(f"pad_width {pad_width} must be non-negative integers")
+        try:
+            pw = np.broadcast_to(pw, (x.ndim, 2))
+        except ValueError:
+            raise ValueError(f"pad_width {pad_width} does not fit {x.ndim} dims") from None
         self.slices = tuple(slice(int(a), int(a) + n) for (a, _), n in zip(pw, x.shape))
         return self.xp.pad(x, [tuple(int(v) for v in p) for p in pw], constant_values=value)
 
@@ -530,7 +544,8 @@ class Roll(Function):
         return self.xp.roll(x, shift, axis=axis)
 
     def backward(self, gout):
-        neg = tuple(-s for s in self.shift) if isinstance(self.shift, tuple) else -self.shift
+        shift = self.shift
+        neg = -shift if isinstance(shift, numbers.Integral) else tuple(-s for s in shift)
         return self.xp.roll(gout, neg, axis=self.axis)
 
 
@@ -546,16 +561,16 @@ class Flip(Function):
 
 # --- gathering --------------------------------------------------------------------------------
 
-def _check_index_array(idx, op):
+def _check_index_array(idx):
     if getattr(idx, "dtype", np.dtype(np.int64)).kind not in "iu":
-        raise TypeError(f"{op}: indices must be integers, got dtype {idx.dtype}")
+        raise TypeError(f"indices must be integers, got dtype {idx.dtype}")
 
 
 class Take(Function):
     """out = take(x, indices, axis);  gx = zeros with gout added at the indices (repeats add)"""
     def forward(self, x, indices, *, axis=0):
-        _check_index_array(indices, self.name)
-        self.axis = int(axis) % builtins.max(x.ndim, 1)
+        _check_index_array(indices)
+        self.axis = _norm_axis(axis, x.ndim)[0]
         n = x.shape[self.axis]
         if indices.size and (indices.max() >= n or indices.min() < -n):
             raise IndexError(f"indices out of range for axis {axis} of size {n}")
@@ -582,16 +597,19 @@ class Embedding(Take):
 class Gather(Function):
     """out = take_along_axis(x, index, axis);  gx = zeros with gout added at index"""
     def forward(self, x, index, *, axis):
-        _check_index_array(index, "gather")
-        self.axis = int(axis) % builtins.max(x.ndim, 1)
-        self.shape = x.shape
-        self.save_for_backward(index)
-        return self.xp.take_along_axis(x, index, axis=self.axis)
+        _check_index_array(index)
+        a = self.axis = _norm_axis(axis, x.ndim)[0]
+        out = self.xp.take_along_axis(x, index, axis=a)
+        # index and x may broadcast against each other: scatter into the broadcast shape and
+        # let the engine sum the gradient back to x's shape
+        self.gshape = out.shape[:a] + x.shape[a:a + 1] + out.shape[a + 1:]
+        self.save_for_backward(self.xp.broadcast_to(index, out.shape))
+        return out
 
     def backward(self, gout):
         (index,) = self.saved
         xp = self.xp
-        gx = xp.zeros(self.shape, gout.dtype)
+        gx = xp.zeros(self.gshape, gout.dtype)
         grid = list(xp.indices(index.shape, sparse=True))
         grid[self.axis] = index
         xp.add.at(gx, tuple(grid), gout)
@@ -604,7 +622,7 @@ class Softmax(Function):
     """out = exp(x - logsumexp(x));  gx = out * (gout - sum(gout * out))"""
     def forward(self, x, *, axis=-1):
         self.axis = axis
-        e = self.xp.exp(x - x.max(axis=axis, keepdims=True))
+        e = _exp_neg(self.xp, x - x.max(axis=axis, keepdims=True))
         out = e / e.sum(axis=axis, keepdims=True)
         self.save_for_backward(out)
         return out
@@ -620,13 +638,13 @@ class LogSoftmax(Function):
         xp = self.xp
         self.axis = axis
         z = x - x.max(axis=axis, keepdims=True)
-        out = z - xp.log(xp.exp(z).sum(axis=axis, keepdims=True))
+        out = z - xp.log(_exp_neg(xp, z).sum(axis=axis, keepdims=True))
         self.save_for_backward(out)
         return out
 
     def backward(self, gout):
         out = self.saved[0]
-        return gout - self.xp.exp(out) * gout.sum(axis=self.axis, keepdims=True)
+        return gout - _exp_neg(self.xp, out) * gout.sum(axis=self.axis, keepdims=True)
 
 
 class CrossEntropy(Function):
@@ -635,7 +653,7 @@ class CrossEntropy(Function):
     def forward(self, x, target, *, ignore_index, reduction):
         xp = self.xp
         z = x - x.max(axis=-1, keepdims=True)
-        logp = z - xp.log(xp.exp(z).sum(axis=-1, keepdims=True))
+        logp = z - xp.log(_exp_neg(xp, z).sum(axis=-1, keepdims=True))
         keep = target != ignore_index
         safe = xp.where(keep, target, 0)
         nll = -xp.take_along_axis(logp, safe[..., None], axis=-1)[..., 0] * keep
@@ -650,7 +668,7 @@ class CrossEntropy(Function):
     def backward(self, gout):
         logp, safe, keep = self.saved
         xp = self.xp
-        g = xp.exp(logp)
+        g = _exp_neg(xp, logp)
         grid = list(xp.indices(safe.shape, sparse=True)) + [safe]
         g[tuple(grid)] -= 1
         scale = gout[..., None] if self.reduction == "none" else (
@@ -663,7 +681,7 @@ class BCEWithLogits(Function):
     def forward(self, x, y):
         xp = self.xp
         self.save_for_backward(x, y)
-        return xp.maximum(x, 0) - x * y + xp.log1p(xp.exp(-xp.abs(x)))
+        return xp.maximum(x, 0) - x * y + xp.log1p(_exp_neg(xp, -xp.abs(x)))
 
     def backward(self, gout):
         x, y = self.saved
@@ -898,7 +916,12 @@ def flip(x, axis=None):
 
 def getitem(x, index):
     from minigrad.tensor import _raw_index
-    return GetItem.apply(x, index=_raw_index(index))
+    index = _raw_index(index)
+    if type(getattr(x, "data", x)) is not np.ndarray:  # host index arrays follow x to its device
+        items = index if isinstance(index, tuple) else (index,)
+        moved = tuple(_index_array(i, x) if isinstance(i, np.ndarray) else i for i in items)
+        index = moved if isinstance(index, tuple) else moved[0]
+    return GetItem.apply(x, index=index)
 
 
 def _index_array(idx, device_of):
@@ -938,7 +961,12 @@ def log_softmax(x, axis=-1):
 def cross_entropy(logits, targets, ignore_index=-100, reduction="mean"):
     """Softmax cross-entropy of `logits` (..., C) against integer `targets` (...).
 
-    `reduction`: "mean" (over targets not equal to `ignore_index`), "sum" or "none".
+    loss_i = logsumexp(logits_i) - logits_i[targets_i], or 0 where targets_i == ignore_index.
+    `reduction`: "none" (loss_i), "sum", or "mean": the sum over the kept targets divided by
+    their count (0 when every target is ignored, so an all-padding batch gives no gradient).
+
+    >>> mg.cross_entropy(mg.tensor([[2.0, 0.0, -1.0]]), np.array([0]))
+    tensor(0.16984603, dtype=float32)
     """
     if reduction not in ("mean", "sum", "none"):
         raise ValueError(f"cross_entropy: reduction must be mean, sum or none, got {reduction!r}")
@@ -966,19 +994,42 @@ def _reduce(loss, reduction, op):
     raise ValueError(f"{op}: reduction must be mean, sum or none, got {reduction!r}")
 
 
+def _shape(x):
+    """Shape of a Tensor, device array, scalar or list (np.shape refuses device arrays)."""
+    x = getattr(x, "data", x)
+    return tuple(x.shape) if hasattr(x, "shape") else np.shape(x)
+
+
+def _same_shape(x, y, op):
+    # losses refuse to broadcast: (B, 1) against (B,) would silently give a (B, B) loss
+    xs, ys = _shape(x), _shape(y)
+    if xs != ys:
+        raise ValueError(f"{op}: input of shape {xs} and target of shape {ys} differ")
+
+
 def binary_cross_entropy_with_logits(logits, targets, reduction="mean"):
     """-[y log sigmoid(x) + (1 - y) log(1 - sigmoid(x))], computed stably from logits."""
+    _same_shape(logits, targets, "binary_cross_entropy_with_logits")
     return _reduce(BCEWithLogits.apply(logits, targets), reduction,
                    "binary_cross_entropy_with_logits")
 
 
 def mse_loss(pred, target, reduction="mean"):
+    """mean((pred - target)**2) (or "sum", or "none": per element); shapes must be equal."""
+    _same_shape(pred, target, "mse_loss")
     d = pred - target
     return _reduce(d * d, reduction, "mse_loss")
 
 
 def dropout(x, p=0.5, training=True, rng=None):
-    """Zero each element with probability `p` and scale the rest by 1/(1-p) (when training)."""
+    """Zero each element with probability `p` and scale the rest by 1/(1-p) (when training).
+
+    out = x * keep / (1 - p) with keep = rng.random(x.shape) >= p, drawn on the host from `rng`
+    (a numpy Generator; default: `mg.random`), so a NumPy program with the same seed reproduces
+    the mask;  gx = gout * keep / (1 - p).
+
+    >>> y = mg.dropout(mg.tensor([1.0, 2.0, 3.0]), p=0.5, rng=np.random.default_rng(0))
+    """
     if not 0 <= p < 1:
         raise ValueError(f"dropout: p must be in [0, 1), got {p}")
     if not training or p == 0:
@@ -989,6 +1040,7 @@ def dropout(x, p=0.5, training=True, rng=None):
 
 def normalize(x, p=2, axis=-1, eps=1e-12):
     """x / max(||x||_p, eps) along `axis`."""
+    _norm_axis(axis, len(_shape(x)), "normalize")
     if p == 2:
         norm = sqrt(sum(x * x, axis=axis, keepdims=True))
     else:
@@ -998,6 +1050,8 @@ def normalize(x, p=2, axis=-1, eps=1e-12):
 
 def cosine_similarity(x1, x2, axis=-1, eps=1e-8):
     """sum(x1 * x2) / max(||x1|| ||x2||, eps) along `axis`."""
+    ndim = builtins.max(len(_shape(x1)), len(_shape(x2)))
+    _norm_axis(axis, ndim, "cosine_similarity")
     n = sqrt(sum(x1 * x1, axis=axis) * sum(x2 * x2, axis=axis))
     return sum(x1 * x2, axis=axis) / maximum(n, eps)
 
@@ -1006,11 +1060,15 @@ def cosine_similarity(x1, x2, axis=-1, eps=1e-8):
 
 def argmax(x, axis=None, keepdims=False):
     xd = x.data if isinstance(x, Tensor) else x
+    if axis is not None:
+        _norm_axis(axis, xd.ndim, "argmax")
     return Tensor._wrap(_as_arr(xd.argmax(axis=axis, keepdims=keepdims)))
 
 
 def argmin(x, axis=None, keepdims=False):
     xd = x.data if isinstance(x, Tensor) else x
+    if axis is not None:
+        _norm_axis(axis, xd.ndim, "argmin")
     return Tensor._wrap(_as_arr(xd.argmin(axis=axis, keepdims=keepdims)))
 
 
@@ -1025,8 +1083,9 @@ def topk(x, k, axis=-1, largest=True):
     """
     from minigrad.backend import get_array_module
     xd = x.data
+    axis = _norm_axis(axis, xd.ndim, "topk")[0]
     n = xd.shape[axis]
-    if not 0 < k <= n:
+    if not isinstance(k, numbers.Integral) or not 0 < k <= n:
         raise ValueError(f"topk: k={k} must be in [1, {n}] for axis {axis} of shape {x.shape}")
     xp = get_array_module(xd)
     key = -xd if largest else xd

@@ -113,7 +113,16 @@ class Tensor:
         return ops.astype(self, dtype)
 
     def backward(self, grad=None, retain_graph=False) -> None:
-        """Accumulate d(self)/d(leaf) into every leaf's `.grad` (grad defaults to 1 for a scalar)."""
+        """Accumulate d(self)/d(leaf) into every leaf's `.grad` (grad defaults to 1 for a scalar).
+
+        `grad` is d(loss)/d(self), of self's shape. The graph's saved arrays are freed unless
+        `retain_graph=True`.
+
+        >>> x = tensor([1.0, 2.0], requires_grad=True)
+        >>> (x * x).sum().backward()
+        >>> x.grad
+        tensor([2., 4.], dtype=float32)
+        """
         from minigrad.engine import run_backward
         if not self.requires_grad:
             raise RuntimeError("backward: this tensor does not require grad and has no graph "
@@ -168,7 +177,11 @@ class Tensor:
         from minigrad.engine import _make
         return _make(data, False, None, 0)
 
-    # --- in place: allowed off the graph, and counted so a stale saved array is caught ---------
+    # --- in place ---------------------------------------------------------------------------
+    # Allowed off the graph (tensors that need no gradient, or inside no_grad) and counted in
+    # `_version`, so backward refuses an array that was saved and then changed. On a tensor that
+    # requires grad under grad mode, `x += y` (and -=, *=, /=) rebinds x to the out-of-place
+    # result, a new node; setitem, copy_, add_, ... raise. Writes to `.data` are not counted.
     def _inplace(self, opname, fn):
         from minigrad.engine import state
         if state.grad_enabled and self.requires_grad:
@@ -271,7 +284,8 @@ def _seed_grad(t, grad, opname):
     if not isinstance(g, backend.device_of(t.data).array_type):
         g = _as_array(g, t.dtype, t.device)
     if tuple(g.shape) != tuple(t.data.shape):
-        raise ValueError(f"{opname}: grad of shape {tuple(g.shape)} for a tensor of shape {t.shape}")
+        raise ValueError(f"{opname}: grad of shape {tuple(g.shape)} for a tensor of shape "
+                         f"{t.shape}")
     return g
 
 
@@ -294,7 +308,7 @@ def _as_array(data, dtype=None, device=None):
         data = data.astype(dtype)
     if dev is not None and dev is not src:
         host = data if src.name == "cpu" else src.to_host(data)
-        data = dev.to_device(np.ascontiguousarray(host))
+        data = dev.to_device(np.asarray(host, order="C"))  # ascontiguousarray makes 0-d 1-d
     return data
 
 
@@ -351,7 +365,8 @@ def _rng(rng):
         return rng
     if isinstance(rng, (int, np.integer)):
         return np.random.default_rng(int(rng))
-    raise TypeError(f"rng must be a numpy.random.Generator or an int seed, got {type(rng).__name__}")
+    raise TypeError(f"rng must be a numpy.random.Generator or an int seed, "
+                    f"got {type(rng).__name__}")
 
 
 def randn(*shape, rng=None, dtype=None, device=None, requires_grad=False) -> Tensor:

@@ -8,6 +8,7 @@ A comparison with PyTorch runs only when torch happens to be installed.
 import numpy as np
 import pytest
 
+from benchmarks import numpy_ref
 from benchmarks.numpy_ref import gru_forward_backward, lstm_forward_backward
 
 T, B, I, H = 3, 2, 3, 4
@@ -285,3 +286,33 @@ def test_lstm_matches_torch_if_installed():
 
 def test_gru_reset_after_matches_torch_if_installed():
     _torch_compare("gru")
+
+
+@pytest.mark.parametrize("steps_per_block", [1, 2, 3])
+def test_time_blocking(monkeypatch, steps_per_block):
+    """The backward precomputes local factors over blocks of time steps; any
+    block size (including ragged last blocks) must give the same gradients."""
+    Tn = 7
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((Tn, B, I))
+    pl = {"x": x, "weight_ih": 0.5 * rng.standard_normal((4 * H, I)),
+          "weight_hh": 0.5 * rng.standard_normal((4 * H, H)),
+          "bias": 0.5 * rng.standard_normal(4 * H)}
+    pg = {"x": x, "weight_ih": 0.5 * rng.standard_normal((3 * H, I)),
+          "weight_hh": 0.5 * rng.standard_normal((3 * H, H)),
+          "bias_ih": 0.5 * rng.standard_normal(3 * H),
+          "bias_hh": 0.5 * rng.standard_normal(3 * H)}
+    want_l = _run_lstm(pl)
+    want_g = {ra: _run_gru(pg, ra) for ra in (False, True)}
+    # elements per step: 4H*B for the LSTM / reset-after GRU, 3H*B otherwise
+    monkeypatch.setattr(numpy_ref, "_BLOCK_ELEMS", steps_per_block * 3 * H * B)
+    got_l = _run_lstm(pl)
+    _, naive = _naive_lstm(pl["x"], pl["weight_ih"], pl["weight_hh"], pl["bias"])
+    _assert_grads_close(got_l[1], naive, rtol=1e-10, atol=1e-12)
+    _assert_grads_close(got_l[1], want_l[1], rtol=1e-12, atol=1e-13)
+    for ra in (False, True):
+        loss, grads = _run_gru(pg, ra)
+        assert loss == pytest.approx(_naive_gru_loss(pg, ra), rel=1e-12)
+        _assert_grads_close(grads, want_g[ra][1], rtol=1e-12, atol=1e-13)
+    num = _numeric_grads(lambda q: _run_gru(q, False)[0], pg)
+    _assert_grads_close(_run_gru(pg, False)[1], num, rtol=1e-6, atol=1e-8)

@@ -1,4 +1,24 @@
-"""Neural-network building blocks: Module, Parameter, layers, initialisers and utilities."""
+"""Neural-network building blocks: Module, Parameter, layers, initialisers (`init`) and gradient
+clipping (`utils`).
+
+>>> import minigrad as mg
+>>> net = mg.nn.Sequential(mg.nn.Linear(4, 8, rng=0), mg.nn.Tanh(), mg.nn.Linear(8, 2, rng=1))
+>>> net(mg.ones(3, 4)).shape
+(3, 2)
+"""
+from minigrad.nn import init, utils
+from minigrad.nn.layers import (
+    Dropout,
+    Embedding,
+    Linear,
+    ModuleList,
+    ParameterList,
+    ReLU,
+    Sequential,
+    Sigmoid,
+    Tanh,
+)
 from minigrad.nn.module import Module, Parameter
 
-__all__ = ["Module", "Parameter"]
+__all__ = ["Dropout", "Embedding", "Linear", "Module", "ModuleList", "Parameter",
+           "ParameterList", "ReLU", "Sequential", "Sigmoid", "Tanh", "init", "utils"]

@@ -1,0 +1,12 @@
+"""Optimizers and learning-rate schedules.
+
+>>> import minigrad as mg
+>>> model = mg.nn.Linear(3, 1, rng=0)
+>>> opt = mg.optim.Adam(model.parameters(), lr=1e-2)
+>>> sched = mg.optim.CosineAnnealingLR(opt, T_max=100)
+"""
+from minigrad.optim.optimizers import SGD, Adagrad, Adam, AdamW, Optimizer, RMSprop
+from minigrad.optim.schedules import CosineAnnealingLR, ExponentialLR, LRScheduler, StepLR
+
+__all__ = ["SGD", "Adagrad", "Adam", "AdamW", "CosineAnnealingLR", "ExponentialLR",
+           "LRScheduler", "Optimizer", "RMSprop", "StepLR"]

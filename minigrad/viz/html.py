@@ -1,0 +1,280 @@
+"""`save_html`: one self-contained page that steps through the forward, then the backward pass."""
+from __future__ import annotations
+
+import html
+import json
+import os
+
+import numpy as np
+
+from minigrad.viz.draw import FILL, GRAD_COLOR, MARK, layout
+from minigrad.viz.graph import fmt_shape, fmt_value, host
+from minigrad.viz.stepper import Stepper
+
+PANEL_VALUES = 64  # arrays up to this size are printed whole in the side panel
+
+
+def save_html(outputs, path, *, grad_outputs=None, group: str | None = None,
+              title: str = "minigrad graph") -> str:
+    """Write an HTML page stepping through the graph of `outputs`: forward, then backward.
+
+    The page holds one SVG drawing (laid out by Graphviz `dot`), the steps as data and a few
+    lines of script: previous / next / play buttons, arrow keys (Home/End jump, space plays).
+    The current node is red, finished ones blue (forward) or orange (backward), gradients
+    appear on the edges as they are sent, and a side panel shows the node's values and
+    gradients. Nothing is fetched from the network. Build the graph inside `mg.viz.record()` to
+    see forward values. Returns `path`.
+
+    >>> import minigrad as mg
+    >>> w = mg.tensor([1.0, -2.0], requires_grad=True, name="w")
+    >>> with mg.viz.record():
+    ...     loss = (mg.tanh(w) * w).sum()
+    >>> mg.viz.save_html(loss, "out/tanh.html")  # doctest: +SKIP
+    """
+    st = Stepper(outputs, grad_outputs)
+    g = st.graph
+    edge_text = {}
+    for s in st:
+        edge_text.update(st.edge_grads(s))
+    for k, t in enumerate(st.roots):
+        if t._node is not None:
+            edge_text[(g.op_id(t._node), f"out{k}", -1)] = _seed_text(st.seeds[k])
+    svg = layout(g, group=group, edge_text=edge_text, classes=True).pipe(format="svg")
+    svg = svg.decode("utf-8")
+    svg = svg[svg.index("<svg"):]  # drop the XML prolog and the DTD reference
+
+    names = _names(g)
+    frames = []
+    for s in st.forward_steps:
+        frames.append({"phase": "forward", "k": s.index, "node": g.op_id(s.node),
+                       "panel": _forward_panel(s, g, names, len(st.forward_steps))})
+    for s in st:
+        frames.append({"phase": "backward", "k": s.index, "node": g.op_id(s.node),
+                       "panel": _backward_panel(s, g, names, len(st))})
+    data = {
+        "ops": [g.op_id(fn) for fn in g.ops],
+        "bwd": {g.op_id(s.node): s.index for s in st},
+        "gedges": [{"id": _edge_id(src, dst, pos), "dst": dst}
+                   for (src, dst, pos) in edge_text],
+        "frames": frames,
+    }
+    page = _PAGE.format(title=html.escape(title), svg=svg, css=_css(),
+                        data=json.dumps(data).replace("</", "<\\/"), script=_SCRIPT)
+    os.makedirs(os.path.dirname(os.path.abspath(os.fspath(path))), exist_ok=True)
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(page)
+    return os.fspath(path)
+
+
+def _edge_id(src, dst, pos):
+    return f"e_{src}_{dst}_{pos if pos >= 0 else 'out'}"
+
+
+def _seed_text(a):
+    return "g = " + fmt_value(a)
+
+
+def _names(g):
+    """Drawing id -> a readable name for every source of an edge."""
+    names = {t.id: t.name for t in g.tensors}
+    for fn in g.ops:
+        names[g.op_id(fn)] = f"{fn.name} #{fn.seq}"
+    return names
+
+
+def _array_html(a, label):
+    """A labelled value block; small arrays also carry their numbers as JSON (for tools/tests)."""
+    if a is None:
+        return f"<div class='v'><b>{html.escape(label)}</b>: none</div>"
+    if not hasattr(a, "shape"):
+        return f"<div class='v'><b>{html.escape(label)}</b>: {html.escape(repr(a))}</div>"
+    h = host(a)
+    head = f"<b>{html.escape(label)}</b> {fmt_shape(h.shape, h.dtype)}"
+    if h.size <= PANEL_VALUES:
+        body = np.array2string(h, precision=4, separator=" ", suppress_small=True,
+                               max_line_width=48)
+        vals = json.dumps(h.astype(float).ravel().tolist() if h.dtype.kind in "fciub" else [])
+        return (f"<div class='v'>{head}<pre data-values='{html.escape(vals)}'>"
+                f"{html.escape(body)}</pre></div>")
+    f = h.astype(float)
+    body = (f"min {f.min():.4g}  mean {f.mean():.4g}  max {f.max():.4g}\n"
+            f"norm {float((f * f).sum()) ** 0.5:.4g}")
+    return f"<div class='v'>{head}<pre>{html.escape(body)}</pre></div>"
+
+
+def _tags_html(fn):
+    if not fn.tags:
+        return ""
+    tags = ", ".join(f"{k} = {v}" for k, v in fn.tags)
+    return f"<div class='tags'>{html.escape(tags)}</div>"
+
+
+def _inputs(g, fn):
+    return sorted((e for e in g.edges if e.dst == g.op_id(fn)), key=lambda e: e.pos)
+
+
+def _forward_panel(s, g, names, n):
+    fn = s.node
+    parts = [f"<h2>forward {s.index + 1}/{n}: {html.escape(fn.name)} "
+             f"<small>#{fn.seq}</small></h2>", _tags_html(fn), "<h3>inputs</h3>"]
+    for e in _inputs(g, fn):
+        src = names.get(e.src, e.src)
+        parts.append(f"<div class='in'>in{e.pos} ← {html.escape(src)} "
+                     f"{fmt_shape(e.shape)}{' (saved)' if e.saved else ''}</div>")
+    parts.append("<h3>outputs</h3>")
+    if s.outputs is None:
+        parts.append("<div class='v'>values not recorded (build the graph inside "
+                     "mg.viz.record())</div>")
+    else:
+        for k, a in enumerate(s.outputs):
+            parts.append(_array_html(a, f"out{k}" if len(s.outputs) > 1 else "out"))
+    return "".join(parts)
+
+
+def _backward_panel(s, g, names, n):
+    fn = s.node
+    parts = [f"<h2>backward {s.index + 1}/{n}: {html.escape(fn.name)} "
+             f"<small>#{fn.seq}</small></h2>", _tags_html(fn),
+             "<h3>gradient arriving</h3><div class='gouts'>"]
+    for k, a in enumerate(s.gouts):
+        parts.append(_array_html(a, f"gout{k}" if len(s.gouts) > 1 else "gout"))
+    parts.append("</div><h3>gradients sent to inputs</h3><div class='gxs'>")
+    for e in _inputs(g, fn):
+        if e.const:
+            continue
+        parts.append(f"<div class='gx' data-src='{html.escape(e.src)}' data-pos='{e.pos}'>")
+        parts.append(_array_html(s.gxs[e.pos], f"gx{e.pos} → {names.get(e.src, e.src)}"))
+        parts.append("</div>")
+    parts.append("</div>")
+    return "".join(parts)
+
+
+def _css():
+    shapes = "path, polygon, ellipse"
+
+    def rule(cls, color, extra=""):
+        return ", ".join(f"g.node.{cls} > {s}" for s in shapes.split(", ")) + \
+            f" {{ fill: {color}; {extra} }}"
+    return "\n".join([
+        rule("fdone", MARK["fdone"]), rule("bdone", MARK["bdone"]),
+        rule("current", MARK["current"], "stroke-width: 3px;"),
+        f'g.edge text[fill="{GRAD_COLOR}"] {{ visibility: hidden; }}',
+        f'g.edge.sent text[fill="{GRAD_COLOR}"] {{ visibility: visible; }}',
+        f"g.edge.sent > path {{ stroke: {GRAD_COLOR}; }}",
+        f"g.edge.sent > polygon {{ stroke: {GRAD_COLOR}; fill: {GRAD_COLOR}; }}",
+        f".legend .op {{ background: {FILL['op']}; }} .legend .param {{ background: "
+        f"{FILL['param']}; }} .legend .fdone {{ background: {MARK['fdone']}; }} "
+        f".legend .bdone {{ background: {MARK['bdone']}; }} .legend .current {{ background: "
+        f"{MARK['current']}; }}",
+    ])
+
+
+_PAGE = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
+<style>
+body {{ margin: 0; font: 14px Helvetica, Arial, sans-serif; display: flex; height: 100vh; }}
+#graph {{ flex: 1; overflow: auto; padding: 8px; }}
+#side {{ width: 380px; border-left: 1px solid #ccc; padding: 8px 12px; overflow: auto; }}
+#controls button {{ font-size: 15px; margin: 2px; }}
+#where {{ margin: 6px 0; font-weight: bold; }}
+pre {{ background: #f6f6f6; padding: 4px; margin: 2px 0 8px; font-size: 12px; }}
+h2 {{ font-size: 16px; margin: 8px 0 4px; }} h3 {{ font-size: 13px; margin: 8px 0 2px; }}
+.tags {{ color: #555; font-size: 12px; }}
+.legend span {{ display: inline-block; padding: 1px 6px; margin: 1px; border: 1px solid #999;
+  font-size: 11px; }}
+{css}
+</style></head>
+<body>
+<div id="graph">{svg}</div>
+<div id="side">
+<div id="controls">
+<button id="first" title="first (Home)">first</button>
+<button id="prev" title="previous (left arrow)">&#x25C0; prev</button>
+<button id="play" title="play / pause (space)">play</button>
+<button id="next" title="next (right arrow)">next &#x25B6;</button>
+<button id="last" title="last (End)">last</button>
+</div>
+<input id="slider" type="range" min="0" value="0" style="width: 100%">
+<div id="where"></div>
+<div class="legend"><span class="op">op</span><span class="param">parameter</span>
+<span class="fdone">forward done</span><span class="bdone">backward done</span>
+<span class="current">current</span></div>
+<div id="panel"></div>
+</div>
+<script id="data" type="application/json">{data}</script>
+<script>{script}</script>
+</body></html>
+"""
+
+_SCRIPT = """
+"use strict";
+const D = JSON.parse(document.getElementById("data").textContent);
+const fwdIndex = {};
+D.ops.forEach((id, k) => { fwdIndex[id] = k; });
+let cur = 0, timer = null;
+const slider = document.getElementById("slider");
+slider.max = D.frames.length - 1;
+
+function show(i) {
+  cur = Math.max(0, Math.min(D.frames.length - 1, i));
+  const f = D.frames[cur];
+  for (const id of D.ops) {
+    const el = document.getElementById(id);
+    if (!el) continue;
+    el.classList.remove("current", "fdone", "bdone");
+    if (f.phase === "forward") {
+      if (fwdIndex[id] < f.k) el.classList.add("fdone");
+    } else if (D.bwd[id] !== undefined && D.bwd[id] < f.k) {
+      el.classList.add("bdone");
+    }
+  }
+  const node = document.getElementById(f.node);
+  if (node) {
+    node.classList.add("current");
+    node.scrollIntoView({block: "center", inline: "center"});
+  }
+  for (const e of D.gedges) {
+    const el = document.getElementById(e.id);
+    if (!el) continue;
+    const sent = f.phase === "backward" &&
+      (D.bwd[e.dst] === undefined || D.bwd[e.dst] <= f.k);
+    el.classList.toggle("sent", sent);
+  }
+  document.getElementById("panel").innerHTML = f.panel;
+  document.getElementById("where").textContent =
+    "step " + (cur + 1) + " / " + D.frames.length + " (" + f.phase + ")";
+  document.body.dataset.frame = cur;
+  document.body.dataset.node = f.node;
+  slider.value = cur;
+}
+
+function play() {
+  if (timer) { clearInterval(timer); timer = null; }
+  else {
+    if (cur === D.frames.length - 1) show(0);
+    timer = setInterval(() => {
+      if (cur >= D.frames.length - 1) { clearInterval(timer); timer = null; setLabel(); return; }
+      show(cur + 1);
+    }, 700);
+  }
+  setLabel();
+}
+function setLabel() { document.getElementById("play").textContent = timer ? "pause" : "play"; }
+
+document.getElementById("first").onclick = () => show(0);
+document.getElementById("prev").onclick = () => show(cur - 1);
+document.getElementById("next").onclick = () => show(cur + 1);
+document.getElementById("last").onclick = () => show(D.frames.length - 1);
+document.getElementById("play").onclick = play;
+slider.oninput = () => show(parseInt(slider.value, 10));
+document.addEventListener("keydown", (ev) => {
+  if (ev.key === "ArrowRight") show(cur + 1);
+  else if (ev.key === "ArrowLeft") show(cur - 1);
+  else if (ev.key === "Home") show(0);
+  else if (ev.key === "End") show(D.frames.length - 1);
+  else if (ev.key === " ") play();
+  else return;
+  ev.preventDefault();
+});
+show(0);
+"""

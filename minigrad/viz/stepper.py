@@ -1,0 +1,232 @@
+"""`Stepper`: the backward pass one node at a time, in the engine's own order, and the recorded
+forward pass one op at a time."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from minigrad.engine import GraphFreedError, _check_versions, unbroadcast
+from minigrad.tensor import Tensor, _seed_grad
+from minigrad.viz.draw import Digraph, layout
+from minigrad.viz.graph import build, fmt_value, op_id, outputs_of
+
+
+@dataclass
+class ForwardStep:
+    """Op number `index` of the forward pass: `node` and the arrays it produced (`outputs`,
+    None when the graph was not built inside `mg.viz.record()`)."""
+
+    index: int
+    node: object
+    outputs: tuple | None
+
+    def __repr__(self):
+        return f"ForwardStep({self.index}: {self.node.name} #{self.node.seq})"
+
+
+@dataclass
+class BackwardStep:
+    """Node number `index` of the backward pass.
+
+    `gouts`: the gradient arriving at each of the node's outputs (summed over its consumers;
+    zeros for an output nobody used), `gxs`: what it sends to each input, already summed back to
+    the input's shape (None for inputs that need no gradient), `done`: the drawing ids
+    (`op<seq>`) of the nodes finished before this one.
+    """
+
+    index: int
+    node: object
+    gouts: tuple
+    gxs: tuple
+    done: frozenset
+
+    def __repr__(self):
+        return f"BackwardStep({self.index}: {self.node.name} #{self.node.seq})"
+
+
+class Stepper:
+    """Walk the backward pass of `outputs` node by node, and replay the recorded forward pass.
+
+    Backward runs in the order `Tensor.backward` uses, on the graph's saved arrays, without
+    freeing them or touching any `.grad` (hooks are not run). Each `BackwardStep` holds the
+    gradient arriving at the node and those it sends to its inputs:
+    `gx_i = d(loss)/d(input_i)` restricted to the path through this node, so for a leaf the
+    gradients sent to it, summed over all steps, equal `mg.grad(loss, leaf)` (`.grad(leaf)`).
+    A non-scalar output needs `grad_outputs` (one array or Tensor per output), as in `mg.grad`.
+
+    >>> import minigrad as mg
+    >>> w = mg.tensor([1.0, -2.0], requires_grad=True, name="w")
+    >>> with mg.viz.record():
+    ...     loss = mg.tanh(w).sum()
+    >>> st = mg.viz.Stepper(loss)
+    >>> [s.node.name for s in st]          # backward order
+    ['Sum', 'Tanh']
+    >>> [s.node.name for s in st.forward_steps]
+    ['Tanh', 'Sum']
+    >>> st.draw(st[1])  # doctest: +SKIP
+    """
+
+    def __init__(self, outputs, grad_outputs=None):
+        roots = [outputs] if isinstance(outputs, Tensor) else list(outputs)
+        if grad_outputs is None:
+            grad_outputs = [None] * len(roots)
+        elif isinstance(grad_outputs, Tensor):
+            grad_outputs = [grad_outputs]
+        if len(grad_outputs) != len(roots):
+            raise ValueError(f"Stepper: {len(roots)} outputs but {len(grad_outputs)} "
+                             "grad_outputs")
+        if not any(isinstance(t, Tensor) and t.requires_grad for t in roots):
+            raise ValueError("Stepper: no output requires grad, so there is no backward pass to "
+                             "step through (build it from tensors with requires_grad=True)")
+        self.graph = build(roots)
+        seeds = [_seed_grad(t, g, "Stepper") for t, g in zip(roots, grad_outputs)]
+        self.roots = roots
+        self.seeds = seeds
+        self.forward_steps = [ForwardStep(k, fn, outputs_of(fn))
+                              for k, fn in enumerate(self.graph.ops)]
+        self.backward_steps, self._leaf_grads = _walk(roots, seeds)
+
+    def __iter__(self):
+        return iter(self.backward_steps)
+
+    def __len__(self):
+        return len(self.backward_steps)
+
+    def __getitem__(self, k) -> BackwardStep:
+        return self.backward_steps[k]
+
+    def grad(self, leaf: Tensor):
+        """The whole gradient that reached `leaf` (an array), or None."""
+        entry = self._leaf_grads.get(id(leaf))
+        if entry is None:
+            return None
+        g = entry[1]
+        # as in backward: a float32 leaf used with float64 data gets a float32 gradient
+        return g.astype(leaf.data.dtype) if g.dtype != leaf.data.dtype else g
+
+    def draw(self, step=None, *, show_values: bool = True, group: str | None = None,
+             rankdir: str = "TB") -> Digraph:
+        """The graph at `step` (a BackwardStep, a ForwardStep or None for the whole graph).
+
+        The current node is red; in a forward step the ops run so far are blue; in a backward
+        step the finished nodes are orange, their outputs' gradients are in their labels and
+        the gradients already sent are written on the edges.
+        """
+        return layout(self.graph, show_values=show_values, group=group, rankdir=rankdir,
+                      **self._marks(step))
+
+    def _marks(self, step):
+        g = self.graph
+        if step is None:
+            return {}
+        if isinstance(step, ForwardStep):
+            marks = {g.op_id(fn): "fdone" for fn in g.ops[:step.index]}
+            marks[g.op_id(step.node)] = "current"
+            return {"marks": marks}
+        if not isinstance(step, BackwardStep):
+            raise TypeError(f"Stepper.draw: expected a ForwardStep or BackwardStep, got "
+                            f"{type(step).__name__}")
+        marks, edge_text, op_grads = {}, {}, {}
+        for s in self.backward_steps[:step.index + 1]:
+            nid = g.op_id(s.node)
+            marks[nid] = "bdone"
+            op_grads[nid] = " | ".join(fmt_value(x) for x in s.gouts)
+            edge_text.update(self.edge_grads(s))
+        marks[g.op_id(step.node)] = "current"
+        for k, t in enumerate(self.roots):
+            edge_text[(g.op_id(t._node), f"out{k}", -1)] = "g = " + fmt_value(self.seeds[k])
+        return {"marks": marks, "edge_text": edge_text, "op_grads": op_grads}
+
+    def edge_grads(self, step: BackwardStep) -> dict:
+        """(source id, this node's id, input slot) -> text of the gradient sent along it."""
+        g = self.graph
+        dst = g.op_id(step.node)
+        out = {}
+        for e in g.edges:
+            if e.dst == dst and not e.const and step.gxs[e.pos] is not None:
+                out[(e.src, e.dst, e.pos)] = "g = " + fmt_value(step.gxs[e.pos])
+        return out
+
+
+def _walk(roots, seeds):
+    """The engine's backward order (see `engine.run_backward`), kept step by step."""
+    deps = {}
+    stack = []
+    for t in roots:
+        if t._node is not None and id(t._node) not in deps:
+            deps[id(t._node)] = 0
+            stack.append(t._node)
+    while stack:
+        fn = stack.pop()
+        if fn.freed:
+            raise GraphFreedError(
+                f"Stepper: the saved arrays of {fn.name} were freed by an earlier backward; "
+                "build the Stepper before calling backward, or pass retain_graph=True to it")
+        for p in fn.parents:
+            if p is not None and p[1] >= 0:
+                if id(p[0]) in deps:
+                    deps[id(p[0])] += 1
+                else:
+                    deps[id(p[0])] = 1
+                    stack.append(p[0])
+
+    pending = {}      # id(node) -> list of gradients arriving at its outputs
+    leaf_grads = {}   # id(leaf) -> [leaf, summed gradient]
+    ready = []
+    for t, s in zip(roots, seeds):
+        fn = t._node
+        if fn is None:
+            if t.requires_grad:
+                _add(leaf_grads, id(t), t, s)
+            continue
+        gl = pending.setdefault(id(fn), [None] * fn.n_out)
+        gl[t._idx] = s if gl[t._idx] is None else gl[t._idx] + s
+        if deps[id(fn)] == 0 and fn not in ready:
+            ready.append(fn)
+
+    steps = []
+    done = []
+    while ready:
+        fn = ready.pop()
+        gouts = pending.pop(id(fn), None) or [None] * fn.n_out
+        gxs = [None] * len(fn.parents)
+        if any(g is not None for g in gouts):
+            for k in range(fn.n_out):
+                if gouts[k] is None:
+                    shape, dtype = fn.out_meta[k]
+                    gouts[k] = fn.xp.zeros(shape, dtype)
+            if fn.checks is not None:
+                _check_versions(fn)
+            got = fn.backward(*gouts)
+            got = got if type(got) is tuple else (got,)
+            for i, p in enumerate(fn.parents):
+                if p is not None and got[i] is not None:
+                    gx = got[i] if hasattr(got[i], "shape") else np.asarray(got[i])
+                    gxs[i] = unbroadcast(gx, p[2]) if gx.shape != p[2] else gx
+        steps.append(BackwardStep(len(steps), fn, tuple(gouts), tuple(gxs), frozenset(done)))
+        done.append(op_id(fn))
+        for i, p in enumerate(fn.parents):
+            if p is None:
+                continue
+            target, idx, _ = p
+            g = gxs[i]
+            if idx < 0:
+                if g is not None:
+                    _add(leaf_grads, id(target), target, g)
+                continue
+            if g is not None:
+                gl = pending.setdefault(id(target), [None] * target.n_out)
+                gl[idx] = g if gl[idx] is None else gl[idx] + g
+            deps[id(target)] -= 1
+            if deps[id(target)] == 0:
+                ready.append(target)
+    return steps, leaf_grads
+
+
+def _add(leaf_grads, key, leaf, g):
+    entry = leaf_grads.get(key)
+    if entry is None:
+        leaf_grads[key] = [leaf, g]
+    else:
+        entry[1] = entry[1] + g

@@ -1,0 +1,26 @@
+"""rnn: recurrent networks on minigrad, time-major (T, B, F) throughout.
+
+A cell is one step, `forward(x_t, state) -> (output, new_state)`; `unroll` runs it over time with
+per-sequence `lengths`; layers (`Bidirectional`, `Stacked`, `LSTM`, ...) compose cells; losses
+mask padded steps. See docs/rnn.md.
+
+>>> import minigrad as mg, rnn
+>>> lstm = rnn.LSTM(3, 8, num_layers=2, rng=0)
+>>> out, states = lstm(mg.randn(5, 2, 3), lengths=[5, 3])
+>>> out.shape
+(5, 2, 8)
+"""
+from rnn.cell import Cell
+from rnn.cells import GRUCell, LSTMCell, MUT1Cell, MUT2Cell, MUT3Cell, PhasedLSTMCell, RNNCell
+from rnn.layers import GRU, LSTM, RNN, Bidirectional, DeepTransitionCell, Stacked, reverse_sequences
+from rnn.losses import sequence_cross_entropy
+from rnn.unroll import mask_from_lengths, pad_sequences, unroll
+
+# Issue 4 (rnn.checkpointing, rnn.tbptt, rnn.clip) adds its public names here once those files
+# exist; the lead wires them in (no import guards, so a broken module fails loudly).
+
+__all__ = [
+    "Bidirectional", "Cell", "DeepTransitionCell", "GRU", "GRUCell", "LSTM", "LSTMCell",
+    "MUT1Cell", "MUT2Cell", "MUT3Cell", "PhasedLSTMCell", "RNN", "RNNCell", "Stacked",
+    "mask_from_lengths", "pad_sequences", "reverse_sequences", "sequence_cross_entropy", "unroll",
+]

@@ -1,0 +1,128 @@
+"""`Cell`: the contract every recurrent cell follows, built-in or written by a user.
+
+A cell maps one time step: `forward(x_t, state) -> (output, new_state)` with `x_t` of shape
+(B, I), `output` (B, H) and `state` a Tensor or a tuple of Tensors. It owns no time loop: unrolling,
+lengths, both directions, stacking and truncated or checkpointed BPTT all live in `rnn`, so a
+cell written in ten lines runs with every one of them.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+import minigrad as mg
+from minigrad import backend
+from minigrad.nn import Module, Parameter
+
+
+def _generator(rng) -> np.random.Generator:
+    if rng is None:
+        return mg.random.default_generator()
+    if isinstance(rng, np.random.Generator):
+        return rng
+    if isinstance(rng, (int, np.integer)):
+        return np.random.default_rng(int(rng))
+    raise TypeError(f"rng must be a numpy.random.Generator or an int seed, got "
+                    f"{type(rng).__name__}")
+
+
+class Cell(Module):
+    """Base class of recurrent cells: one time step `forward(x_t, state) -> (output, new_state)`.
+
+    Shapes: `x_t` (B, I), `output` (B, H); the state is a Tensor (B, H) or a tuple of Tensors
+    (an LSTM's `(h, c)`). Whole sequences are time-major, (T, B, I) in and (T, B, H) out, and are
+    run by `rnn.unroll`, never by the cell.
+
+    A subclass calls `super().__init__(input_size, hidden_size, rng=..., dtype=..., device=...)`,
+    creates its weights with `self.parameter(*shape)` (uniform(-1/sqrt(H), 1/sqrt(H)), as PyTorch)
+    and writes `forward`. `initial_state(B)` gives zeros of shape (B, H) on the cell's device and
+    dtype; override it for a tuple state.
+
+    >>> import minigrad as mg, rnn
+    >>> class Elman(rnn.Cell):
+    ...     def __init__(self, n_in, n_hid):
+    ...         super().__init__(n_in, n_hid, rng=0)
+    ...         self.w, self.u = self.parameter(n_hid, n_in), self.parameter(n_hid, n_hid)
+    ...     def forward(self, x, h):
+    ...         h = mg.tanh(x @ self.w.T + h @ self.u.T)
+    ...         return h, h
+    >>> out, h = rnn.unroll(Elman(3, 4), mg.randn(5, 2, 3))
+    >>> out.shape, h.shape
+    ((5, 2, 4), (2, 4))
+    """
+
+    def __init__(self, input_size: int | None = None, hidden_size: int | None = None, *,
+                 rng=None, dtype=None, device=None):
+        super().__init__()
+        for name, n in (("input_size", input_size), ("hidden_size", hidden_size)):
+            if n is not None and (not isinstance(n, (int, np.integer)) or n <= 0):
+                raise ValueError(f"{type(self).__name__}: {name} must be a positive int, got {n!r}")
+        self.input_size = None if input_size is None else int(input_size)
+        self.hidden_size = None if hidden_size is None else int(hidden_size)
+        # kept only to draw the weights a subclass creates in its __init__
+        self._rng = _generator(rng)
+        self._init_dtype = np.dtype(dtype) if dtype is not None else mg.get_default_dtype()
+        self._init_device = backend.get_device(device)
+
+    @property
+    def in_features(self) -> int | None:
+        """Features expected in each `x_t` (B, in_features); `unroll` checks inputs against it."""
+        return self.input_size
+
+    def parameter(self, *shape: int, low: float | None = None, high: float | None = None,
+                  value: float | None = None) -> Parameter:
+        """A new Parameter of `shape`, uniform(-1/sqrt(H), 1/sqrt(H)) by default (or on
+        [low, high], or filled with `value`), in the cell's dtype and on its device."""
+        if value is not None:
+            arr = np.full(shape, value, dtype=self._init_dtype)
+        else:
+            if low is None or high is None:
+                bound = 1.0 / math.sqrt(self.hidden_size or 1)
+                low, high = -bound, bound
+            arr = self._rng.uniform(low, high, size=shape).astype(self._init_dtype)
+        return Parameter(arr, device=self._init_device)
+
+    def _like(self):
+        """(dtype, device) of the cell's weights (they may have moved since __init__)."""
+        for p in self.parameters():
+            return p.dtype, p.device
+        return self._init_dtype, self._init_device
+
+    def zeros(self, batch_size: int, size: int | None = None) -> mg.Tensor:
+        """Zeros (B, size) (default size H) in the cell's dtype and on its device."""
+        dtype, device = self._like()
+        return mg.zeros(batch_size, self.hidden_size if size is None else size, dtype=dtype,
+                        device=device)
+
+    def initial_state(self, batch_size: int):
+        """The state before the first step: zeros (B, H) on the cell's device and dtype."""
+        if self.hidden_size is None:
+            raise ValueError(f"{type(self).__name__}: set self.hidden_size (or override "
+                             "initial_state) so unroll can build the initial state")
+        return self.zeros(batch_size)
+
+    def forward(self, x_t, state):  # pragma: no cover - abstract
+        raise NotImplementedError(f"{type(self).__name__} must define forward(x_t, state)")
+
+    def extra_repr(self) -> str:
+        return f"{self.input_size}, {self.hidden_size}"
+
+
+def state_tensors(state) -> tuple:
+    """The Tensors of a state (a Tensor or a tuple of Tensors), as a flat tuple."""
+    return tuple(state) if isinstance(state, (tuple, list)) else (state,)
+
+
+def check_input(cell, x, ndim: int = 2) -> None:
+    """ValueError naming the cell when `x` is not (B, I) (ndim 2) or (T, B, I) (ndim 3)."""
+    layout = "(B, I)" if ndim == 2 else "(T, B, I)"
+    name = type(cell).__name__
+    if not isinstance(x, mg.Tensor):
+        raise TypeError(f"{name}: expected a Tensor {layout}, got {type(x).__name__}")
+    if x.ndim != ndim:
+        raise ValueError(f"{name}: expected input of rank {ndim} {layout}, got shape {x.shape}")
+    want = cell.in_features
+    if want is not None and x.shape[-1] != want:
+        raise ValueError(f"{name}: input has {x.shape[-1]} features (shape {x.shape}), the cell "
+                         f"expects {want}")

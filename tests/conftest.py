@@ -1,0 +1,54 @@
+"""Shared test setup: hypothesis profiles, the "fake" stand-in device, and the gpu/browser markers.
+
+HYPOTHESIS_PROFILE picks the profile: "dev" (default, quick) or "ci" (derandomized, more examples).
+"""
+import os
+
+import pytest
+from hypothesis import HealthCheck, settings
+
+import minigrad as mg
+from minigrad.testing.fakedevice import FakeArray, fake_xp, to_device, to_host
+
+# deadline=None: timings on shared CI machines vary too much for per-example deadlines
+settings.register_profile("dev", max_examples=20, deadline=None)
+settings.register_profile("ci", max_examples=60, deadline=None, derandomize=True,
+                          print_blob=True, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
+
+# every test may use device="fake": a GPU stand-in on which any stray NumPy call raises TypeError
+mg.register_device("fake", FakeArray, fake_xp, to_device, to_host)
+
+
+def _gpu_missing() -> str | None:
+    """Why the gpu tests cannot run here, or None when CuPy sees a GPU."""
+    try:
+        import cupy
+    except ImportError:
+        return "CuPy is not installed"
+    try:
+        if cupy.cuda.runtime.getDeviceCount() == 0:
+            return "CuPy is installed but no GPU is present"
+    except Exception as e:  # CuPy raises its own runtime error when there is no driver
+        return f"CuPy is installed but no GPU is usable ({type(e).__name__})"
+    return None
+
+
+def pytest_collection_modifyitems(config, items):
+    gpu_reason = None
+    gpu_checked = False
+    browser_missing = not os.path.exists("/usr/bin/chromium")
+    for item in items:
+        if "gpu" in item.keywords:
+            if not gpu_checked:
+                gpu_reason, gpu_checked = _gpu_missing(), True
+            if gpu_reason:
+                item.add_marker(pytest.mark.skip(reason=f"gpu test: {gpu_reason}"))
+        if "browser" in item.keywords and browser_missing:
+            item.add_marker(pytest.mark.skip(reason="/usr/bin/chromium is not installed"))
+
+
+def pytest_configure(config):
+    # also declared in pyproject.toml; repeated so the markers exist when run from elsewhere
+    config.addinivalue_line("markers", "gpu: needs a CUDA GPU and CuPy (skipped otherwise)")
+    config.addinivalue_line("markers", "browser: drives headless Chromium (skipped otherwise)")
