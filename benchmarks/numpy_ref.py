@@ -135,11 +135,15 @@ def lstm_forward_backward(x, w_ih, w_hh, b):
     WhhT1[:, H4] = 1
 
     x2 = x.reshape(T * B, I)
-    D = np.empty((H4 + 1, T, B), dt)                   # projection, later dgates; row 4H = 1
-    D2 = D.reshape(H4 + 1, T * B)
-    np.matmul(Wih_f, x2.T, out=D2[:H4])
-    D[H4] = 1
-    DT = D.transpose(1, 0, 2)                          # DT[t] = D[:, t]  (4H+1, B)
+    # D rows: [scratch | o, i, f, g | 1].  Rows H:5H hold the input projection
+    # in the forward pass and the pre-activation gradients in the backward
+    # pass; the ones row makes the backward matmul add dL/dh_t = 1; the
+    # scratch row sits next to the o row so dh*K and dh*A_o are ONE multiply.
+    D = np.empty((H5 + 1, T, B), dt)
+    D2 = D.reshape(H5 + 1, T * B)
+    np.matmul(Wih_f, x2.T, out=D2[H:H5])
+    D[H5] = 1
+    DT = D.transpose(1, 0, 2)                          # DT[t] = D[:, t]  (5H+1, B)
     # G[t] rows: activated gates o, i, f, g, then c_{t-1} (so that [i, f] and
     # [g, c_prev] are adjacent and i*g, f*c_prev is ONE multiply)
     G = np.empty((T + 1, H5, B), dt)
@@ -152,8 +156,8 @@ def lstm_forward_backward(x, w_ih, w_hh, b):
     # ---- forward: 1 matmul + 8 ufunc calls per step ---------------------
     for S4, S3, o, if_, gc, c, p, h_aug, h_new, tc in zip(
             G[:T, :H4], G[:T, :H3], G[:T, :H], G[:T, H:H3], G[:T, H3:], G[1:, H4:],
-            DT[:, :H4], HsT[:-1], HsT[1:, :H], TC):
-        np.matmul(Whh_f, h_aug, out=S4)                # recurrent part + bias
+            DT[:, H:H5], HsT[:-1], HsT[1:, :H], TC):
+        np.dot(Whh_f, h_aug, out=S4)                   # recurrent part + bias
         np.add(S4, p, out=S4)                          # + input projection
         np.tanh(S4, out=S4)                            # tanh(g), tanh(a/2) for o, i, f
         np.multiply(S3, 0.5, out=S3)
@@ -166,47 +170,48 @@ def lstm_forward_backward(x, w_ih, w_hh, b):
     loss = float(Hs[:H, 1:].sum())
 
     # ---- backward ------------------------------------------------------
-    kmax = next(_blocks(T, H4 * B))
+    # dc_t = dc_{t+1} f_{t+1} + dh_t K_t with K = o (1 - tc^2), and
+    # dpre_o = dh A_o, dpre_(i,f,g) = dc_t A_(i,f,g) with the local factors
+    # A_o = tc o(1-o), A_i = g i(1-i), A_f = c_prev f(1-f), A_g = i (1-g^2).
+    kmax = next(_blocks(T, H5 * B))
     kmax = kmax[1] - kmax[0]
-    A = np.empty((kmax, H4, B), dt)                    # local factors, rows o, i, f, g
-    K = np.empty((kmax, H, B), dt)                     # o * (1 - tc^2)
-    D4T = D[:H4].reshape(4, H, T, B).transpose(2, 0, 1, 3)   # (T, 4, H, B)
+    A = np.empty((kmax, H5, B), dt)                    # rows K, o, i, f, g
+    D5T = D[:H5].reshape(5, H, T, B).transpose(2, 0, 1, 3)   # (T, 5, H, B)
     dh = np.ones((H, B), dt)                           # dL/dh_t (loss term included)
     dc = np.zeros((H, B), dt)
-    tmp = np.empty((H, B), dt)
 
-    for t0, t1 in _blocks(T, H4 * B):
+    for t0, t1 in _blocks(T, H5 * B):
         k = t1 - t0
-        Gb, Ab, Kb, tcb = G[t0:t1], A[:k], K[:k], TC[t0:t1]
-        s3, a3 = Gb[:, :H3], Ab[:, :H3]
-        gb, ag = Gb[:, H3:H4], Ab[:, H3:]
+        Gb, Ab, tcb = G[t0:t1], A[:k], TC[t0:t1]
+        o, i, g = Gb[:, :H], Gb[:, H:H2], Gb[:, H3:H4]
+        s3, a3 = Gb[:, :H3], Ab[:, H:H4]
+        aK, ao, ai, af, ag = (Ab[:, j * H:(j + 1) * H] for j in range(5))
         np.subtract(1.0, s3, out=a3)
         np.multiply(a3, s3, out=a3)                     # s(1-s) for o, i, f
-        np.multiply(Ab[:, :H], tcb, out=Ab[:, :H])      # o:  tc * o(1-o)
-        np.multiply(Ab[:, H:H2], gb, out=Ab[:, H:H2])   # i:  g * i(1-i)
-        np.multiply(Ab[:, H2:H3], Gb[:, H4:], out=Ab[:, H2:H3])  # f: c_prev * f(1-f)
-        np.multiply(gb, gb, out=ag)
+        np.multiply(ao, tcb, out=ao)                    # o:  tc * o(1-o)
+        np.multiply(ai, g, out=ai)                      # i:  g * i(1-i)
+        np.multiply(af, Gb[:, H4:], out=af)             # f:  c_prev * f(1-f)
+        np.multiply(g, g, out=ag)
         np.subtract(1.0, ag, out=ag)
-        np.multiply(ag, Gb[:, H:H2], out=ag)            # g:  i * (1-g^2)
-        np.multiply(tcb, tcb, out=Kb)
-        np.subtract(1.0, Kb, out=Kb)
-        np.multiply(Kb, Gb[:, :H], out=Kb)              # o * (1 - tc^2)
-        A4 = Ab.reshape(k, 4, H, B)
-        # ---- recurrence: 5 ufunc calls + 1 matmul per step --------------
-        for t, kk, a_o, a_ifg, f, d_o, d_ifg, d_all in zip(
-                range(t1 - 1, t0 - 1, -1), Kb[::-1], Ab[::-1, :H], A4[::-1, 1:],
-                Gb[::-1, H2:H3], _rev(DT, t0, t1)[:, :H], _rev(D4T, t0, t1)[:, 1:],
-                _rev(DT, t0, t1)):
-            np.multiply(dh, kk, out=tmp)
-            np.add(dc, tmp, out=dc)                    # dc_t
-            np.multiply(dh, a_o, out=d_o)              # dpre_o
+        np.multiply(ag, i, out=ag)                      # g:  i * (1-g^2)
+        np.multiply(tcb, tcb, out=aK)
+        np.subtract(1.0, aK, out=aK)
+        np.multiply(aK, o, out=aK)                      # K = o * (1-tc^2)
+        A5 = Ab.reshape(k, 5, H, B)
+        DTr, D5Tr = _rev(DT, t0, t1), _rev(D5T, t0, t1)
+        # ---- recurrence: 4 ufunc calls + 1 matmul per step --------------
+        for t, a_ko, a_ifg, f, d_ko, d_k, d_ifg, d_all in zip(
+                range(t1 - 1, t0 - 1, -1), A5[::-1, :2], A5[::-1, 2:], Gb[::-1, H2:H3],
+                D5Tr[:, :2], DTr[:, :H], D5Tr[:, 2:], DTr[:, H:]):
+            np.multiply(dh, a_ko, out=d_ko)            # [dh*K, dpre_o]
+            np.add(dc, d_k, out=dc)                    # dc_t
             np.multiply(dc, a_ifg, out=d_ifg)          # dpre_i, dpre_f, dpre_g
             np.multiply(dc, f, out=dc)                 # dc flowing to step t-1
             if t:
-                np.matmul(WhhT1, d_all, out=dh)        # W_hh.T @ dpre + 1
+                np.dot(WhhT1, d_all, out=dh)           # W_hh.T @ dpre + 1
 
     # ---- weight gradients: single matmuls over all steps ---------------
-    Dg = D2[:H4]
+    Dg = D2[H:H5]
     dWih = Dg @ x2                                     # (4H, I)
     dWhh_b = Dg @ Hs[:, :T].reshape(H + 1, T * B).T    # (4H, H+1): [dW_hh | dbias]
     dx = (Dg.T @ Wih).reshape(T, B, I)
@@ -292,13 +297,13 @@ def _gru_reset_before(x, w_ih, w_hh, b_ih, b_hh):
     for ZR, z, r, n, p_zr, p_n, h_aug, h, h_new, rh_aug, rh in zip(
             G[:, :H2], G[:, :H], G[:, H:H2], G[:, H2:], DT[:, H:H3], DT[:, :H],
             HsT[:-1], HsT[:-1, :H], HsT[1:, :H], RHT, RHT[:, :H]):
-        np.matmul(Wzr_f, h_aug, out=ZR)
+        np.dot(Wzr_f, h_aug, out=ZR)
         np.add(ZR, p_zr, out=ZR)
         np.tanh(ZR, out=ZR)
         np.multiply(ZR, 0.5, out=ZR)
         np.add(ZR, 0.5, out=ZR)
         np.multiply(r, h, out=rh)
-        np.matmul(Wn_f, rh_aug, out=n)
+        np.dot(Wn_f, rh_aug, out=n)
         np.add(n, p_n, out=n)
         np.tanh(n, out=n)
         np.subtract(h, n, out=tmp)                     # h' = n + z*(h - n)
@@ -345,12 +350,12 @@ def _gru_reset_before(x, w_ih, w_hh, b_ih, b_hh):
             if not t:
                 d_r.fill(0)                            # h0 = 0: no reset-gate gradient
                 break
-            np.matmul(WnT, d_n, out=drh)               # d(r*h)
+            np.dot(WnT, d_n, out=drh)               # d(r*h)
             np.multiply(drh, a_r, out=d_r)             # dpre_r
             np.multiply(drh, r_t, out=drh)
             np.multiply(dh, z_t, out=tmp)
             np.add(tmp, drh, out=tmp)
-            np.matmul(WzrT1, d_zr1, out=dh)            # W.T @ dpre_(z,r) + 1
+            np.dot(WzrT1, d_zr1, out=dh)            # W.T @ dpre_(z,r) + 1
             np.add(dh, tmp, out=dh)
 
     Dg = D2[:H3]                                       # (n, z, r)
@@ -407,7 +412,7 @@ def _gru_reset_after(x, w_ih, w_hh, b_ih, b_hh):
     for S3, RZ, r, z, hn, n, p_rz, p_n, h_aug, h, h_new in zip(
             G[:, :H3], G[:, :H2], G[:, :H], G[:, H:H2], G[:, H2:H3], G[:, H3:],
             DT[:, H:H3], DT[:, :H], HsT[:-1], HsT[:-1, :H], HsT[1:, :H]):
-        np.matmul(Whh_f, h_aug, out=S3)                # (r, z)/2 pre-acts and hn
+        np.dot(Whh_f, h_aug, out=S3)                # (r, z)/2 pre-acts and hn
         np.add(RZ, p_rz, out=RZ)
         np.tanh(RZ, out=RZ)
         np.multiply(RZ, 0.5, out=RZ)
@@ -455,7 +460,7 @@ def _gru_reset_after(x, w_ih, w_hh, b_ih, b_hh):
             np.multiply(dh, a4, out=d4)                # all four pre-activation grads
             if t:
                 np.multiply(dh, z_t, out=tmp)
-                np.matmul(WhhT1, d_h1, out=dh)         # W_hh.T @ dpre + 1
+                np.dot(WhhT1, d_h1, out=dh)         # W_hh.T @ dpre + 1
                 np.add(dh, tmp, out=dh)
 
     D_ih = D2[:H3]                                     # (n, r, z)

@@ -59,14 +59,14 @@ def checkpoint(fn, *inputs):
             out = fn(*_with(inputs, slots, aliases))
     finally:
         state.collector = outer
-    if outer is not None:
-        outer.extend(collected)  # an enclosing checkpoint's fn uses these leaves too
     alias_ids = {id(a) for a in aliases}
     params, seen = [], set()
     for t in collected:
         if id(t) not in alias_ids and id(t) not in seen:
             seen.add(id(t))
             params.append(t)
+    if outer is not None:
+        outer.extend(params)  # an enclosing checkpoint's first run: its fn uses them too
 
     single = isinstance(out, Tensor)
     outs = [out] if single else out
@@ -85,7 +85,7 @@ def checkpoint(fn, *inputs):
     merged = list(outs)
     for i, r in zip(out_slots, results):
         merged[i] = r
-    return type(outs)(merged) if isinstance(outs, tuple) else merged
+    return tuple(merged) if isinstance(outs, tuple) else merged
 
 
 def _alias(t, requires_grad):

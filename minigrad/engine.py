@@ -269,11 +269,13 @@ def _check_versions(fn):
                 "use an out-of-place op instead")
 
 
-def _free(fn):
-    fn.saved = ()
-    fn.freed = True
-    if _State.tracker is not None:
-        _State.tracker.release(fn)
+def _fit(g, shape, fn, i):
+    """`g` summed back to the input's `shape`; a gradient that cannot be is the op's bug."""
+    tail = g.shape[g.ndim - len(shape):] if len(shape) <= g.ndim else None
+    if tail is not None and all(n in (1, m) for n, m in zip(shape, tail)):
+        return unbroadcast(g, shape)
+    raise RuntimeError(f"{fn.name}.backward returned a gradient of shape {tuple(g.shape)} for "
+                       f"input {i} of shape {shape}")
 
 
 def _to_tensor_grad(g):
@@ -342,20 +344,22 @@ def run_backward(roots, root_grads, retain_graph=False, capture=None):
 
     # 3. run each node once all its consumers have sent their gradients
     anomaly = _State.anomaly
+    tracker = _State.tracker
     while ready:
         fn = ready.pop()
-        gouts = fn.gouts or [None] * fn.n_out
+        gouts = fn.gouts  # None when no gradient reached this node (an unused output)
         fn.gouts = None
         gxs = None
-        if any(g is not None for g in gouts):
-            for k in range(fn.n_out):
-                if gouts[k] is None:
-                    shape, dtype = fn.out_meta[k]
-                    xp = get_array_module(*[g for g in gouts if g is not None])
-                    gouts[k] = xp.zeros(shape, dtype)
-                if fn.out_hooks is not None and k in fn.out_hooks:
-                    gouts[k] = _run_hooks(fn.out_hooks[k], gouts[k])
-            if id(fn) in want_node:
+        if gouts is not None:
+            if fn.n_out > 1:  # outputs nobody used get zero gradients
+                xp = get_array_module(*[g for g in gouts if g is not None])
+                for k, (shape, dtype) in enumerate(fn.out_meta):
+                    if gouts[k] is None:
+                        gouts[k] = xp.zeros(shape, dtype)
+            if fn.out_hooks is not None:
+                for k, hooks in fn.out_hooks.items():
+                    gouts[k] = _run_hooks(hooks, gouts[k])
+            if want_node and id(fn) in want_node:
                 for idx, k in want_node[id(fn)]:
                     captured[k] = gouts[idx]
             if fn.checks is not None:
@@ -370,7 +374,10 @@ def run_backward(roots, root_grads, retain_graph=False, capture=None):
                 raise AnomalyError(f"{fn.name} produced NaN/Inf in backward, created at "
                                    f"{getattr(fn, 'origin', '<unknown>')}")
         if not retain_graph:
-            _free(fn)
+            fn.saved = ()
+            fn.freed = True
+            if tracker is not None:
+                tracker.release(fn)
         for i, p in enumerate(fn.parents):
             if p is None:
                 continue
@@ -380,7 +387,7 @@ def run_backward(roots, root_grads, retain_graph=False, capture=None):
                 if type(g) not in _by_type:
                     g = np.asarray(g)
                 if g.shape != shape:
-                    g = unbroadcast(g, shape)
+                    g = _fit(g, shape, fn, i)
             if idx < 0:
                 if g is not None:
                     _add_leaf(leaf_grads, target, g)

@@ -718,84 +718,121 @@ def _t(x):
 
 
 def add(x, y):
+    """out = x + y (NumPy broadcasting; Python numbers and arrays are constants).
+
+    >>> mg.add(mg.tensor([1.0, 2.0]), 3.0)
+    tensor([4., 5.], dtype=float32)
+    """
     return Add.apply(x, y)
 
 
 def sub(x, y):
+    """out = x - y (broadcasting)."""
     return Sub.apply(x, y)
 
 
 def mul(x, y):
+    """out = x * y (broadcasting)."""
     return Mul.apply(x, y)
 
 
 def div(x, y):
+    """out = x / y (broadcasting)."""
     return Div.apply(x, y)
 
 
 def pow(x, y):
+    """out = x ** y (broadcasting); the gradient for y is x**y log(x), taken as 0 where x <= 0.
+
+    >>> mg.pow(mg.tensor([2.0, 3.0]), 2)
+    tensor([4., 9.], dtype=float32)
+    """
     return Pow.apply(x, y)
 
 
 def neg(x):
+    """out = -x."""
     return Neg.apply(x)
 
 
 def exp(x):
+    """out = e**x."""
     return Exp.apply(x)
 
 
 def log(x):
+    """out = ln(x) (natural logarithm)."""
     return Log.apply(x)
 
 
 def sqrt(x):
+    """out = sqrt(x)."""
     return Sqrt.apply(x)
 
 
 def abs(x):
+    """out = |x|; its gradient sign(x) is 0 at x = 0."""
     return Abs.apply(x)
 
 
 def tanh(x):
+    """out = tanh(x);  d out/dx = 1 - out**2."""
     return Tanh.apply(x)
 
 
 def sigmoid(x):
+    """out = 1 / (1 + exp(-x));  d out/dx = out (1 - out).
+
+    >>> mg.sigmoid(mg.tensor([0.0, 1e4, -1e4]))
+    tensor([0.5, 1. , 0. ], dtype=float32)
+    """
     return Sigmoid.apply(x)
 
 
 def relu(x):
+    """out = max(x, 0); its gradient is 0 at x = 0."""
     return Relu.apply(x)
 
 
 def leaky_relu(x, slope=0.01):
+    """out = x where x > 0, else slope * x."""
     return LeakyRelu.apply(x, slope=slope)
 
 
 def elu(x, alpha=1.0):
+    """out = x where x > 0, else alpha * (exp(x) - 1)."""
     return Elu.apply(x, alpha=alpha)
 
 
 def softplus(x):
+    """out = log(1 + exp(x)), exact and overflow-free at any |x|;  d out/dx = sigmoid(x)."""
     return Softplus.apply(x)
 
 
 def clip(x, lo=None, hi=None):
+    """out = min(max(x, lo), hi) (either bound may be None); the gradient is 1 inside [lo, hi]."""
     if lo is None and hi is None:
         raise ValueError("clip: give lo, hi or both")
     return Clip.apply(x, lo=lo, hi=hi)
 
 
 def maximum(x, y):
+    """out = max(x, y) elementwise (broadcasting); on ties each input gets half the gradient."""
     return Maximum.apply(x, y)
 
 
 def minimum(x, y):
+    """out = min(x, y) elementwise (broadcasting); on ties each input gets half the gradient."""
     return Minimum.apply(x, y)
 
 
 def where(cond, x, y):
+    """out = x where cond else y (broadcasting); cond carries no gradient.
+
+    >>> x = mg.tensor([-1.0, 2.0])
+    >>> mg.where(x > 0, x, 0.0)
+    tensor([0., 2.], dtype=float32)
+    """
     c = cond.data if isinstance(cond, Tensor) else cond
     if getattr(c, "dtype", None) is None or c.dtype != np.bool_:
         c = _as_array(c, bool) if not hasattr(c, "astype") else c.astype(bool)
@@ -803,26 +840,38 @@ def where(cond, x, y):
 
 
 def astype(x, dtype):
+    """x cast to `dtype`; the gradient is cast back to x's dtype."""
     return AsType.apply(x, dtype=np.dtype(dtype))
 
 
 def sum(x, axis=None, keepdims=False):
+    """out = sum of x over `axis` (None: all; an int or a tuple; negatives count from the end).
+
+    >>> mg.sum(mg.tensor([[1.0, 2.0], [3.0, 4.0]]), axis=0)
+    tensor([4., 6.], dtype=float32)
+    """
     return Sum.apply(x, axis=axis, keepdims=keepdims)
 
 
 def mean(x, axis=None, keepdims=False):
+    """out = sum(x, axis) / n, with n the number of elements reduced."""
     return Mean.apply(x, axis=axis, keepdims=keepdims)
 
 
 def max(x, axis=None, keepdims=False):
+    """out = the largest x over `axis`; ties share the gradient evenly."""
     return Max.apply(x, axis=axis, keepdims=keepdims)
 
 
 def min(x, axis=None, keepdims=False):
+    """out = the smallest x over `axis`; ties share the gradient evenly."""
     return Min.apply(x, axis=axis, keepdims=keepdims)
 
 
 def logsumexp(x, axis=None, keepdims=False):
+    """out = log(sum(exp(x), axis)), computed as m + log(sum(exp(x - m))) with m = max(x):
+    no overflow at any |x|;  d out/dx = softmax(x).
+    """
     return LogSumExp.apply(x, axis=axis, keepdims=keepdims)
 
 
@@ -838,22 +887,33 @@ def var(x, axis=None, keepdims=False, ddof=0):
 
 
 def matmul(x, y):
+    """out = x @ y with NumPy's rules: 1-D operands are vectors, leading axes are batch axes
+    that broadcast.
+
+    >>> mg.matmul(mg.ones(2, 3), mg.ones(3)).shape
+    (2,)
+    """
     return MatMul.apply(x, y)
 
 
 def reshape(x, *shape):
+    """x with a new shape of the same size (one entry may be -1): `reshape(x, 2, 3)` or
+    `reshape(x, (2, 3))`.
+    """
     if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
         shape = tuple(shape[0])
     return Reshape.apply(x, shape=shape)
 
 
 def transpose(x, *axes):
+    """x with its axes permuted (`transpose(x, 1, 0, 2)`); reversed when no axes are given."""
     if len(axes) == 1 and isinstance(axes[0], (tuple, list)):
         axes = tuple(axes[0])
     return Transpose.apply(x, axes=axes or None)
 
 
 def swapaxes(x, a, b):
+    """x with axes `a` and `b` exchanged."""
     nd = x.ndim
     axes = list(range(nd))
     a, b = _norm_axis(a, nd, "swapaxes")[0], _norm_axis(b, nd, "swapaxes")[0]
@@ -862,15 +922,17 @@ def swapaxes(x, a, b):
 
 
 def expand_dims(x, axis):
+    """x with a new size-1 axis at position `axis` of the result (negatives count from the end)."""
     shape = list(x.shape)
     nd = len(shape) + 1
-    if not -nd <= axis < nd:
+    if not isinstance(axis, numbers.Integral) or not -nd <= axis < nd:
         raise ValueError(f"expand_dims: axis {axis} out of range for {nd - 1} dims")
     shape.insert(axis % nd, 1)
     return Reshape.apply(x, shape=tuple(shape))
 
 
 def squeeze(x, axis=None):
+    """x without its size-1 axes (all of them, or those in `axis`, which must have size 1)."""
     if axis is None:
         shape = tuple(n for n in x.shape if n != 1)
     else:
@@ -884,14 +946,17 @@ def squeeze(x, axis=None):
 
 
 def broadcast_to(x, shape):
+    """x broadcast to `shape` (NumPy rules); the gradient is summed back to x's shape."""
     return BroadcastTo.apply(x, shape=tuple(shape))
 
 
 def concat(tensors, axis=0):
+    """The tensors joined along an existing `axis`."""
     return Concat.apply(*tensors, axis=axis)
 
 
 def stack(tensors, axis=0):
+    """The tensors (all of one shape) joined along a new `axis`."""
     return Stack.apply(*tensors, axis=axis)
 
 
@@ -907,14 +972,24 @@ def pad(x, pad_width, value=0.0):
 
 
 def roll(x, shift, axis=None):
+    """x with its elements shifted by `shift` along `axis` (None: the flattened array), wrapping."""
     return Roll.apply(x, shift=shift, axis=axis)
 
 
 def flip(x, axis=None):
+    """x with the order of elements reversed along `axis` (None: all axes)."""
     return Flip.apply(x, axis=axis)
 
 
 def getitem(x, index):
+    """x[index], NumPy indexing: ints, slices (any step), None, Ellipsis, integer arrays and
+    boolean masks. Repeated integer indices accumulate their gradients.
+
+    >>> x = mg.tensor([1.0, 2.0, 3.0], requires_grad=True)
+    >>> x[[0, 0, 2]].sum().backward()
+    >>> x.grad
+    tensor([2., 0., 1.], dtype=float32)
+    """
     from minigrad.tensor import _raw_index
     index = _raw_index(index)
     if type(getattr(x, "data", x)) is not np.ndarray:  # host index arrays follow x to its device
@@ -951,10 +1026,16 @@ def gather(x, index, axis):
 
 
 def softmax(x, axis=-1):
+    """out = exp(x - logsumexp(x, axis)): non-negative, sums to 1 along `axis`.
+
+    >>> mg.softmax(mg.tensor([0.0, 0.0]))
+    tensor([0.5, 0.5], dtype=float32)
+    """
     return Softmax.apply(x, axis=axis)
 
 
 def log_softmax(x, axis=-1):
+    """out = x - logsumexp(x, axis), exact where log(softmax(x)) would underflow to -inf."""
     return LogSoftmax.apply(x, axis=axis)
 
 
@@ -1059,6 +1140,7 @@ def cosine_similarity(x1, x2, axis=-1, eps=1e-8):
 # --- non-differentiable -----------------------------------------------------------------------
 
 def argmax(x, axis=None, keepdims=False):
+    """Index of the largest x along `axis` (None: of the flattened array); no gradient."""
     xd = x.data if isinstance(x, Tensor) else x
     if axis is not None:
         _norm_axis(axis, xd.ndim, "argmax")
@@ -1066,6 +1148,7 @@ def argmax(x, axis=None, keepdims=False):
 
 
 def argmin(x, axis=None, keepdims=False):
+    """Index of the smallest x along `axis` (None: of the flattened array); no gradient."""
     xd = x.data if isinstance(x, Tensor) else x
     if axis is not None:
         _norm_axis(axis, xd.ndim, "argmin")
@@ -1095,9 +1178,16 @@ def topk(x, k, axis=-1, largest=True):
 
 
 def one_hot(indices, num_classes, dtype=None):
-    """One-hot float rows: out (*indices.shape, num_classes)."""
+    """One-hot float rows: out (*indices.shape, num_classes), out[..., c] = (indices == c).
+
+    >>> mg.one_hot(np.array([2, 0]), 3)
+    tensor([[0., 0., 1.],
+            [1., 0., 0.]], dtype=float32)
+    """
     from minigrad.backend import get_array_module
-    a = indices.data if isinstance(indices, Tensor) else np.asarray(indices)
+    a = indices.data if isinstance(indices, Tensor) else indices
+    if not hasattr(a, "dtype"):  # device arrays stay where they are; Python data goes to NumPy
+        a = np.asarray(a)
     if a.dtype.kind not in "iu":
         raise TypeError(f"one_hot: indices must be integers, got dtype {a.dtype}")
     if a.size and (int(a.max()) >= num_classes or int(a.min()) < 0):

@@ -2,7 +2,8 @@
 
 A cell is one step, `forward(x_t, state) -> (output, new_state)`; `unroll` runs it over time with
 per-sequence `lengths`; layers (`Bidirectional`, `Stacked`, `LSTM`, ...) compose cells; losses
-mask padded steps. See docs/rnn.md.
+mask padded steps; `unroll_checkpointed`, `tbptt` and `clip_state_grad` trade memory and tame
+gradients over long sequences. See docs/rnn.md.
 
 >>> import minigrad as mg, rnn
 >>> lstm = rnn.LSTM(3, 8, num_layers=2, rng=0)
@@ -12,15 +13,16 @@ mask padded steps. See docs/rnn.md.
 """
 from rnn.cell import Cell
 from rnn.cells import GRUCell, LSTMCell, MUT1Cell, MUT2Cell, MUT3Cell, PhasedLSTMCell, RNNCell
+from rnn.checkpointing import unroll_checkpointed
+from rnn.clip import clip_state_grad
 from rnn.layers import GRU, LSTM, RNN, Bidirectional, DeepTransitionCell, Stacked, reverse_sequences
 from rnn.losses import sequence_cross_entropy
+from rnn.tbptt import TBPTTResult, Window, tbptt  # the function shadows the module: take all
 from rnn.unroll import mask_from_lengths, pad_sequences, unroll
-
-# Issue 4 (rnn.checkpointing, rnn.tbptt, rnn.clip) adds its public names here once those files
-# exist; the lead wires them in (no import guards, so a broken module fails loudly).
 
 __all__ = [
     "Bidirectional", "Cell", "DeepTransitionCell", "GRU", "GRUCell", "LSTM", "LSTMCell",
     "MUT1Cell", "MUT2Cell", "MUT3Cell", "PhasedLSTMCell", "RNN", "RNNCell", "Stacked",
-    "mask_from_lengths", "pad_sequences", "reverse_sequences", "sequence_cross_entropy", "unroll",
+    "TBPTTResult", "Window", "clip_state_grad", "mask_from_lengths", "pad_sequences",
+    "reverse_sequences", "sequence_cross_entropy", "tbptt", "unroll", "unroll_checkpointed",
 ]

@@ -4,33 +4,17 @@ GRU (both reset forms), MUT1-3 and the Phased LSTM. Every cell is time-major: a 
 
 RNNCell, the vanilla LSTMCell and GRUCell run each step as one fused op (`rnn.fused`, hand-derived
 backward) when `fused=True`, and expose `precompute_inputs` (the input projection of all T steps as
-one matrix product), `step` and `sequence_kernel` (the whole loop as one op). With `fused=False`, or
-while `rnn.fused` is not installed, they are composed from minigrad primitives so every gate shows
-in the graph. The peephole LSTM, its variants, MUT and Phased cells are always composed.
+one matrix product), `step` and `sequence_kernel` (the whole loop as one op). With `fused=False`
+they are composed from minigrad primitives, so every gate shows in the graph. The peephole LSTM,
+its variants, MUT and Phased cells are always composed.
 """
 from __future__ import annotations
-
-import importlib
 
 import numpy as np
 
 import minigrad as mg
+from rnn import fused as kernels
 from rnn.cell import Cell, check_input
-
-_FUSED = []  # [module or None], filled on first use
-
-
-def _kernels():
-    """`rnn.fused` when it is installed, else None (the cells then use the composed path)."""
-    if not _FUSED:
-        try:
-            fused = importlib.import_module("rnn.fused")
-        except ModuleNotFoundError as e:
-            if e.name != "rnn.fused":  # a missing dependency of rnn.fused must fail loudly
-                raise
-            fused = None
-        _FUSED.append(fused)
-    return _FUSED[0]
 
 
 def _project(x, weight, bias):
@@ -56,12 +40,6 @@ class _Projected(Cell):
         check_input(self, x_t)
         return self.step(_project(x_t, self.weight_ih, self._input_bias()), state)
 
-    def _use_fused(self):
-        return self.fused and _kernels() is not None
-
-    def _sequence_fallback(self, inputs, state, lengths):
-        from rnn.unroll import _unroll
-        return _unroll(self, inputs, state, lengths, per_step=True, state_hook=None)
 
 
 # --- Elman RNN ------------------------------------------------------------------------------
@@ -94,8 +72,8 @@ class RNNCell(_Projected):
 
     def step(self, gx_t, h):
         """One step from the projected input gx_t (B, H): returns (h', h')."""
-        if self._use_fused():
-            h = _kernels().rnn_step(gx_t, h, self.weight_hh, self.nonlinearity)
+        if self.fused:
+            h = kernels.rnn_step(gx_t, h, self.weight_hh, self.nonlinearity)
         else:
             a = gx_t + h @ self.weight_hh.T
             h = mg.tanh(a) if self.nonlinearity == "tanh" else mg.relu(a)
@@ -103,9 +81,7 @@ class RNNCell(_Projected):
 
     def sequence_kernel(self, inputs, h0, lengths=None):
         """The whole loop as one op: (T, B, I) -> ((T, B, H), h_T)."""
-        if not self._use_fused():
-            return self._sequence_fallback(inputs, h0, lengths)
-        return _kernels().rnn_sequence(inputs, h0, self.weight_ih, self.weight_hh, self.bias,
+        return kernels.rnn_sequence(inputs, h0, self.weight_ih, self.weight_hh, self.bias,
                                        nonlinearity=self.nonlinearity, lengths=lengths)
 
     def extra_repr(self):
@@ -190,8 +166,8 @@ class LSTMCell(_Projected):
         if self.peephole or self.variant is not None:
             return self._variant_step(gx_t, state)
         h, c = state
-        if self._use_fused():
-            h, c = _kernels().lstm_step(gx_t, h, c, self.weight_hh)
+        if self.fused:
+            h, c = kernels.lstm_step(gx_t, h, c, self.weight_hh)
             return h, (h, c)
         a_i, a_f, a_g, a_o = mg.split(gx_t + h @ self.weight_hh.T, 4, axis=1)
         i, f, g, o = mg.sigmoid(a_i), mg.sigmoid(a_f), mg.tanh(a_g), mg.sigmoid(a_o)
@@ -222,10 +198,8 @@ class LSTMCell(_Projected):
 
     def sequence_kernel(self, inputs, state, lengths=None):
         """The whole loop as one op: (T, B, I) -> ((T, B, H), (h_T, c_T))."""
-        if not self._use_fused():
-            return self._sequence_fallback(inputs, state, lengths)
         h0, c0 = state
-        out, h, c = _kernels().lstm_sequence(inputs, h0, c0, self.weight_ih, self.weight_hh,
+        out, h, c = kernels.lstm_sequence(inputs, h0, c0, self.weight_ih, self.weight_hh,
                                              self.bias, lengths=lengths)
         return out, (h, c)
 
@@ -272,8 +246,8 @@ class GRUCell(_Projected):
 
     def step(self, gx_t, h):
         """One step from the projected input gx_t = W_ih x_t + b_ih (B, 3H): returns (h', h')."""
-        if self._use_fused():
-            h = _kernels().gru_step(gx_t, h, self.weight_hh, self.bias_hh, self.reset_after)
+        if self.fused:
+            h = kernels.gru_step(gx_t, h, self.weight_hh, self.bias_hh, self.reset_after)
             return h, h
         H = self.hidden_size
         x_r, x_z, x_n = mg.split(gx_t, 3, axis=1)
@@ -282,8 +256,8 @@ class GRUCell(_Projected):
             r, z = mg.sigmoid(x_r + h_r), mg.sigmoid(x_z + h_z)
             g = mg.tanh(x_n + r * h_n)
         else:
-            w_rz, w_n = self.weight_hh[:2 * H], self.weight_hh[2 * H:]
-            b_rz, b_n = self.bias_hh[:2 * H], self.bias_hh[2 * H:]
+            w_rz, w_n = mg.split(self.weight_hh, [2 * H], axis=0)
+            b_rz, b_n = mg.split(self.bias_hh, [2 * H], axis=0)
             h_r, h_z = mg.split(h @ w_rz.T + b_rz, 2, axis=1)
             r, z = mg.sigmoid(x_r + h_r), mg.sigmoid(x_z + h_z)
             g = mg.tanh(x_n + (r * h) @ w_n.T + b_n)
@@ -292,9 +266,7 @@ class GRUCell(_Projected):
 
     def sequence_kernel(self, inputs, h0, lengths=None):
         """The whole loop as one op: (T, B, I) -> ((T, B, H), h_T)."""
-        if not self._use_fused():
-            return self._sequence_fallback(inputs, h0, lengths)
-        return _kernels().gru_sequence(inputs, h0, self.weight_ih, self.weight_hh, self.bias_ih,
+        return kernels.gru_sequence(inputs, h0, self.weight_ih, self.weight_hh, self.bias_ih,
                                        self.bias_hh, reset_after=self.reset_after,
                                        lengths=lengths)
 

@@ -235,17 +235,79 @@ class RNNStep(Function):
 
 
 # --- a whole sequence ----------------------------------------------------------------------------
+#
+# Layout: per-step quantities are feature-major, (features, B). The recurrent product is then
+# W (G H, H + 1) @ [h; 1] (H + 1, B): the bias rides in it as a column of W against a row of ones
+# under the stored states, and each gate block is one contiguous (H, B) chunk, so every ufunc is
+# one flat loop. Hidden states live in Hs (H + 1, T + 1, B), column t = h_{t-1}; the outputs
+# (T, B, H) and the final state are views of it. Backward writes the pre-activation gradients
+# into D (G H, T, B), so that gW = D (G H, T B) @ [h; 1]^T and gx = D^T W are single products.
+# Every pre-activation gradient is (dh or dc) times a factor of stored forward values; the
+# factors are computed for all steps at once, in place in D, before the per-step recurrence,
+# which is then a few ufunc calls and one matmul per step (per-call overhead is what costs when
+# B H is small).
+
+def _rot(w, k, H, xp):
+    """Rotate gate blocks along axis 0 so block k comes first: LSTM (i, f, g, o) -> (o, i, f, g)
+    with k = 3; k = 1 turns it back."""
+    return xp.concatenate([w[k * H:], w[:k * H]])
+
+
+def _with_bias(w, b, xp):
+    """[w | b] (rows, cols + 1): the bias multiplies the row of ones under the stored states."""
+    out = xp.empty((w.shape[0], w.shape[1] + 1), w.dtype)
+    out[:, :-1] = w
+    out[:, -1] = 0 if b is None else b
+    return out
+
+
+def _states(h0, T, B, H, dt, xp):
+    """Hs (H + 1, T + 1, B): column t holds h_{t-1} over a row of ones; column 0 is h0."""
+    Hs = xp.empty((H + 1, T + 1, B), dt)
+    Hs[:H, 0] = 0 if h0 is None else h0.T
+    Hs[H] = 1
+    return Hs
+
+
+def _outputs(Hs, L):
+    """out (T, B, H) and h_T (B, H), views and gathers of the feature-major states."""
+    states = Hs[:-1].transpose(1, 2, 0)                  # (T + 1, B, H)
+    return states[1:], (states[-1].copy() if L is None else L.final(states))
+
+
+def _masks(L, T):
+    """Per-step (1, B) masks in the feature-major layout, or Nones."""
+    return [None] * T if L is None else L.mask.transpose(0, 2, 1)
+
+
+def _grad_init(L, gout, gfinal, xp):
+    """Per-step gradients reaching the states (T, H, B) and the initial dh or dc (H, B)."""
+    if L is None:
+        steps, d = gout, gfinal.T.copy()
+    else:
+        steps, d = L.step_grads(gout, gfinal, xp), xp.zeros(gfinal.T.shape, gfinal.dtype)
+    return (None if steps is None else steps.transpose(0, 2, 1)), d
+
+
+def _one_minus_square(a, out, xp):
+    """out = 1 - a^2 (the derivative of tanh, from its output)."""
+    xp.multiply(a, a, out=out)
+    xp.subtract(1.0, out, out=out)
+    return out
+
 
 class LSTMSequence(Function):
     """The LSTM over a whole sequence as one op: x (T, B, I), h0, c0 (B, H) or None (zeros),
     weight_ih (4H, I), weight_hh (4H, H), bias (4H) or None -> out (T, B, H), h_T, c_T (B, H).
 
-    Forward: gx = x W_ih^T + b for all steps in one product, then per step the maths of
-    `LSTMStep`. Backward: BPTT, one (B, 4H) @ (4H, H) product per step for the recurrent
-    gradient; gW_ih, gW_hh, gb and gx are then one product (or sum) each over all T B rows.
-    Saves the activated gates (T, B, 4H), the cell states (T + 1, B, H), tanh of them (T, B, H)
-    and the hidden states (T + 1, B, H) (index 0: the initial state), x and the weights: 7 (B, H)
-    arrays per step. tanh(c) is kept, not recomputed: a tanh costs more than the memory it saves.
+    Forward: the input projection of all steps in one product, then per step the maths of
+    `LSTMStep`. Gates are kept in the order (o, i, f, g): the three sigmoid gates are one block,
+    and with the 1/2 of sigmoid(a) = 0.5 tanh(a / 2) + 0.5 folded into their weight rows one
+    tanh covers all four gates. Backward: BPTT, one (H, 4H) @ (4H, B) product per step; then
+    gx, gW_ih and [gW_hh | gb] are one product each over all T B columns.
+    Saves, per step, the activated gates with the previous cell state (5 H rows: every factor
+    of the backward is a function of them), tanh(c) (H: one tanh costs more than the memory)
+    and h (H + 1, for gW_hh and gb); x and the weights: 7 (B, H) arrays per step.
     With `lengths` (B,), outputs past each end are zero and h_T, c_T are each row's state at
     its own last step.
     """
@@ -253,114 +315,110 @@ class LSTMSequence(Function):
     def forward(self, x, h0, c0, weight_ih, weight_hh, bias, *, lengths=None):
         xp = self.xp
         T, B, I = x.shape
-        H = weight_hh.shape[1]
-        H3 = 3 * H
-        w_ih, w_hh = _swap_go(weight_ih, H, xp), _swap_go(weight_hh, H, xp)
-        w_ih[:H3] *= 0.5                        # sigmoid(a) = 0.5 tanh(a/2) + 0.5: fold the 1/2
-        w_hh[:H3] *= 0.5
-        G = xp.empty((T, B, 4 * H), x.dtype)
-        G2 = G.reshape(T * B, 4 * H)
-        xp.matmul(x.reshape(T * B, I), w_ih.T, out=G2)
-        if bias is not None:
-            b = _swap_go(bias, H, xp)
-            b[:H3] *= 0.5
-            G2 += b
-        Hs, C = xp.empty((T + 1, B, H), x.dtype), xp.empty((T + 1, B, H), x.dtype)
-        TC = xp.empty((T, B, H), x.dtype)
-        Hs[0] = 0 if h0 is None else h0
-        C[0] = 0 if c0 is None else c0
+        H, dt = weight_hh.shape[1], x.dtype
+        H3, H4 = 3 * H, 4 * H
         L = self.lens = None if lengths is None else _Lengths(
-            lengths, T, B, x.dtype, backend.device_of(x))
-        self.h0_zero = _is_zero(h0, xp)
-        tmp4, tmp = xp.empty((B, 4 * H), x.dtype), xp.empty((B, H), x.dtype)
-        views = (G, G[:, :, :H3], G[:, :, :H], G[:, :, H:2 * H], G[:, :, 2 * H:H3],
-                 G[:, :, H3:], C[:-1], C[1:], TC, Hs[:-1], Hs[1:])
-        for t, (a, s3, i, f, o, g, c, c_new, tc, h, h_new) in enumerate(zip(*views)):
-            if t or not self.h0_zero:
-                xp.matmul(h, w_hh.T, out=tmp4)
-                a += tmp4
-            _sigmoid_folded_(s3, xp)
-            xp.tanh(g, out=g)
-            xp.multiply(f, c, out=c_new)
-            xp.multiply(i, g, out=tmp)
-            c_new += tmp
-            xp.tanh(c_new, out=tc)
+            lengths, T, B, dt, backend.device_of(x))
+        w_ih = _rot(weight_ih, 3, H, xp)
+        w_ih[:H3] *= 0.5                     # sigmoid(a) = 0.5 tanh(a / 2) + 0.5: fold the 1/2
+        w_hh = _with_bias(_rot(weight_hh, 3, H, xp), None if bias is None else
+                          _rot(bias, 3, H, xp), xp)
+        w_hh[:H3] *= 0.5
+        P = xp.empty((H4, T, B), dt)                          # input projections
+        xp.matmul(w_ih, x.reshape(T * B, I).T, out=P.reshape(H4, T * B))
+        G = xp.empty((T + 1, 5 * H, B), dt)  # step t: o, i, f, g, then c_{t-1}; G[T, 4H:] = c_T
+        G[0, H4:] = 0 if c0 is None else c0.T
+        TC = xp.empty((T, H, B), dt)                          # tanh(c_t)
+        Hs = _states(h0, T, B, H, dt, xp)
+        HsT = Hs.transpose(1, 0, 2)
+        prod = xp.empty((2 * H, B), dt)
+        ig, fc = prod[:H], prod[H:]
+        for a, s3, o, i_f, g_c, c, p, h, h_new, tc, m in zip(
+                G[:T, :H4], G[:T, :H3], G[:T, :H], G[:T, H:H3], G[:T, H3:], G[1:, H4:],
+                P.transpose(1, 0, 2), HsT[:-1], HsT[1:, :H], TC, _masks(L, T)):
+            xp.matmul(w_hh, h, out=a)
+            a += p
+            xp.tanh(a, out=a)
+            s3 *= 0.5
+            s3 += 0.5
+            xp.multiply(i_f, g_c, out=prod)                   # [i g, f c_{t-1}]
+            xp.add(ig, fc, out=c)
+            xp.tanh(c, out=tc)
             xp.multiply(o, tc, out=h_new)
-            if L is not None:
-                h_new *= L.mask[t]
-        self.save_for_backward(x, weight_ih, weight_hh, G, C, TC, Hs)
-        if L is None:
-            return Hs[1:], Hs[T].copy(), C[T].copy()
-        return Hs[1:], L.final(Hs), L.final(C)
+            if m is not None:
+                h_new *= m
+        self.save_for_backward(x, weight_ih, weight_hh, G, TC, Hs)
+        out, h_T = _outputs(Hs, L)
+        cells = G[:, H4:].transpose(0, 2, 1)                  # (T + 1, B, H)
+        return out, h_T, (cells[T].copy() if L is None else L.final(cells))
 
     def backward(self, gout, gh, gc):
-        x, weight_ih, weight_hh, G, C, TC, Hs = self.saved
+        x, weight_ih, weight_hh, G, TC, Hs = self.saved
         xp, L, n = self.xp, self.lens, self.needs_input_grad
         T, B, I = x.shape
-        H = weight_hh.shape[1]
-        H3 = 3 * H
-        w_hh = _swap_go(weight_hh, H, xp)
-        if L is None:
-            gsteps, gcsteps, dh, dc = gout, None, gh.copy(), gc.copy()
-        else:
-            gsteps, gcsteps = L.step_grads(gout, gh, xp), L.step_grads(None, gc, xp)
-            dh, dc = xp.zeros_like(gh), xp.zeros_like(gc)
-        D = xp.empty_like(G)                  # pre-activation gradients, gate order i, f, o, g
-        tmp, tmp3 = xp.empty((B, H), x.dtype), xp.empty((B, H3), x.dtype)
-        need_h0 = n[1]
-        views = (D, D[:, :, :H3], D[:, :, :H], D[:, :, H:2 * H], D[:, :, 2 * H:H3], D[:, :, H3:],
-                 G[:, :, :H3], G[:, :, :H], G[:, :, H:2 * H], G[:, :, H3:], C[:-1], TC, gsteps)
-        for t in range(T - 1, -1, -1):
-            d, d3, di, df, do, dg, s3, i, f, g, c, tc, gs = (v[t] for v in views)
+        H, dt = weight_hh.shape[1], x.dtype
+        H2, H3, H4 = 2 * H, 3 * H, 4 * H
+        gsteps, dh = _grad_init(L, gout, gh, xp)
+        gcsteps, dc = _grad_init(L, None, gc, xp) if L is not None else (None, gc.T.copy())
+        # local factors for all steps, in place in D (rows o, i, f, g)
+        D = xp.empty((H4, T, B), dt)
+        DT = D.transpose(1, 0, 2)
+        s3, o, i, f, g, c_prev = (G[:T, :H3], G[:T, :H], G[:T, H:H2], G[:T, H2:H3],
+                                  G[:T, H3:H4], G[:T, H4:])
+        xp.subtract(1.0, s3, out=DT[:, :H3])
+        DT[:, :H3] *= s3                                      # s (1 - s)
+        DT[:, :H] *= TC                                       # o: tanh(c) o (1 - o)
+        DT[:, H:H2] *= g                                      # i: g i (1 - i)
+        DT[:, H2:H3] *= c_prev                                # f: c_{t-1} f (1 - f)
+        _one_minus_square(g, DT[:, H3:], xp)
+        DT[:, H3:] *= i                                       # g: i (1 - g^2)
+        K = _one_minus_square(TC, xp.empty_like(TC), xp)
+        K *= o                                                # dc += dh o (1 - tanh(c)^2)
+        # the recurrence: 6 ufunc calls and one product per step
+        w_hhT = _rot(weight_hh, 3, H, xp).T
+        D4T = D.reshape(4, H, T, B).transpose(2, 0, 1, 3)     # (T, 4, H, B)
+        tmp = xp.empty((H, B), dt)
+        gcs = [None] * T if gcsteps is None else gcsteps[::-1]
+        for t, gs, gcs_t, k, d_o, d_ifg, d, f_t in zip(
+                range(T - 1, -1, -1), gsteps[::-1], gcs, K[::-1], D4T[::-1, 0],
+                D4T[::-1, 1:], DT[::-1], f[::-1]):
             dh += gs
-            if gcsteps is not None:
-                dc += gcsteps[t]
-            xp.multiply(tc, tc, out=tmp)         # dc += dh o (1 - tanh(c')^2)
-            xp.subtract(1.0, tmp, out=tmp)
-            tmp *= G[t, :, 2 * H:H3]
-            tmp *= dh
+            if gcs_t is not None:
+                dc += gcs_t
+            xp.multiply(dh, k, out=tmp)
             dc += tmp
-            xp.multiply(dc, g, out=di)
-            xp.multiply(dc, c, out=df)
-            xp.multiply(dh, tc, out=do)
-            xp.multiply(g, g, out=dg)            # dg = dc i (1 - g^2)
-            xp.subtract(1.0, dg, out=dg)
-            dg *= dc
-            dg *= i
-            xp.subtract(1.0, s3, out=tmp3)       # sigmoid' = s (1 - s)
-            tmp3 *= s3
-            d3 *= tmp3
-            dc *= f
-            if t or need_h0:
-                xp.matmul(d, w_hh, out=dh)
+            d_o *= dh
+            d_ifg *= dc
+            dc *= f_t
+            if t or n[1]:
+                xp.matmul(w_hhT, d, out=dh)
         if L is not None:
-            L.to_initial(dh, gh)
-            L.to_initial(dc, gc)
-        D2 = D.reshape(T * B, 4 * H)
+            L.to_initial(dh.T, gh)
+            L.to_initial(dc.T, gc)
+        D2 = D.reshape(H4, T * B)
         gx = gw_ih = gw_hh = gb = None
         if n[0]:
-            gx = (D2 @ _swap_go(weight_ih, H, xp)).reshape(T, B, I)
+            gx = (D2.T @ _rot(weight_ih, 3, H, xp)).reshape(T, B, I)
         if n[3]:
-            gw_ih = _swap_go(D2.T @ x.reshape(T * B, I), H, xp)
-        if n[4]:
-            k = B if self.h0_zero else 0         # h0 = 0 adds nothing to gW_hh
-            gw_hh = _swap_go(D2[k:].T @ Hs[:T].reshape(T * B, H)[k:], H, xp)
-        if n[5]:
-            gb = _swap_go(D2.sum(axis=0), H, xp)
-        return gx, (dh if need_h0 else None), (dc if n[2] else None), gw_ih, gw_hh, gb
+            gw_ih = _rot(D2 @ x.reshape(T * B, I), 1, H, xp)
+        if n[4] or n[5]:
+            gwb = _rot(D2 @ Hs[:, :T].reshape(H + 1, T * B).T, 1, H, xp)   # [gW_hh | gb]
+            gw_hh, gb = gwb[:, :H], gwb[:, H]
+        return gx, (dh.T if n[1] else None), (dc.T if n[2] else None), gw_ih, gw_hh, gb
 
 
 class GRUSequence(Function):
     """The GRU over a whole sequence as one op: x (T, B, I), h0 (B, H) or None (zeros),
     weight_ih (3H, I), weight_hh (3H, H), bias_ih, bias_hh (3H) or None -> out (T, B, H), h_T.
 
-    Per step the maths of `GRUStep`. reset_after=False: b_hn sits outside the product, so
-    b_ih + b_hh is one bias and both bias gradients are the same sum; the buffer holds
-    [r, z, n] (T, B, 3H). reset_after=True: the buffer is [n, r, z, hn] (T, B, 4H) with
-    hn = h W_hn^T + b_hn, so the input-side gradients (n, r, z) and the hidden-side ones
-    (r, z, hn) are each one contiguous column window: one product per weight gradient.
-    Saves the activated gates (3 H per row), hn or r h (H per row), the hidden states
-    (T + 1, B, H), x and the weights: 5 (B, H) arrays per step.
+    Per step the maths of `GRUStep`, with the layout and the backward of `LSTMSequence`.
+    reset_after=True: one recurrent product [W_hh | b'] [h; 1] gives the r, z pre-activations
+    and hn = W_hn h + b_hn; gates are stored as [r, z, hn, n] (4 H rows per step) and D holds
+    [n, r, z, hn], so the input-side gradients (n, r, z) and the hidden-side ones (r, z, hn)
+    are each one contiguous window: one product per weight gradient.
+    reset_after=False: b_hn sits outside the product, so b_ih + b_hh is one bias and both bias
+    gradients are the same; gates [r, z, n] (3 H) and r h (H, for gW_hn) are stored.
+    Saves, per step, the gates, hn or r h, and h (H + 1); x and the weights: 5 (B, H) arrays.
     """
 
     def forward(self, x, h0, weight_ih, weight_hh, bias_ih, bias_hh, *, reset_after=False,
@@ -372,240 +430,239 @@ class GRUSequence(Function):
         self.reset_after = reset_after
         L = self.lens = None if lengths is None else _Lengths(
             lengths, T, B, dt, backend.device_of(x))
-        self.h0_zero = _is_zero(h0, xp)
         b_ih = xp.zeros(H3, dt) if bias_ih is None else bias_ih
         b_hh = xp.zeros(H3, dt) if bias_hh is None else bias_hh
-        Hs = xp.empty((T + 1, B, H), dt)
-        Hs[0] = 0 if h0 is None else h0
-        tmp = xp.empty((B, H), dt)
+        Hs = _states(h0, T, B, H, dt, xp)
+        HsT = Hs.transpose(1, 0, 2)
         x2 = x.reshape(T * B, I)
+        tmp = xp.empty((H, B), dt)
         if reset_after:
-            w_ih = xp.concatenate([weight_ih[H2:], weight_ih[:H2]])       # rows n, r, z
-            w_ih[H:] *= 0.5                     # sigmoid(a) = 0.5 tanh(a/2) + 0.5: fold the 1/2
-            w_hh = weight_hh.copy()
+            w_ih = _rot(weight_ih, 2, H, xp)                  # rows n, r, z
+            w_ih[H:] *= 0.5                   # sigmoid(a) = 0.5 tanh(a / 2) + 0.5: fold the 1/2
+            b = b_hh.copy()
+            b[:H2] += b_ih[:H2]
+            w_hh = _with_bias(weight_hh, b, xp)               # rows r, z, n: gives r, z, hn
             w_hh[:H2] *= 0.5
-            b = xp.concatenate([b_ih[H2:], b_ih[:H2] + b_hh[:H2]])
-            b[H:] *= 0.5
-            b_hn = b_hh[H2:]
-            G = xp.empty((T, B, 4 * H), dt)
-            G2 = G.reshape(T * B, 4 * H)
-            xp.add(x2 @ w_ih.T, b, out=G2[:, :H3])
-            tmp3 = xp.empty((B, H3), dt)
-            views = (G[:, :, :H], G[:, :, H:H3], G[:, :, H:H2], G[:, :, H2:H3], G[:, :, H3:],
-                     Hs[:-1], Hs[1:])
-            for t, (nn, rz, r, z, hn, h, h_new) in enumerate(zip(*views)):
-                if t or not self.h0_zero:
-                    xp.matmul(h, w_hh.T, out=tmp3)
-                    rz += tmp3[:, :H2]
-                    xp.add(tmp3[:, H2:], b_hn, out=hn)
-                else:
-                    hn[...] = b_hn
-                _sigmoid_folded_(rz, xp)
-                xp.multiply(r, hn, out=tmp)
-                nn += tmp
-                xp.tanh(nn, out=nn)
-                self._mix(h, nn, z, h_new, tmp, t, L)
+            P = xp.empty((H3, T, B), dt)
+            P2 = P.reshape(H3, T * B)
+            xp.matmul(w_ih, x2.T, out=P2)
+            P2[:H] += b_ih[H2:, None]
+            G = xp.empty((T, 4 * H, B), dt)                   # r, z, hn, n
             extra = None
+            for a3, rz, r, z, hn, nn, p_n, p_rz, h, h_aug, h_new, m in zip(
+                    G[:, :H3], G[:, :H2], G[:, :H], G[:, H:H2], G[:, H2:H3], G[:, H3:],
+                    P[:H].transpose(1, 0, 2), P[H:].transpose(1, 0, 2), HsT[:-1, :H],
+                    HsT[:-1], HsT[1:, :H], _masks(L, T)):
+                xp.matmul(w_hh, h_aug, out=a3)
+                rz += p_rz
+                xp.tanh(rz, out=rz)
+                rz *= 0.5
+                rz += 0.5
+                xp.multiply(r, hn, out=nn)
+                nn += p_n
+                xp.tanh(nn, out=nn)
+                _mix(h, nn, z, h_new, tmp, m, xp)
         else:
             w_ih = weight_ih.copy()
             w_ih[:H2] *= 0.5
-            w_rz, w_n = weight_hh[:H2] * 0.5, weight_hh[H2:]
             b = b_ih + b_hh
-            b[:H2] *= 0.5
-            G = xp.empty((T, B, H3), dt)
-            G2 = G.reshape(T * B, H3)
-            xp.matmul(x2, w_ih.T, out=G2)
-            G2 += b
-            extra = xp.empty((T, B, H), dt)    # r h: gW_hn needs it
-            tmp2 = xp.empty((B, H2), dt)
-            views = (G[:, :, :H2], G[:, :, :H], G[:, :, H:H2], G[:, :, H2:], extra, Hs[:-1],
-                     Hs[1:])
-            for t, (rz, r, z, nn, rh, h, h_new) in enumerate(zip(*views)):
-                first = not t and self.h0_zero
-                if not first:
-                    xp.matmul(h, w_rz.T, out=tmp2)
-                    rz += tmp2
-                _sigmoid_folded_(rz, xp)
+            w_rz = _with_bias(weight_hh[:H2], b[:H2], xp)
+            w_rz *= 0.5
+            w_n = weight_hh[H2:]
+            G = xp.empty((T, H3, B), dt)                      # r, z, n
+            P = xp.empty((H3, T, B), dt)
+            P2 = P.reshape(H3, T * B)
+            xp.matmul(w_ih, x2.T, out=P2)
+            P2[H2:] += b[H2:, None]
+            extra = xp.empty((H, T, B), dt)                   # r h
+            for rz, r, z, nn, p_rz, p_n, rh, h, h_aug, h_new, m in zip(
+                    G[:, :H2], G[:, :H], G[:, H:H2], G[:, H2:], P[:H2].transpose(1, 0, 2),
+                    P[H2:].transpose(1, 0, 2), extra.transpose(1, 0, 2), HsT[:-1, :H],
+                    HsT[:-1], HsT[1:, :H], _masks(L, T)):
+                xp.matmul(w_rz, h_aug, out=rz)
+                rz += p_rz
+                xp.tanh(rz, out=rz)
+                rz *= 0.5
+                rz += 0.5
                 xp.multiply(r, h, out=rh)
-                if not first:
-                    xp.matmul(rh, w_n.T, out=tmp)
-                    nn += tmp
+                xp.matmul(w_n, rh, out=nn)
+                nn += p_n
                 xp.tanh(nn, out=nn)
-                self._mix(h, nn, z, h_new, tmp, t, L)
+                _mix(h, nn, z, h_new, tmp, m, xp)
         self.save_for_backward(x, weight_ih, weight_hh, G, extra, Hs)
-        return Hs[1:], (Hs[T].copy() if L is None else L.final(Hs))
-
-    def _mix(self, h, n, z, h_new, tmp, t, L):
-        """h_new = z h + (1 - z) n = n + z (h - n), then masked past each sequence's end."""
-        xp = self.xp
-        xp.subtract(h, n, out=tmp)
-        tmp *= z
-        xp.add(n, tmp, out=h_new)
-        if L is not None:
-            h_new *= L.mask[t]
+        return _outputs(Hs, L)
 
     def backward(self, gout, gh):
         x, weight_ih, weight_hh, G, extra, Hs = self.saved
         xp, L, n = self.xp, self.lens, self.needs_input_grad
         T, B, I = x.shape
-        H = weight_hh.shape[1]
+        H, dt = weight_hh.shape[1], x.dtype
         H2, H3 = 2 * H, 3 * H
-        if L is None:
-            gsteps, dh = gout, gh.copy()
+        gsteps, dh = _grad_init(L, gout, gh, xp)
+        h_prev = Hs.transpose(1, 0, 2)[:T, :H]               # (T, H, B)
+        tmp = xp.empty((H, B), dt)
+        if self.reset_after:
+            r, z, hn, nn = G[:, :H], G[:, H:H2], G[:, H2:H3], G[:, H3:]
+            D = xp.empty((4 * H, T, B), dt)                   # n, r, z, hn
+            DT = D.transpose(1, 0, 2)
+            dn, dr, dz, dhn = DT[:, :H], DT[:, H:H2], DT[:, H2:H3], DT[:, H3:]
+            _one_minus_square(nn, dn, xp)
+            xp.subtract(1.0, z, out=dz)
+            dn *= dz                                          # n: (1 - z)(1 - n^2)
+            dz *= z
+            xp.subtract(h_prev, nn, out=dr)
+            dz *= dr                                          # z: (h - n) z (1 - z)
+            xp.multiply(dn, r, out=dhn)                       # hn: r (1 - z)(1 - n^2)
+            xp.subtract(1.0, r, out=dr)
+            dr *= r
+            dr *= hn
+            dr *= dn                                          # r: hn r (1 - r)(1 - z)(1 - n^2)
+            w_hhT = weight_hh.T
+            D4T = D.reshape(4, H, T, B).transpose(2, 0, 1, 3)
+            for t, gs, d4, d_h, z_t in zip(range(T - 1, -1, -1), gsteps[::-1], D4T[::-1],
+                                           DT[::-1, H:], z[::-1]):
+                dh += gs
+                d4 *= dh
+                if t or n[1]:
+                    xp.multiply(dh, z_t, out=tmp)             # the direct path h -> h'
+                    xp.matmul(w_hhT, d_h, out=dh)
+                    dh += tmp
         else:
-            gsteps, dh = L.step_grads(gout, gh, xp), xp.zeros_like(gh)
-        D = xp.empty_like(G)                  # pre-activation gradients, layout of G
-        dhz, tmp, tmp2 = xp.empty((B, H), x.dtype), xp.empty((B, H), x.dtype), \
-            xp.empty((B, H2), x.dtype)
-        need_h0 = n[1]
-        ra = self.reset_after
-        # column windows of the gates and of their gradients in either layout
-        o_n, o_r = (0, H) if ra else (H2, 0)
-        w_n = weight_hh[H2:]
-        w_rz = weight_hh[:H2]
-        for t in range(T - 1, -1, -1):
-            g, d, h = G[t], D[t], Hs[t]
-            nn, r, z, rz = g[:, o_n:o_n + H], g[:, o_r:o_r + H], g[:, o_r + H:o_r + H2], \
-                g[:, o_r:o_r + H2]
-            dn, dr, dz, drz = d[:, o_n:o_n + H], d[:, o_r:o_r + H], d[:, o_r + H:o_r + H2], \
-                d[:, o_r:o_r + H2]
-            dh += gsteps[t]
-            xp.subtract(h, nn, out=dz)               # dz = dh (h - n)
-            dz *= dh
-            xp.multiply(nn, nn, out=dn)              # dn = dh (1 - z)(1 - n^2)
-            xp.subtract(1.0, dn, out=dn)
-            xp.subtract(1.0, z, out=tmp)
-            dn *= tmp
-            dn *= dh
-            xp.multiply(dh, z, out=dhz)              # the direct path h -> h'
-            if ra:
-                hn, dhn = g[:, H3:], d[:, H3:]
-                xp.multiply(dn, hn, out=dr)          # dr = dn hn
-                xp.multiply(dn, r, out=dhn)          # d(h W_hn^T + b_hn) = dn r
-            else:
-                xp.matmul(dn, w_n, out=tmp)          # d(r h)
-                xp.multiply(tmp, h, out=dr)
-                tmp *= r
-                dhz += tmp
-            xp.subtract(1.0, rz, out=tmp2)           # sigmoid' = s (1 - s)
-            tmp2 *= rz
-            drz *= tmp2
-            if t or need_h0:
-                if ra:
-                    xp.matmul(d[:, H:], weight_hh, out=dh)
-                else:
-                    xp.matmul(drz, w_rz, out=dh)
-                dh += dhz
+            r, z, nn = G[:, :H], G[:, H:H2], G[:, H2:]
+            D = xp.empty((H3, T, B), dt)                      # r, z, n
+            DT = D.transpose(1, 0, 2)
+            dr, dz, dn = DT[:, :H], DT[:, H:H2], DT[:, H2:]
+            _one_minus_square(nn, dn, xp)
+            xp.subtract(1.0, z, out=dz)
+            dn *= dz                                          # n: (1 - z)(1 - n^2)
+            dz *= z
+            xp.subtract(h_prev, nn, out=dr)
+            dz *= dr                                          # z: (h - n) z (1 - z)
+            xp.subtract(1.0, r, out=dr)
+            dr *= r
+            dr *= h_prev                                      # r: h r (1 - r), times d(r h)
+            w_rzT, w_nT = weight_hh[:H2].T, weight_hh[H2:].T
+            drh = xp.empty((H, B), dt)
+            D3T = D.reshape(3, H, T, B).transpose(2, 0, 1, 3)
+            for t, gs, d_zn, d_n, d_r, d_rz, z_t, r_t in zip(
+                    range(T - 1, -1, -1), gsteps[::-1], D3T[::-1, 1:], DT[::-1, H2:],
+                    DT[::-1, :H], DT[::-1, :H2], z[::-1], r[::-1]):
+                dh += gs
+                d_zn *= dh
+                xp.matmul(w_nT, d_n, out=drh)                # d(r h)
+                d_r *= drh
+                if t or n[1]:
+                    xp.multiply(dh, z_t, out=tmp)
+                    drh *= r_t
+                    tmp += drh
+                    xp.matmul(w_rzT, d_rz, out=dh)
+                    dh += tmp
         if L is not None:
-            L.to_initial(dh, gh)
+            L.to_initial(dh.T, gh)
         gx, gw_ih, gw_hh, gb_ih, gb_hh = self._weight_grads(x, D, Hs, extra, weight_ih)
-        return gx, (dh if need_h0 else None), gw_ih, gw_hh, gb_ih, gb_hh
+        return gx, (dh.T if n[1] else None), gw_ih, gw_hh, gb_ih, gb_hh
 
     def _weight_grads(self, x, D, Hs, extra, weight_ih):
-        """gx, gW_ih, gW_hh, gb_ih, gb_hh from the pre-activation gradients D, all steps at once."""
+        """gx, gW_ih, gW_hh, gb_ih, gb_hh from the pre-activation gradients D (all steps)."""
         xp, n = self.xp, self.needs_input_grad
         T, B, I = x.shape
-        H = Hs.shape[2]
+        H = Hs.shape[0] - 1
         H2, H3 = 2 * H, 3 * H
-        D2 = D.reshape(T * B, D.shape[2])
-        x2, h2 = x.reshape(T * B, I), Hs[:T].reshape(T * B, H)
-        k = B if self.h0_zero else 0            # h0 = 0 adds nothing to gW_hh
+        D2 = D.reshape(D.shape[0], T * B)
+        x2, h1 = x.reshape(T * B, I), Hs[:, :T].reshape(H + 1, T * B)
         gx = gw_ih = gw_hh = gb_ih = gb_hh = None
         if self.reset_after:
-            d_ih, d_hh = D2[:, :H3], D2[:, H:]   # (n, r, z) and (r, z, hn)
+            d_ih = D2[:H3]                                    # n, r, z
             if n[0]:
-                w_ih = xp.concatenate([weight_ih[H2:], weight_ih[:H2]])
-                gx = (d_ih @ w_ih).reshape(T, B, I)
+                gx = (d_ih.T @ _rot(weight_ih, 2, H, xp)).reshape(T, B, I)
             if n[2]:
-                g = d_ih.T @ x2
-                gw_ih = xp.concatenate([g[H:], g[:H]])
-            if n[3]:
-                gw_hh = d_hh[k:].T @ h2[k:]
-            if n[4] or n[5]:
-                s = D2.sum(axis=0)
-                gb_ih = xp.concatenate([s[H:H3], s[:H]]) if n[4] else None
-                gb_hh = s[H:] if n[5] else None
+                gw_ih = _rot(d_ih @ x2, 1, H, xp)
+            gwb = D2[H:] @ h1.T                               # rows r, z, n: [gW_hh | gb_hh]
+            gw_hh, gb_hh = gwb[:, :H], gwb[:, H]
+            if n[4]:
+                gb_ih = xp.concatenate([gb_hh[:H2], D2[:H].sum(axis=1)])
         else:
             if n[0]:
-                gx = (D2 @ weight_ih).reshape(T, B, I)
+                gx = (D2.T @ weight_ih).reshape(T, B, I)
             if n[2]:
-                gw_ih = D2.T @ x2
-            if n[3]:
-                gw_hh = xp.concatenate([D2[k:, :H2].T @ h2[k:],
-                                        D2[:, H2:].T @ extra.reshape(T * B, H)])
-            if n[4] or n[5]:
-                s = D2.sum(axis=0)
-                gb_ih, gb_hh = (s if n[4] else None), (s.copy() if n[5] else None)
+                gw_ih = D2 @ x2
+            g_rz = D2[:H2] @ h1.T                             # [gW_hr; gW_hz | gb_r; gb_z]
+            gw_hh = xp.concatenate([g_rz[:, :H], D2[H2:] @ extra.reshape(H, T * B).T])
+            gb_ih = xp.concatenate([g_rz[:, H], D2[H2:].sum(axis=1)])
+            gb_hh = gb_ih.copy() if n[4] else gb_ih
         return gx, gw_ih, gw_hh, gb_ih, gb_hh
+
+
+def _mix(h, n, z, h_new, tmp, m, xp):
+    """h_new = z h + (1 - z) n = n + z (h - n), then masked past each sequence's end."""
+    xp.subtract(h, n, out=tmp)
+    tmp *= z
+    xp.add(n, tmp, out=h_new)
+    if m is not None:
+        h_new *= m
 
 
 class RNNSequence(Function):
     """The Elman RNN over a whole sequence as one op: x (T, B, I), h0 (B, H) or None (zeros),
     weight_ih (H, I), weight_hh (H, H), bias (H) or None -> out (T, B, H), h_T (B, H).
 
-    Per step the maths of `RNNStep`; the input projection of all steps is written straight into
-    the hidden-state buffer, which the loop then finishes in place. Saves the hidden states
-    (T + 1, B, H) (the activation derivative is a function of them), x and the weights: one
-    (B, H) array per step.
+    Per step the maths of `RNNStep`, with the layout of `LSTMSequence`: the input projection of
+    all steps is written straight into the state buffer, which the loop finishes in place.
+    Saves the states (H + 1 per step: the activation derivative is a function of them), x and
+    the weights: one (B, H) array per step.
     """
 
     def forward(self, x, h0, weight_ih, weight_hh, bias, *, nonlinearity="tanh", lengths=None):
         xp = self.xp
         T, B, I = x.shape
-        H = weight_hh.shape[1]
+        H, dt = weight_hh.shape[1], x.dtype
         self.relu = nonlinearity == "relu"
         L = self.lens = None if lengths is None else _Lengths(
-            lengths, T, B, x.dtype, backend.device_of(x))
-        self.h0_zero = _is_zero(h0, xp)
-        Hs = xp.empty((T + 1, B, H), x.dtype)
-        Hs[0] = 0 if h0 is None else h0
-        xp.matmul(x.reshape(T * B, I), weight_ih.T, out=Hs[1:].reshape(T * B, H))
-        if bias is not None:
-            Hs[1:] += bias
-        tmp = xp.empty((B, H), x.dtype)
-        for t, (h, h_new) in enumerate(zip(Hs[:-1], Hs[1:])):
-            if t or not self.h0_zero:
-                xp.matmul(h, weight_hh.T, out=tmp)
-                h_new += tmp
+            lengths, T, B, dt, backend.device_of(x))
+        Hs = _states(h0, T, B, H, dt, xp)
+        HsT = Hs.transpose(1, 0, 2)
+        xp.matmul(weight_ih, x.reshape(T * B, I).T, out=Hs[:H, 1:].reshape(H, T * B))
+        w_hh = _with_bias(weight_hh, bias, xp)
+        tmp = xp.empty((H, B), dt)
+        for h, h_new, m in zip(HsT[:-1], HsT[1:, :H], _masks(L, T)):
+            xp.matmul(w_hh, h, out=tmp)
+            h_new += tmp
             if self.relu:
                 xp.maximum(h_new, 0, out=h_new)
             else:
                 xp.tanh(h_new, out=h_new)
-            if L is not None:
-                h_new *= L.mask[t]
+            if m is not None:
+                h_new *= m
         self.save_for_backward(x, weight_ih, weight_hh, Hs)
-        return Hs[1:], (Hs[T].copy() if L is None else L.final(Hs))
+        return _outputs(Hs, L)
 
     def backward(self, gout, gh):
         x, weight_ih, weight_hh, Hs = self.saved
         xp, L, n = self.xp, self.lens, self.needs_input_grad
         T, B, I = x.shape
-        H = weight_hh.shape[1]
-        if L is None:
-            gsteps, dh = gout, gh.copy()
+        H, dt = weight_hh.shape[1], x.dtype
+        gsteps, dh = _grad_init(L, gout, gh, xp)
+        D = xp.empty((H, T, B), dt)                           # act'(.) for all steps, then d
+        out = Hs[:H, 1:]
+        if self.relu:
+            D[...] = out > 0
         else:
-            gsteps, dh = L.step_grads(gout, gh, xp), xp.zeros_like(gh)
-        D = xp.empty((T, B, H), x.dtype)
-        for t in range(T - 1, -1, -1):
-            d, h_new = D[t], Hs[t + 1]
-            dh += gsteps[t]
-            if self.relu:
-                xp.multiply(dh, h_new > 0, out=d)
-            else:
-                xp.multiply(h_new, h_new, out=d)     # d = dh (1 - h'^2)
-                xp.subtract(1.0, d, out=d)
-                d *= dh
+            _one_minus_square(out, D, xp)
+        w_hhT = weight_hh.T
+        for t, gs, d in zip(range(T - 1, -1, -1), gsteps[::-1], D.transpose(1, 0, 2)[::-1]):
+            dh += gs
+            d *= dh
             if t or n[1]:
-                xp.matmul(d, weight_hh, out=dh)
+                xp.matmul(w_hhT, d, out=dh)
         if L is not None:
-            L.to_initial(dh, gh)
-        D2, h2 = D.reshape(T * B, H), Hs[:T].reshape(T * B, H)
-        k = B if self.h0_zero else 0            # h0 = 0 adds nothing to gW_hh
-        return ((D2 @ weight_ih).reshape(T, B, I) if n[0] else None,
-                dh if n[1] else None,
-                D2.T @ x.reshape(T * B, I) if n[2] else None,
-                D2[k:].T @ h2[k:] if n[3] else None,
-                D2.sum(axis=0) if n[4] else None)
+            L.to_initial(dh.T, gh)
+        D2 = D.reshape(H, T * B)
+        gwb = D2 @ Hs[:, :T].reshape(H + 1, T * B).T if n[3] or n[4] else None
+        return ((D2.T @ weight_ih).reshape(T, B, I) if n[0] else None,
+                dh.T if n[1] else None,
+                D2 @ x.reshape(T * B, I) if n[2] else None,
+                gwb[:, :H] if n[3] else None,
+                gwb[:, H] if n[4] else None)
 
 
 # --- the functions cells call: argument checks, then one op -------------------------------------

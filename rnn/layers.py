@@ -12,7 +12,7 @@ from rnn.cells import GRUCell, LSTMCell, RNNCell
 from rnn.unroll import _as_inputs, _as_lengths, unroll
 
 
-def reverse_sequences(x, lengths=None):
+def reverse_sequences(x: mg.Tensor, lengths=None) -> mg.Tensor:
     """Reverse each sequence of x (T, B, ...) within its own length; steps past the end stay put.
 
     Without lengths this is a flip of the time axis. It is one index gather, so gradients flow;
@@ -72,7 +72,7 @@ class Bidirectional(Module):
     def hidden_size(self) -> int:
         return self.forward_cell.hidden_size + self.backward_cell.hidden_size
 
-    def forward(self, inputs, state=None, lengths=None, checkpoint_every=None):
+    def forward(self, inputs, state=None, lengths=None, checkpoint_every=None) -> tuple:
         inputs = _as_inputs(self.forward_cell, inputs)
         lengths = _as_lengths(self, lengths, inputs.shape[0], inputs.shape[1])
         s_fw, s_bw = (None, None) if state is None else state
@@ -135,7 +135,7 @@ class Stacked(Module):
     def hidden_size(self) -> int:
         return _out_size(getattr(self, f"layer{self.num_layers - 1}"))
 
-    def forward(self, inputs, state=None, lengths=None, checkpoint_every=None):
+    def forward(self, inputs, state=None, lengths=None, checkpoint_every=None) -> tuple:
         layers = self.layers
         x = _as_inputs(layers[0] if isinstance(layers[0], Cell) else layers[0].forward_cell,
                        inputs)
@@ -234,7 +234,7 @@ class _Recurrent(Stacked):
         self.input_size, self.batch_first = input_size, bool(batch_first)
         self.bidirectional = bool(bidirectional)
 
-    def forward(self, inputs, state=None, lengths=None, checkpoint_every=None):
+    def forward(self, inputs, state=None, lengths=None, checkpoint_every=None) -> tuple:
         """inputs (T, B, I) ((B, T, I) with batch_first) -> (outputs (T, B, H*dirs), states).
 
         `states` holds each layer's final state (a `(forward, backward)` pair when bidirectional).

@@ -8,7 +8,7 @@ from minigrad import backend
 
 
 def sequence_cross_entropy(logits, targets, lengths=None, weights=None, reduction: str = "mean",
-                           average: str = "token"):
+                           average: str = "token") -> mg.Tensor:
     """Softmax cross-entropy summed over a sequence: loss_b = sum_t w_tb * CE(logits_tb, y_tb).
 
     logits (T, B, V); targets (T, B) integers (anything past a sequence's end is ignored, so

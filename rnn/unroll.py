@@ -35,7 +35,9 @@ def _steps(x):
 
 
 def _as_inputs(cell, inputs):
-    if isinstance(inputs, (list, tuple)):
+    if isinstance(inputs, np.ndarray):
+        inputs = mg.tensor(inputs)
+    elif isinstance(inputs, (list, tuple)):
         if not inputs:
             raise ValueError(f"unroll: {type(cell).__name__} got an empty list of steps")
         for x in inputs:
@@ -78,11 +80,12 @@ def _check_state(cell, state, B):
                          f"expected {[w.shape for w in want]} for batch size {B}")
 
 
-def unroll(cell, inputs, state=None, lengths=None, *, checkpoint_every=None,
-           per_step: bool = False, state_hook: Callable | None = None):
+def unroll(cell, inputs, state=None, lengths=None, *, checkpoint_every: int | str | None = None,
+           per_step: bool = False, state_hook: Callable | None = None) -> tuple:
     """Run `cell` over every step of `inputs`; returns `(outputs, final_state)`.
 
-    `inputs` is (T, B, I) (or a list of T steps (B, I)); `outputs` is (T, B, H); `state` defaults
+    `inputs` is (T, B, I) (a Tensor, an array, or a list of T steps (B, I)); `outputs` is
+    (T, B, H); `state` defaults
     to `cell.initial_state(B)`. With `lengths` (B,) (ints in [1, T]), sequence b stops after
     `lengths[b]` steps: its outputs past that are zero and carry no gradient, and its final state is
     its state at its own last step, so a padded batch gives what each sequence gives alone.
@@ -111,11 +114,12 @@ def unroll(cell, inputs, state=None, lengths=None, *, checkpoint_every=None,
     return _unroll(cell, inputs, state, lengths, per_step, state_hook)
 
 
-def _unroll(cell, inputs, state, lengths, per_step, state_hook, allow_empty=False):
+def _unroll(cell, inputs, state, lengths, per_step, state_hook, allow_empty=False, t0=0):
     """The loop on checked arguments: inputs (T, B, I) Tensor, lengths a host int array or None.
 
     `allow_empty=True` lets some lengths be 0 (a segment of a checkpointed run where those
-    sequences already ended): such rows keep their state and output zeros.
+    sequences already ended): such rows keep their state and output zeros. `t0` is the absolute
+    time of the first step (a segment's offset), used in the ("time", t) tags only.
     """
     T, B = inputs.shape[0], inputs.shape[1]
     if state is None:
@@ -123,7 +127,7 @@ def _unroll(cell, inputs, state, lengths, per_step, state_hook, allow_empty=Fals
     if lengths is not None and lengths.min() >= T:
         lengths = None  # nothing to mask
     if (not per_step and state_hook is None and getattr(cell, "fused", False)
-            and hasattr(cell, "sequence_kernel") and (lengths is None or lengths.min() > 0)):
+            and hasattr(cell, "sequence_kernel")):
         return cell.sequence_kernel(inputs, state, lengths)
 
     # sequences that ended need no more steps: stop at the longest, pad the outputs after
@@ -147,7 +151,7 @@ def _unroll(cell, inputs, state, lengths, per_step, state_hook, allow_empty=Fals
     try:
         for t in range(n):
             # a plain save/restore of the tags: a with-block per step costs more than a small op
-            _engine.tags = base + (("time", t),) + module
+            _engine.tags = base + (("time", t0 + t),) + module
             out, new = step(xs[t], state)
             m = masks[t]
             if m is not None:
@@ -168,7 +172,7 @@ def _unroll(cell, inputs, state, lengths, per_step, state_hook, allow_empty=Fals
     return out, state
 
 
-def pad_sequences(sequences, value: float = 0.0):
+def pad_sequences(sequences, value: float = 0.0) -> tuple:
     """Pad sequences of different lengths into one time-major batch: returns `(x, lengths)`.
 
     `sequences` is a list of B arrays or Tensors (T_b, ...); `x` is (T, B, ...) with T = max T_b,

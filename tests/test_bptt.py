@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 import minigrad as mg
 import rnn
 from minigrad.optim.guard import SkipNonFinite, grads_finite
+from minigrad.testing.strategies import sequences
 from rnn.checkpointing import segment_length
 from rnn.clip import clip_state_grad
 from rnn.tbptt import tbptt
@@ -56,14 +57,19 @@ def _grads(cell, x, loss, extra=()):
 KINDS = ["lstm", "lstm-composed", "gru", "rnn", "custom"]
 
 
-@given(kind=st.sampled_from(KINDS), T=st.integers(1, 12), B=st.integers(1, 3),
-       K=st.one_of(st.integers(1, 13), st.just("sqrt")), with_lengths=st.booleans(),
-       seed=st.integers(0, 2**16))
-def test_checkpointed_unroll_equals_full_bptt(kind, T, B, K, with_lengths, seed):
+def _seqs(max_T):
+    return st.one_of(sequences(max_T, 3, 4, with_lengths=True),
+                     sequences(max_T, 3, 4, with_lengths=False))
+
+
+@given(kind=st.sampled_from(KINDS), seqs=_seqs(12),
+       K=st.one_of(st.integers(1, 13), st.just("sqrt")), seed=st.integers(0, 2**16))
+def test_checkpointed_unroll_equals_full_bptt(kind, seqs, K, seed):
+    T, B, n_in = seqs.x.shape
     rng = np.random.default_rng(seed)
-    cell = _cell(kind, 3, 4, seed)
-    x = mg.tensor(rng.standard_normal((T, B, 3)), requires_grad=True)
-    lengths = rng.integers(1, T + 1, size=B) if with_lengths else None
+    cell = _cell(kind, n_in, 4, seed)
+    x = mg.tensor(seqs.x, requires_grad=True)
+    lengths = seqs.lengths
     v = rng.standard_normal((T, B, 4))
     mg.manual_seed(seed)
     out, s = rnn.unroll(cell, x, lengths=lengths)
@@ -183,15 +189,15 @@ def _hand_tbptt(cell, x, k1, k2, v, lengths):
     return total, [losses[i] for i in sorted(losses)]
 
 
-@given(kind=st.sampled_from(["lstm", "gru", "rnn"]), T=st.integers(1, 11), B=st.integers(1, 3),
-       k1=st.integers(1, 5), k2=st.integers(1, 7), with_lengths=st.booleans(),
-       seed=st.integers(0, 2**16))
-def test_tbptt_equals_windows_by_hand(kind, T, B, k1, k2, with_lengths, seed):
+@given(kind=st.sampled_from(["lstm", "gru", "rnn"]), seqs=_seqs(11), k1=st.integers(1, 5),
+       k2=st.integers(1, 7), seed=st.integers(0, 2**16))
+def test_tbptt_equals_windows_by_hand(kind, seqs, k1, k2, seed):
+    T, B, n_in = seqs.x.shape
     rng = np.random.default_rng(seed)
-    cell = _cell(kind, 2, 3, seed)
-    x = mg.tensor(rng.standard_normal((T, B, 2)))
+    cell = _cell(kind, n_in, 3, seed)
+    x = mg.tensor(seqs.x)
     v = rng.standard_normal((T, B, 3))
-    lengths = rng.integers(1, T + 1, size=B) if with_lengths else None
+    lengths = seqs.lengths
     want, want_losses = _hand_tbptt(cell, x, k1, k2, v, lengths)
     windows = []
 
@@ -368,3 +374,29 @@ def test_guard_inf_and_max_consecutive():
         SkipNonFinite(object())
     with pytest.raises(ValueError, match="max_consecutive"):
         SkipNonFinite(mg.optim.SGD([w], lr=0.1), max_consecutive=0)
+
+
+# --- on a device (the "fake" GPU stand-in: any NumPy call on its data raises) ------------------
+
+@pytest.mark.parametrize("kind", ["lstm", "custom"])
+def test_checkpoint_tbptt_clip_and_memory_on_device(kind):
+    rng = np.random.default_rng(6)
+    cell = _cell(kind, 2, 3).to("fake")
+    x = mg.tensor(rng.standard_normal((7, 2, 2)), device="fake")
+    lengths = np.array([7, 4])
+    mg.manual_seed(1)
+    out, _ = rnn.unroll(cell, x, lengths=lengths)
+    want = [g.numpy() for g in mg.grad(out.sum(), cell.parameters())]
+    mg.manual_seed(1)
+    with mg.memory.track() as m:
+        out_c, s = rnn.unroll(cell, x, lengths=lengths, checkpoint_every=3,
+                              state_hook=clip_state_grad(1e6) if kind == "custom" else None)
+        got = [g.numpy() for g in mg.grad(out_c.sum(), cell.parameters())]
+        del s  # the final state's own nodes (not on the loss's path) hold their arrays until here
+    assert m.peak_bytes > 0 and m.live_bytes == 0
+    for g, r in zip(got, want):
+        np.testing.assert_allclose(g, r, rtol=1e-10, atol=1e-12)
+    res = tbptt(cell, x, 3, 4, lengths=lengths, loss_fn=lambda o, w: o.sum())
+    assert len(res.losses) == 3 and all(np.isfinite(res.losses))
+    opt = SkipNonFinite(mg.optim.SGD(cell.parameters(), lr=0.1))
+    assert opt.step() is True

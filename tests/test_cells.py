@@ -218,10 +218,27 @@ def test_cell_matches_numpy_and_gradcheck(name, seq, H, seed):
     assert gradcheck(f, [x, *_flat(state), *cell.parameters()], seed=seed)
 
 
+@pytest.mark.parametrize("name", sorted(CELLS))
+@given(B=st.integers(1, 3), n_in=st.integers(1, 4), H=st.integers(1, 4), seed=st.integers(0, 99))
+def test_one_direct_step_matches_numpy(name, B, n_in, H, seed):
+    """cell(x_t, state), the call a user makes, against the NumPy step (fused and composed)."""
+    make, ref = CELLS[name]
+    variants = [{"fused": True}, {"fused": False}] if name in FUSABLE else [{}]
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((B, n_in))
+    for kw in variants:
+        cell = make(n_in, H, seed, **kw)
+        state = _fresh_fgr_gates(cell, _random_state(cell, B, rng))
+        out, new = cell(mg.tensor(x), state)
+        want_out, want_new = ref(_params(cell))(x, _np_state(cell, state))
+        np.testing.assert_allclose(out.numpy(), want_out, rtol=1e-10, atol=1e-12)
+        for a, b in zip(_flat(new), _flat(want_new)):
+            np.testing.assert_allclose(a.numpy(), b, rtol=1e-10, atol=1e-12)
+
+
 @pytest.mark.parametrize("name", FUSABLE)
 @given(seq=sequences(max_T=4, max_B=3, max_F=4), H=st.integers(1, 4), seed=st.integers(0, 99))
 def test_fused_cell_gradcheck(name, seq, H, seed):
-    pytest.importorskip("rnn.fused")
     cell = CELLS[name][0](seq.x.shape[2], H, seed, fused=True)
     x = mg.tensor(seq.x, requires_grad=True)
     h0 = _random_state(cell, seq.x.shape[1], np.random.default_rng(seed))
@@ -243,7 +260,6 @@ def _grads(loss, leaves):
 @given(seq=sequences(max_T=4, max_B=3, max_F=4), H=st.integers(1, 4), seed=st.integers(0, 99))
 def test_fused_equals_composed(name, how, seq, H, seed):
     """The fused cell and its composed twin (same weights) agree in values and all gradients."""
-    pytest.importorskip("rnn.fused")
     fused = CELLS[name][0](seq.x.shape[2], H, seed, fused=True)
     plain = CELLS[name][0](seq.x.shape[2], H, seed, fused=False)
     rng = np.random.default_rng(seed)

@@ -310,6 +310,19 @@ def test_backward_returning_the_wrong_number_of_gradients():
         Bad.apply(f64([1.0]), f64([2.0])).sum().backward()
 
 
+def test_backward_returning_a_gradient_of_the_wrong_shape():
+    class BadShape(Function):
+        def forward(self, x):
+            return x * 2
+
+        def backward(self, gout):
+            return gout[:1]
+
+    with pytest.raises(RuntimeError, match=r"BadShape.backward returned a gradient of shape "
+                                           r"\(1,\) for input 0 of shape \(3,\)"):
+        BadShape.apply(f64([1.0, 2.0, 3.0])).sum().backward()
+
+
 # --- anomaly mode ---------------------------------------------------------------------------------
 
 def test_anomaly_in_forward_names_the_op_and_the_user_line():

@@ -39,3 +39,14 @@ def test_doc_blocks_run_verbatim():
             pytest.fail(f"docs/extending.md block {k} failed: {type(e).__name__}: {e}\n{src}")
         ran += 1
     assert ran >= 3
+
+    # the doc's checks have teeth: the same gradcheck call rejects a wrong backward
+    from minigrad.testing import GradcheckError
+
+    class Wrong(ns["ScaledTanh"]):
+        def backward(self, gout):
+            gx, ga = super().backward(gout)
+            return gx, (None if ga is None else ga * 1.01)
+
+    with pytest.raises(GradcheckError, match="gradcheck failed"):
+        ns["gradcheck"](Wrong.apply, [ns["x"], ns["a"]])

@@ -1,5 +1,5 @@
-"""`mg.memory`: bytes held for backward, counted exactly (hand-computed cases), freed after backward,
-linear in T for full BPTT and about sqrt(T) with checkpointed segments."""
+"""`mg.memory`: bytes held for backward, counted exactly (hand-computed cases), freed after
+backward, linear in T for full BPTT and about sqrt(T) with checkpointed segments."""
 import gc
 import math
 

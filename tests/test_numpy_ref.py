@@ -304,13 +304,14 @@ def test_time_blocking(monkeypatch, steps_per_block):
           "bias_hh": 0.5 * rng.standard_normal(3 * H)}
     want_l = _run_lstm(pl)
     want_g = {ra: _run_gru(pg, ra) for ra in (False, True)}
-    # elements per step: 4H*B for the LSTM / reset-after GRU, 3H*B otherwise
-    monkeypatch.setattr(numpy_ref, "_BLOCK_ELEMS", steps_per_block * 3 * H * B)
+    # rows of the per-step factor blocks: LSTM 5H, reset-after GRU 4H, GRU 3H
+    monkeypatch.setattr(numpy_ref, "_BLOCK_ELEMS", steps_per_block * 5 * H * B)
     got_l = _run_lstm(pl)
     _, naive = _naive_lstm(pl["x"], pl["weight_ih"], pl["weight_hh"], pl["bias"])
     _assert_grads_close(got_l[1], naive, rtol=1e-10, atol=1e-12)
     _assert_grads_close(got_l[1], want_l[1], rtol=1e-12, atol=1e-13)
-    for ra in (False, True):
+    for ra, rows in ((False, 3), (True, 4)):
+        monkeypatch.setattr(numpy_ref, "_BLOCK_ELEMS", steps_per_block * rows * H * B)
         loss, grads = _run_gru(pg, ra)
         assert loss == pytest.approx(_naive_gru_loss(pg, ra), rel=1e-12)
         _assert_grads_close(grads, want_g[ra][1], rtol=1e-12, atol=1e-13)

@@ -25,6 +25,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import minigrad as mg
+from minigrad import backend
 from minigrad.testing import gradcheck
 from minigrad.testing import strategies as mst
 
@@ -236,14 +237,14 @@ def broadcast_to_case(draw, dtype, small):
     return Case((_x(draw, s1, dtype),), {"shape": np.broadcast_shapes(s1, s2)}, (0,))
 
 
-def _same_but_axis(draw, dtype, small, count, axis_extra=0):
+def _shape_and_axis(draw, small, extra=0):
+    """A shape of >= 1 dims and an axis of it (or of the result, which has `extra` more dims)."""
     shape = _shape(draw, small, min_dims=1)
-    axis = draw(st.integers(-len(shape) - axis_extra, len(shape) - 1 + axis_extra))
-    return shape, axis
+    return shape, draw(st.integers(-len(shape) - extra, len(shape) - 1 + extra))
 
 
 def concat_case(draw, dtype, small):
-    shape, axis = _same_but_axis(draw, dtype, small, 0)
+    shape, axis = _shape_and_axis(draw, small)
     k = draw(st.integers(1, 3))
     xs = []
     for _ in range(k):
@@ -254,13 +255,13 @@ def concat_case(draw, dtype, small):
 
 
 def stack_case(draw, dtype, small):
-    shape, axis = _same_but_axis(draw, dtype, small, 0, axis_extra=1)
+    shape, axis = _shape_and_axis(draw, small, extra=1)
     k = draw(st.integers(1, 3))
     return Case(tuple(_x(draw, shape, dtype) for _ in range(k)), {"axis": axis}, tuple(range(k)))
 
 
 def split_case(draw, dtype, small):
-    shape, axis = _same_but_axis(draw, dtype, small, 0)
+    shape, axis = _shape_and_axis(draw, small)
     n = shape[axis]
     divisors = [d for d in range(1, n + 1) if n % d == 0]
     cuts = draw(st.lists(st.integers(0, n), max_size=3).map(sorted))
@@ -573,6 +574,46 @@ def test_dtypes_and_shapes(name, data):
             f"{name}: gradient {g.dtype} {g.shape} for input {args[i].dtype} {args[i].shape}")
 
 
+# the same table on every device present: "fake" (a GPU stand-in that refuses NumPy), "cuda" ------
+
+DEVICES = ["fake", pytest.param("cuda", marks=pytest.mark.gpu)]
+
+
+def _to(obj, device):
+    """Host arrays, also inside an index tuple, copied to `device`; anything else unchanged."""
+    if isinstance(obj, np.ndarray):
+        return backend.to_device(obj, device)
+    if isinstance(obj, tuple):
+        return tuple(_to(o, device) for o in obj)
+    return obj
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("name", NAMES)
+@given(data=st.data())
+def test_table_on_device(name, device, data):
+    row = ROWS[name]
+    case = data.draw(cases(row, F64), label="case")
+    args = [mg.tensor(a, requires_grad=row.grad, device=device) if i in case.diff
+            else _to(a, device) for i, a in enumerate(case.args)]
+    out = outputs(row.fn(*args, **{k: _to(v, device) for k, v in case.kwargs.items()}))
+    assert all(o.device == device for o in out)
+    check_against_numpy(row, out, outputs(row.ref(*case.args, **case.kwargs)), F64)
+    if not row.grad:
+        return
+    # gradients on the device equal those on the CPU
+    host = as_tensors(case)
+    host_out = outputs(row.fn(*host, **case.kwargs))
+    live = [k for k, o in enumerate(host_out) if o.requires_grad]
+    gouts = [np.cos(np.arange(host_out[k].size)).reshape(host_out[k].shape) for k in live]
+    want = mg.grad([host_out[k] for k in live], [host[i] for i in case.diff], grad_outputs=gouts)
+    got = mg.grad([out[k] for k in live], [args[i] for i in case.diff],
+                  grad_outputs=[_to(g, device) for g in gouts])
+    for g, w in zip(got, want):
+        assert g.device == device
+        np.testing.assert_allclose(g.numpy(), w.numpy(), rtol=1e-12, atol=1e-14)
+
+
 # (d) bad input: ValueError/TypeError naming the op ----------------------------------------------
 
 def t(*shape, dtype=F64):
@@ -812,3 +853,12 @@ def test_embedding_repeated_indices_accumulate():
     w = mg.tensor(np.ones((3, 2)), requires_grad=True)
     mg.embedding(w, np.array([[2, 2], [0, 2]])).sum().backward()
     np.testing.assert_array_equal(w.grad.numpy(), [[1.0, 1.0], [0.0, 0.0], [3.0, 3.0]])
+
+
+def test_docstring_examples_of_the_ops_run():
+    import doctest
+
+    from minigrad import ops
+    result = doctest.testmod(ops, extraglobs={"mg": mg, "np": np},
+                             optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted >= 10 and result.failed == 0

@@ -124,6 +124,8 @@ def test_time_tags_on_every_step():
     tags = dict(h._node.tags)
     assert tags["time"] == 2 and tags["module"] == cell._path
     assert engine_state.tags == ()
+    _, h = _unroll(cell, x, None, None, False, None, t0=5)   # a segment starting at t = 5
+    assert dict(h._node.tags)["time"] == 7
     lstm = rnn.LSTMCell(2, 3, rng=0, fused=False)
     _, (h, c) = rnn.unroll(lstm, x.astype("float32"), per_step=True)
     assert dict(h._node.tags)["time"] == 2
@@ -171,7 +173,6 @@ def test_state_hook_tuple_state_forces_loop():
 
 
 def test_dispatch_fast_path_and_per_step():
-    pytest.importorskip("rnn.fused")
     cell = rnn.LSTMCell(2, 3, rng=0, dtype=F64)
     x = mg.tensor(np.random.default_rng(5).standard_normal((4, 2, 2)))
     out, _ = rnn.unroll(cell, x, lengths=[4, 2])
@@ -181,8 +182,9 @@ def test_dispatch_fast_path_and_per_step():
     np.testing.assert_allclose(out.numpy(), out2.numpy(), rtol=1e-12)
 
 
-def test_allow_empty_rows_keep_state():
-    cell = rnn.GRUCell(2, 3, rng=0, dtype=F64, fused=False)
+@pytest.mark.parametrize("fused", [True, False])
+def test_allow_empty_rows_keep_state(fused):
+    cell = rnn.GRUCell(2, 3, rng=0, dtype=F64, fused=fused)
     x = mg.tensor(np.random.default_rng(6).standard_normal((3, 2, 2)))
     h0 = mg.tensor(np.random.default_rng(7).standard_normal((2, 3)))
     out, h = _unroll(cell, x, h0, np.array([0, 2]), False, None, allow_empty=True)

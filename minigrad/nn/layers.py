@@ -76,7 +76,7 @@ class Embedding(Module):
 
     >>> import minigrad as mg
     >>> emb = mg.nn.Embedding(10, 4, rng=0)
-    >>> emb(np.array([[1, 2, 3]])).shape
+    >>> emb([[1, 2, 3]]).shape
     (1, 3, 4)
     """
 

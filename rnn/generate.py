@@ -1,0 +1,118 @@
+"""Generation: run a sequence model on its own outputs, one token at a time.
+
+The model is any callable `model(tokens, state) -> (logits, new_state)` with tokens (T, B)
+integers, logits (T, B, V) and `state=None` meaning "start from the initial state". `generate`
+reads the prompt, then repeatedly picks a token from the last logits and feeds it back as the
+next input (the lecture's "take the output of the RNN and feed it back").
+"""
+from __future__ import annotations
+
+import numpy as np
+
+import minigrad as mg
+from minigrad import backend
+
+__all__ = ["generate", "pick"]
+
+_STRATEGIES = ("greedy", "sample")
+
+
+def pick(logits, strategy: str = "greedy", temperature: float = 1.0, top_k: int | None = None,
+         rng=None) -> np.ndarray:
+    """Choose one token per row of `logits` (B, V); returns host int64 indices (B,).
+
+    greedy: argmax_v logits_v (temperature and top_k do not matter).
+    sample: draw v with probability p_v = softmax(logits / temperature)_v, restricted to the
+    `top_k` largest logits when top_k is given (the rest get p = 0, the kept ones renormalised).
+    Temperature < 1 sharpens the distribution, > 1 flattens it.
+
+    >>> import numpy as np
+    >>> pick(np.array([[0.0, 2.0, 1.0]]))
+    array([1])
+    >>> pick(np.array([[0.0, 2.0, 1.0]]), "sample", top_k=1, rng=0)
+    array([1])
+    """
+    _check_options(strategy, temperature, top_k)
+    a = logits.data if isinstance(logits, mg.Tensor) else logits
+    a = np.asarray(backend.to_host(a) if type(a) in backend._by_type else a, dtype=np.float64)
+    if a.ndim != 2:
+        raise ValueError(f"pick: logits must be (B, V), got shape {a.shape}")
+    B, V = a.shape
+    if strategy == "greedy":
+        return a.argmax(axis=1).astype(np.int64)
+    if top_k is not None and top_k > V:
+        raise ValueError(f"pick: top_k={top_k} exceeds the vocabulary size V={V}")
+    z = a / temperature
+    if top_k is not None and top_k < V:
+        kth = np.partition(z, V - top_k, axis=1)[:, V - top_k:V - top_k + 1]
+        z = np.where(z >= kth, z, -np.inf)
+    z = z - z.max(axis=1, keepdims=True)  # exp never overflows; the max entry is exp(0) = 1
+    p = np.exp(z)
+    cdf = np.cumsum(p, axis=1)
+    u = _generator(rng).random(B)[:, None] * cdf[:, -1:]
+    # inverse CDF: the first v with cdf_v > u (u < cdf[-1] so it always exists)
+    return np.minimum((cdf <= u).sum(axis=1), V - 1).astype(np.int64)
+
+
+def generate(model, start, steps: int, strategy: str = "greedy", temperature: float = 1.0,
+             top_k: int | None = None, rng=None, state=None) -> np.ndarray:
+    """Generate `steps` tokens after the prompt `start`, feeding each one back as the next input.
+
+    model: `model(tokens (T, B) ints, state) -> (logits (T, B, V), new_state)`; state None means
+    the initial state. start: the prompt, token ids of shape (T0,) (one sequence) or (T0, B).
+    The prompt is read in one call; then for k = 1..steps, y_k = pick(logits of the last step)
+    and `model(y_k[None], state)` gives the next logits. Runs under `no_grad` (no graph is kept).
+    Returns host int64 token ids (steps,) or (steps, B), the prompt not included.
+    `state`, if given, is the state before the prompt (to continue a stream).
+
+    See `pick` for `strategy`, `temperature`, `top_k`; `rng` is a seed or a NumPy Generator.
+
+    >>> import numpy as np, minigrad as mg
+    >>> def counter(tokens, state):             # logits that favour "previous token + 1 mod 5"
+    ...     return mg.tensor(np.eye(5)[(np.asarray(tokens) + 1) % 5] * 10.0), state
+    >>> generate(counter, [3], steps=4).tolist()
+    [4, 0, 1, 2]
+    """
+    _check_options(strategy, temperature, top_k)
+    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 0:
+        raise ValueError(f"generate: steps must be an int >= 0, got {steps!r}")
+    prompt = np.asarray(start.data if isinstance(start, mg.Tensor) else start)
+    if prompt.dtype.kind not in "iu":
+        raise TypeError(f"generate: start must hold integer token ids, got dtype {prompt.dtype}")
+    if prompt.ndim not in (1, 2) or prompt.shape[0] == 0 or prompt.size == 0:
+        raise ValueError(f"generate: start must be non-empty token ids (T0,) or (T0, B), got "
+                         f"shape {prompt.shape}")
+    single = prompt.ndim == 1
+    tokens = prompt[:, None] if single else prompt
+    gen = _generator(rng)
+    out = np.empty((steps, tokens.shape[1]), dtype=np.int64)
+    with mg.no_grad():
+        logits, state = model(tokens.astype(np.int64), state)
+        for k in range(steps):
+            last = logits[-1]
+            if last.ndim != 2:
+                raise ValueError(f"generate: the model must return logits (T, B, V), got shape "
+                                 f"{logits.shape}")
+            out[k] = pick(last, strategy, temperature, top_k, gen)
+            if k + 1 < steps:  # the last token needs no logits after it
+                logits, state = model(out[k][None], state)
+    return out[:, 0] if single else out
+
+
+def _check_options(strategy, temperature, top_k):
+    if strategy not in _STRATEGIES:
+        raise ValueError(f"generate: strategy must be one of {_STRATEGIES}, got {strategy!r}")
+    if not (isinstance(temperature, (int, float, np.floating)) and temperature > 0):
+        raise ValueError(f"generate: temperature must be a number > 0, got {temperature!r}")
+    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer))
+                              or top_k < 1):
+        raise ValueError(f"generate: top_k must be None or an int >= 1, got {top_k!r}")
+
+
+def _generator(rng) -> np.random.Generator:
+    if isinstance(rng, np.random.Generator):
+        return rng
+    if rng is None:
+        from minigrad.random import default_generator
+        return default_generator()
+    return np.random.default_rng(rng)
