@@ -65,9 +65,18 @@ How it is made fast (pure NumPy, float32 in / float32 throughout):
    weight gradient is still one matmul.
 """
 
+import threading
+
 import numpy as np
 
-__all__ = ["lstm_forward_backward", "gru_forward_backward"]
+__all__ = ["lstm_forward_backward", "gru_forward_backward", "clear_workspace"]
+
+# Reuse the big internal buffers between calls (one set per function and
+# thread).  Buffers above glibc's mmap threshold (32 MiB) are otherwise
+# mmap'ed and page-faulted afresh on every call, which costs several ms for
+# the larger benchmark shapes.  Nothing returned to the caller aliases them.
+REUSE_WORKSPACE = True
+_tls = threading.local()
 
 # time steps per block of the vectorised backward "factor" precomputation:
 # about this many elements per block (keeps the block's data in L2)
@@ -86,9 +95,26 @@ def _inverse_rows(perm, a):
     return out
 
 
-def _state_buffer(H, T, B, dt):
+def clear_workspace():
+    """Drop this thread's cached internal buffers."""
+    _tls.__dict__.pop("ws", None)
+
+
+def _ws(tag, shape, dt):
+    """Uninitialised work array; cached per (thread, tag) when REUSE_WORKSPACE."""
+    if not REUSE_WORKSPACE:
+        return np.empty(shape, dt)
+    ws = _tls.__dict__.setdefault("ws", {})
+    a = ws.get(tag)
+    if a is None or a.shape != shape or a.dtype != dt:
+        ws.pop(tag, None)                              # free the old one first
+        a = ws[tag] = np.empty(shape, dt)
+    return a
+
+
+def _state_buffer(tag, H, T, B, dt):
     """(H+1, T+1, B): slot t holds h_{t-1} (slot 0 is h0 = 0) over a row of ones."""
-    Hs = np.empty((H + 1, T + 1, B), dt)
+    Hs = _ws(tag, (H + 1, T + 1, B), dt)
     Hs[:H, 0] = 0
     Hs[H] = 1
     return Hs
@@ -139,17 +165,17 @@ def lstm_forward_backward(x, w_ih, w_hh, b):
     # in the forward pass and the pre-activation gradients in the backward
     # pass; the ones row makes the backward matmul add dL/dh_t = 1; the
     # scratch row sits next to the o row so dh*K and dh*A_o are ONE multiply.
-    D = np.empty((H5 + 1, T, B), dt)
+    D = _ws("lstm.D", (H5 + 1, T, B), dt)
     D2 = D.reshape(H5 + 1, T * B)
     np.matmul(Wih_f, x2.T, out=D2[H:H5])
     D[H5] = 1
     DT = D.transpose(1, 0, 2)                          # DT[t] = D[:, t]  (5H+1, B)
     # G[t] rows: activated gates o, i, f, g, then c_{t-1} (so that [i, f] and
     # [g, c_prev] are adjacent and i*g, f*c_prev is ONE multiply)
-    G = np.empty((T + 1, H5, B), dt)
+    G = _ws("lstm.G", (T + 1, H5, B), dt)
     G[0, H4:] = 0                                      # c_{-1} = 0
-    TC = np.empty((T, H, B), dt)                       # tanh(c_t)
-    Hs = _state_buffer(H, T, B, dt)
+    TC = _ws("lstm.TC", (T, H, B), dt)                # tanh(c_t)
+    Hs = _state_buffer("lstm.Hs", H, T, B, dt)
     HsT = Hs.transpose(1, 0, 2)                        # HsT[t] = [h_{t-1}; 1]
     prod = np.empty((H2, B), dt)
 
@@ -175,7 +201,7 @@ def lstm_forward_backward(x, w_ih, w_hh, b):
     # A_o = tc o(1-o), A_i = g i(1-i), A_f = c_prev f(1-f), A_g = i (1-g^2).
     kmax = next(_blocks(T, H5 * B))
     kmax = kmax[1] - kmax[0]
-    A = np.empty((kmax, H5, B), dt)                    # rows K, o, i, f, g
+    A = _ws("lstm.A", (kmax, H5, B), dt)             # rows K, o, i, f, g
     D5T = D[:H5].reshape(5, H, T, B).transpose(2, 0, 1, 3)   # (T, 5, H, B)
     dh = np.ones((H, B), dt)                           # dL/dh_t (loss term included)
     dc = np.zeros((H, B), dt)
@@ -280,16 +306,16 @@ def _gru_reset_before(x, w_ih, w_hh, b_ih, b_hh):
     WnT = np.ascontiguousarray(Whh[H2:].T)
 
     x2 = x.reshape(T * B, I)
-    D = np.empty((H3 + 1, T, B), dt)
+    D = _ws("gru.D", (H3 + 1, T, B), dt)
     D2 = D.reshape(H3 + 1, T * B)
     np.matmul(Wih_f, x2.T, out=D2[:H3])
     D[H3] = 1
     DT = D.transpose(1, 0, 2)
-    G = np.empty((T, H3, B), dt)                       # z, r, n
-    RH = np.empty((H + 1, T, B), dt)                   # r * h_{t-1} over a row of ones
+    G = _ws("gru.G", (T, H3, B), dt)                  # z, r, n
+    RH = _ws("gru.RH", (H + 1, T, B), dt)                  # r * h_{t-1} over a row of ones
     RH[H] = 1
     RHT = RH.transpose(1, 0, 2)
-    Hs = _state_buffer(H, T, B, dt)
+    Hs = _state_buffer("gru.Hs", H, T, B, dt)
     HsT = Hs.transpose(1, 0, 2)
     tmp = np.empty((H, B), dt)
 
@@ -318,7 +344,7 @@ def _gru_reset_before(x, w_ih, w_hh, b_ih, b_hh):
     # dh_prev = dh*z + drh*r + W_h(z,r).T @ dpre_(z,r)
     kmax = next(_blocks(T, H3 * B))
     kmax = kmax[1] - kmax[0]
-    A = np.empty((kmax, H3, B), dt)                    # rows: n, z, r factors
+    A = _ws("gru.A", (kmax, H3, B), dt)              # rows: n, z, r factors
     D3T = D[:H3].reshape(3, H, T, B).transpose(2, 0, 1, 3)   # (T, 3, H, B)
     dh = np.ones((H, B), dt)
     drh = np.empty((H, B), dt)
@@ -397,14 +423,14 @@ def _gru_reset_after(x, w_ih, w_hh, b_ih, b_hh):
     WhhT1[:, H3] = 1
 
     x2 = x.reshape(T * B, I)
-    D = np.empty((H4 + 1, T, B), dt)
+    D = _ws("gru_ra.D", (H4 + 1, T, B), dt)
     D2 = D.reshape(H4 + 1, T * B)
     np.matmul(Wih_f, x2.T, out=D2[:H3])
     np.add(D2[:H], bih[H2:, None], out=D2[:H])         # + b_in
     D[H4] = 1
     DT = D.transpose(1, 0, 2)
-    G = np.empty((T, H4, B), dt)
-    Hs = _state_buffer(H, T, B, dt)
+    G = _ws("gru_ra.G", (T, H4, B), dt)
+    Hs = _state_buffer("gru_ra.Hs", H, T, B, dt)
     HsT = Hs.transpose(1, 0, 2)
     tmp = np.empty((H, B), dt)
 
@@ -431,7 +457,7 @@ def _gru_reset_after(x, w_ih, w_hh, b_ih, b_hh):
     # n: (1-z)(1-n^2) =: an,  r: an*hn*r(1-r),  z: (h_prev-n) z(1-z),  hn: an*r
     kmax = next(_blocks(T, H4 * B))
     kmax = kmax[1] - kmax[0]
-    A = np.empty((kmax, H4, B), dt)                    # rows n, r, z, hn (as in D)
+    A = _ws("gru_ra.A", (kmax, H4, B), dt)           # rows n, r, z, hn (as in D)
     D4T = D[:H4].reshape(4, H, T, B).transpose(2, 0, 1, 3)
     dh = np.ones((H, B), dt)
 

@@ -1,20 +1,23 @@
 """Per-op overhead of minigrad over raw NumPy, and per-node cost of the backward walk.
 
-    python -m benchmarks.overhead [--rounds 41] [--torch]
+    python -m benchmarks.overhead [--rounds 31] [--number 1000] [--torch] [--cpu-time]
 
 Ops (float32): add and tanh on (32, 256), matmul (32, 256) @ (256, 256), each run three ways:
 `numpy` (raw arrays), `no_grad` (minigrad without recording) and `recorded` (an input requires
 grad, so a graph node is built and then dropped, as in a training step). Every round times a batch
-of calls of each way, interleaved so that machine load hits them alike; the table gives the
-median over rounds of the time per call, its min-max, and the overhead (minigrad median minus
-NumPy median). `backward/node` is the backward pass of a chain of 1,000 adds of a constant,
-divided by 1,000: Add's backward only passes the gradient on, so this is the engine's own cost.
-With `--torch`, PyTorch's recorded op is timed as well, for comparison.
+of calls of each way, interleaved so that machine load hits them alike. The table gives, per call,
+the median over rounds, the min-max, and the overhead: minigrad minus NumPy, of the medians and of
+the minima (the minimum is the steadier figure on a busy machine). BLAS runs on one thread when
+threadpoolctl is installed. `backward per node` times the backward pass of a chain of 1,000 adds of
+a constant, divided by 1,000: Add's backward only passes its gradient on, so this is the engine's
+own cost per node. `--torch` times PyTorch's recorded op as well (one thread), for comparison
+only; `--cpu-time` measures this thread's CPU time instead of wall time.
 """
 from __future__ import annotations
 
 import argparse
 import statistics
+import time
 import timeit
 
 import numpy as np
@@ -43,18 +46,17 @@ OPS = {  # name -> statement per way; x requires grad, xc does not
 }
 
 
-def time_ops(rounds: int, number: int, with_torch: bool) -> dict:
+def time_ops(rounds: int, number: int, ways: list, timer) -> dict:
     """{op: {way: list of seconds per call, one per round}}."""
     ns = {}
     _setup(ns)
-    ways = ["numpy", "no_grad", "recorded"]
-    if with_torch:
+    if "torch" in ways:
         import torch
         ns.update(tx=torch.tensor(ns["a"], requires_grad=True), ty=torch.tensor(ns["b"]),
                   tw=torch.tensor(ns["w"]))
-        ways.append("torch")
     times = {op: {w: [] for w in ways} for op in OPS}
-    timers = {(op, w): timeit.Timer(OPS[op][w], globals=ns) for op in OPS for w in ways}
+    timers = {(op, w): timeit.Timer(OPS[op][w], globals=ns, timer=timer)
+              for op in OPS for w in ways}
     for t in timers.values():
         t.timeit(number)  # warm up caches, the allocator and the interpreter's specialisation
     for _ in range(rounds):
@@ -63,7 +65,7 @@ def time_ops(rounds: int, number: int, with_torch: bool) -> dict:
     return times
 
 
-def time_backward(rounds: int) -> list:
+def time_backward(rounds: int, timer) -> list:
     """Seconds per node of backward through a chain of CHAIN adds of a constant."""
     a = np.random.default_rng(1).standard_normal(SHAPE).astype(np.float32)
     c = mg.tensor(np.ones(SHAPE, np.float32))
@@ -74,9 +76,9 @@ def time_backward(rounds: int) -> list:
         y = x
         for _ in range(CHAIN):
             y = y + c
-        t = timeit.default_timer()
+        t = timer()
         y.backward(g)
-        per_node.append((timeit.default_timer() - t) / CHAIN)
+        per_node.append((timer() - t) / CHAIN)
     return per_node
 
 
@@ -86,25 +88,44 @@ def _us(s: float) -> str:
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--rounds", type=int, default=41, help="timed rounds per op and way")
-    p.add_argument("--number", type=int, default=2000, help="calls per round")
+    p.add_argument("--rounds", type=int, default=31, help="timed rounds per op and way")
+    p.add_argument("--number", type=int, default=1000, help="calls per round")
     p.add_argument("--torch", action="store_true", help="also time PyTorch (comparison only)")
+    p.add_argument("--cpu-time", action="store_true",
+                   help="time this thread's CPU time instead of wall time: steadier on a busy "
+                        "machine, but blind to work in other threads (BLAS in matmul)")
     args = p.parse_args(argv)
+    timer = time.thread_time if args.cpu_time else time.perf_counter
+    try:  # one BLAS thread: waking a thread pool costs more than the microseconds measured here
+        import threadpoolctl
+        threadpoolctl.threadpool_limits(1, user_api="blas")
+        blas = "BLAS limited to 1 thread"
+    except ImportError:
+        blas = "BLAS threads as configured (pip install threadpoolctl to use 1)"
 
+    if args.torch:
+        import torch
+        torch.set_num_threads(1)  # like BLAS: one thread, and no idle threads spinning beside us
     print(machine_line())
-    print(f"per call, microseconds: median over {args.rounds} rounds of {args.number} calls "
-          f"[min-max]; overhead = minigrad median - numpy median")
-    times = time_ops(args.rounds, args.number, args.torch)
-    print(f"{'op':8s} {'way':9s} {'median':>7s}  {'min':>7s} - {'max':>7s}   overhead")
+    print(blas)
+    print(f"{'thread CPU' if args.cpu_time else 'wall'} time per call, microseconds: median "
+          f"over {args.rounds} rounds of {args.number} calls, [min - max]; overhead: minigrad "
+          "minus numpy, of the medians and of the minima")
+    ways = ["numpy", "no_grad", "recorded"] + (["torch"] if args.torch else [])
+    times = time_ops(args.rounds, args.number, ways, timer)
+    print(f"{'op':7s} {'way':9s} {'median':>7s}  [{'min':>7s} - {'max':>8s}]  overhead: median"
+          "     min")
     for op, by_way in times.items():
-        base = statistics.median(by_way["numpy"])
+        base, base_min = statistics.median(by_way["numpy"]), min(by_way["numpy"])
         for way, ts in by_way.items():
             med = statistics.median(ts)
-            over = "" if way == "numpy" else f"{_us(med - base)}"
-            print(f"{op:8s} {way:9s} {_us(med)}  {_us(min(ts))} - {_us(max(ts))}   {over}")
-    bw = time_backward(max(args.rounds // 2, 5))
-    print(f"backward/node (chain of {CHAIN} adds, {SHAPE}): median {_us(statistics.median(bw))}"
-          f"  [{_us(min(bw))} - {_us(max(bw))}]")
+            over = "" if way == "numpy" else f"{_us(med - base)}  {_us(min(ts) - base_min)}"
+            print(f"{op:7s} {way:9s} {_us(med)}  [{_us(min(ts))} - {_us(max(ts)):>8s}]"
+                  f"           {over}")
+    bw = time_backward(max(args.rounds // 2, 5), timer)
+    print(f"backward per node (chain of {CHAIN} adds of {SHAPE}): median "
+          f"{_us(statistics.median(bw)).strip()}  [{_us(min(bw)).strip()} - "
+          f"{_us(max(bw)).strip()}]")
 
 
 if __name__ == "__main__":

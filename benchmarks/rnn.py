@@ -22,7 +22,9 @@ GRUs use the reset-after form, the same maths as nn.GRU.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
+import sys
 import time
 
 import numpy as np
@@ -124,6 +126,7 @@ def flops(family, B, I, H, T):
 
 def run(configs, warmup, repeat):
     print(machine_line())
+    print("load average at start: %.1f %.1f %.1f (1, 5, 15 min)" % os.getloadavg())
     peak = best_matmul_gflops(np.float32)
     print(f"best float32 square matmul: {peak:.1f} GFLOP/s; {repeat} timed rounds after "
           f"{warmup} warm-up, paths interleaved\n")
@@ -186,6 +189,7 @@ def main(argv=None):
     ap.add_argument("--quick", action="store_true", help="1 warm-up round and 3 timed rounds")
     ap.add_argument("--profile", metavar="CONFIG", help="profile one training step instead")
     args = ap.parse_args(argv)
+    sys.stdout.reconfigure(line_buffering=True)  # rows appear as they are measured
     if args.profile:
         profile(args.profile)
         return

@@ -130,7 +130,7 @@ def main(argv=None) -> dict:
     clock = _common.Clock()
     W = args.train_bits
     if W != 8:
-        raise ValueError(f"binary_addition: the MLP contrast is defined for --train-bits 8, got {W}")
+        raise ValueError(f"binary_addition: the MLP contrast needs --train-bits 8, got {W}")
     (train_a, train_b), (test_a, test_b) = split_pairs(rng, args.test_pairs)
 
     def rnn_batch():
@@ -168,7 +168,8 @@ def main(argv=None) -> dict:
         print(f"RNN (hidden {args.hidden}, trained on <= {W}-bit numbers), exact sums on "
               f"{args.test_pairs} random pairs:")
         for width in args.widths:
-            a, b = random_ints(rng, args.test_pairs, width), random_ints(rng, args.test_pairs, width)
+            a = random_ints(rng, args.test_pairs, width)
+            b = random_ints(rng, args.test_pairs, width)
             x, y = addition_batch(a, b, width)
             acc = exact_match(adder(mg.tensor(x)), y)
             results["accuracy"][width] = acc

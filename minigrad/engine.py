@@ -12,7 +12,6 @@ import contextlib
 import itertools
 import os
 import sys
-import weakref
 
 import numpy as np
 
@@ -220,7 +219,7 @@ class Function:
             fn.out_meta = tuple([(o.shape, o.dtype) for o in outs])
         else:
             results = (_make(outs[0], True, fn, 0),)
-        fn.checks = _version_checks(fn, inputs, results) if fn.saved else None
+        fn.checks = _version_checks(fn, inputs) if fn.saved else None
         if _State.tracker is not None and fn.saved:
             _State.tracker.hold(fn, inputs)
         if _State.recorder is not None:
@@ -228,7 +227,10 @@ class Function:
         return results if multi else results[0]
 
 
-_NO_GRADS = (False,) * 16
+# needs_input_grad of a node that is not recorded (its backward never runs; a forward may read
+# it): one shared tuple instead of a new one per op, long enough for any op's inputs
+_NO_GRADS = (False,) * 1024
+_NO_GRADIENTS = itertools.repeat(None)  # zipped with the parents of a node no gradient reached
 # what may be passed to an op besides Tensors and device arrays (tuples/lists: shapes, indices)
 _PLAIN = (int, float, bool, np.generic, tuple, list)
 # node numbers in creation order (a counter, not a class attribute written on every op)
@@ -243,43 +245,51 @@ def _device_mismatch(cls, inputs):
                      "move them to one device with .to(device)")
 
 
-def _version_checks(fn, inputs, results):
-    """Remember the version of every tensor whose array this node saved (inputs and outputs)."""
-    checks = []
-    for a in fn.saved:
-        for t in inputs:
-            if isinstance(t, Tensor) and t.data is a:
-                checks.append((t, t._version))
-                break
-        else:
-            for r in results:
-                if r.data is a:
-                    checks.append((weakref.ref(r), 0))
+def _version_checks(fn, inputs):
+    """(tensor, version) for every input whose array this node saved; see also `note_inplace`."""
+    checks = None
+    for t in inputs:
+        if isinstance(t, Tensor):
+            a = t.data
+            for s in fn.saved:
+                if s is a:
+                    if checks is None:
+                        checks = []
+                    checks.append((t, t._version))
                     break
-    return checks or None
+    return checks
+
+
+def note_inplace(t) -> None:
+    """Called by Tensor's in-place methods after bumping `t._version`.
+
+    A saved input is checked by its consumer (`_version_checks`). An output saved by the op that
+    made it (tanh saves its result) is checked only once it changes: recording the check at
+    every op would cost a weak reference per op. The check refers to `t` from t's own node, a
+    cycle that the garbage collector frees; it only exists after such an in-place change.
+    """
+    node = t._node
+    if node is not None and not node.freed and any(s is t.data for s in node.saved):
+        node.checks = (node.checks or []) + [(t, t._version - 1)]
 
 
 def _check_versions(fn):
-    for ref, version in fn.checks:
-        t = ref if isinstance(ref, Tensor) else ref()
-        if t is not None and t._version != version:
+    for t, version in fn.checks:
+        if t._version != version:
             raise RuntimeError(
                 f"{fn.name}: a tensor of shape {t.shape} saved for backward was modified in place "
                 f"after the forward pass (version {t._version}, expected {version}); "
                 "use an out-of-place op instead")
 
 
-def _fit(g, shape, fn, i):
-    """`g` summed back to the input's `shape`; a gradient that cannot be is the op's bug."""
+def _fit(g, parent, fn):
+    """`g` summed back to the input's shape; a gradient that cannot be is the op's bug."""
+    shape = parent[2]
     tail = g.shape[g.ndim - len(shape):] if len(shape) <= g.ndim else None
     if tail is not None and all(n in (1, m) for n, m in zip(shape, tail)):
         return unbroadcast(g, shape)
     raise RuntimeError(f"{fn.name}.backward returned a gradient of shape {tuple(g.shape)} for "
-                       f"input {i} of shape {shape}")
-
-
-def _to_tensor_grad(g):
-    return g if isinstance(g, Tensor) else _make(g, False, None, 0)
+                       f"input {fn.parents.index(parent)} of shape {shape}")
 
 
 def _run_hooks(hooks, g):
@@ -297,11 +307,11 @@ def run_backward(roots, root_grads, retain_graph=False, capture=None):
     accumulated into any `.grad` (this is `mg.grad`); otherwise leaves accumulate into `.grad`.
     """
     leaf_grads = {}  # id(leaf) -> [leaf, summed gradient]
-    want_node = {}
+    want_node = {}   # node -> [(output index, position in capture)]; nodes hash by identity
     if capture is not None:
         for k, t in enumerate(capture):
             if t._node is not None:
-                want_node.setdefault(id(t._node), []).append((t._idx, k))
+                want_node.setdefault(t._node, []).append((t._idx, k))
     captured = [None] * (len(capture) if capture is not None else 0)
 
     # 1. count the consumers of every node reachable from the roots (iterative: no recursion limit)
@@ -309,8 +319,8 @@ def run_backward(roots, root_grads, retain_graph=False, capture=None):
     stack = []
     for t in roots:
         node = t._node
-        if node is not None and id(node) not in deps:
-            deps[id(node)] = 0
+        if node is not None and node not in deps:
+            deps[node] = 0
             stack.append(node)
     while stack:
         node = stack.pop()
@@ -320,12 +330,12 @@ def run_backward(roots, root_grads, retain_graph=False, capture=None):
                 "the first backward; pass retain_graph=True to the first call to keep them")
         for p in node.parents:
             if p is not None and p[1] >= 0:
-                k = id(p[0])
-                if k in deps:
-                    deps[k] += 1
+                parent = p[0]
+                if parent in deps:
+                    deps[parent] += 1
                 else:
-                    deps[k] = 1
-                    stack.append(p[0])
+                    deps[parent] = 1
+                    stack.append(parent)
 
     # 2. seed the roots
     ready = []
@@ -339,7 +349,7 @@ def run_backward(roots, root_grads, retain_graph=False, capture=None):
             node.gouts = [None] * node.n_out
         gouts = node.gouts
         gouts[t._idx] = g if gouts[t._idx] is None else gouts[t._idx] + g
-        if deps[id(node)] == 0 and node not in ready:
+        if deps[node] == 0 and node not in ready:
             ready.append(node)
 
     # 3. run each node once all its consumers have sent their gradients
@@ -359,8 +369,8 @@ def run_backward(roots, root_grads, retain_graph=False, capture=None):
             if fn.out_hooks is not None:
                 for k, hooks in fn.out_hooks.items():
                     gouts[k] = _run_hooks(hooks, gouts[k])
-            if want_node and id(fn) in want_node:
-                for idx, k in want_node[id(fn)]:
+            if want_node and fn in want_node:
+                for idx, k in want_node[fn]:
                     captured[k] = gouts[idx]
             if fn.checks is not None:
                 _check_versions(fn)
@@ -378,28 +388,27 @@ def run_backward(roots, root_grads, retain_graph=False, capture=None):
             fn.freed = True
             if tracker is not None:
                 tracker.release(fn)
-        for i, p in enumerate(fn.parents):
+        for p, g in zip(fn.parents, gxs or _NO_GRADIENTS):
             if p is None:
                 continue
             target, idx, shape = p
-            g = gxs[i] if gxs is not None else None
             if g is not None:
                 if type(g) not in _by_type:
                     g = np.asarray(g)
                 if g.shape != shape:
-                    g = _fit(g, shape, fn, i)
-            if idx < 0:
-                if g is not None:
+                    g = _fit(g, p, fn)
+                if idx < 0:
                     _add_leaf(leaf_grads, target, g)
-                continue
-            if g is not None:
-                if target.gouts is None:
-                    target.gouts = [None] * target.n_out
+                    continue
                 tg = target.gouts
+                if tg is None:
+                    target.gouts = tg = [None] * target.n_out
                 tg[idx] = g if tg[idx] is None else tg[idx] + g
-            k = id(target)
-            deps[k] -= 1
-            if deps[k] == 0:
+            elif idx < 0:
+                continue
+            n = deps[target] - 1
+            deps[target] = n
+            if n == 0:
                 ready.append(target)
 
     # 4. leaves: hooks see the whole gradient of this pass, then it is captured or accumulated

@@ -189,6 +189,9 @@ class Tensor:
                                "wrap it in mg.no_grad() or use the out-of-place op")
         fn()
         self._version += 1
+        if self._node is not None:  # the op that made self may have saved its array
+            from minigrad.engine import note_inplace
+            note_inplace(self)
         return self
 
     def __setitem__(self, index, value):

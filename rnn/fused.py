@@ -10,16 +10,19 @@ Layouts follow PyTorch: LSTM gate blocks (input i, forget f, candidate g, output
 (reset r, update z, new n); weights are `weight_ih` (G H, I), `weight_hh` (G H, H). Sequences are
 time-major: x (T, B, I) -> out (T, B, H).
 
-Speed tricks, all in the sequence ops (the per-step ops keep to the plain layout):
+What makes the sequence ops fast (the per-step ops keep the plain (B, features) layout):
   * the input projection of all T steps is one matrix product before the loop;
-  * sigmoid(a) = 0.5 tanh(a / 2) + 0.5, with the 1/2 folded into copies of the weight rows of
-    the sigmoid gates, so a sigmoid is one tanh and two cheap in-place passes;
-  * LSTM gates are kept internally in the order i, f, o, g so the three sigmoid gates are one
-    contiguous block: one ufunc call per step instead of two (per-call overhead dominates when
-    B * H is small);
+  * inside, per-step arrays are feature-major (features, B): the recurrent product is
+    W (G H, H + 1) @ [h; 1] and every gate block is one contiguous chunk (see the note above
+    `LSTMSequence`);
+  * the bias rides in that product (a row of ones under the stored states), so it costs no
+    per-step add and its gradient comes out of the gW_hh product;
+  * sigmoid(a) = 0.5 tanh(a / 2) + 0.5 with the 1/2 folded into copies of the sigmoid gates'
+    weight rows, and LSTM gates reordered (o, i, f, g): one tanh call covers all four gates;
   * every elementwise op writes into a preallocated buffer (`out=`): no per-step allocation;
-  * backward runs the recurrence per step, then the weight gradients are one matrix product
-    each over all T * B rows.
+  * backward computes the local derivative factors for blocks of steps in a few large ufunc
+    calls, runs only the true recurrence per step (LSTM: 6 ufunc calls and one product), then
+    gets gx and every weight gradient from one product each over all T B columns.
 """
 from __future__ import annotations
 
@@ -40,23 +43,6 @@ def _sigmoid_(a, xp):
     a *= 0.5
     a += 0.5
     return a
-
-
-def _sigmoid_folded_(a, xp):
-    """a <- sigmoid(2 a) in place: for pre-activations whose weights were already halved."""
-    xp.tanh(a, out=a)
-    a *= 0.5
-    a += 0.5
-
-
-def _swap_go(w, H, xp):
-    """Gate blocks (i, f, g, o) <-> (i, f, o, g) along axis 0, as a new array (self-inverse)."""
-    return xp.concatenate([w[:2 * H], w[3 * H:], w[2 * H:3 * H]])
-
-
-def _is_zero(a, xp) -> bool:
-    """True when the state `a` is all zeros: the first step's recurrent matmul can be skipped."""
-    return a is None or not bool(xp.any(a))
 
 
 class _Lengths:
@@ -242,10 +228,10 @@ class RNNStep(Function):
 # one flat loop. Hidden states live in Hs (H + 1, T + 1, B), column t = h_{t-1}; the outputs
 # (T, B, H) and the final state are views of it. Backward writes the pre-activation gradients
 # into D (G H, T, B), so that gW = D (G H, T B) @ [h; 1]^T and gx = D^T W are single products.
-# Every pre-activation gradient is (dh or dc) times a factor of stored forward values; the
-# factors are computed for all steps at once, in place in D, before the per-step recurrence,
-# which is then a few ufunc calls and one matmul per step (per-call overhead is what costs when
-# B H is small).
+# Every pre-activation gradient is (dh or dc) times a factor of stored forward values; those
+# factors are computed for a block of steps at a time (sized to stay in cache) with a few large
+# ufunc calls, and the per-step recurrence is then a handful of ufunc calls and one product
+# (per-call overhead is what costs when B H is small).
 
 def _rot(w, k, H, xp):
     """Rotate gate blocks along axis 0 so block k comes first: LSTM (i, f, g, o) -> (o, i, f, g)
@@ -287,6 +273,29 @@ def _grad_init(L, gout, gfinal, xp):
     else:
         steps, d = L.step_grads(gout, gfinal, xp), xp.zeros(gfinal.T.shape, gfinal.dtype)
     return (None if steps is None else steps.transpose(0, 2, 1)), d
+
+
+_BLOCK = 1 << 16  # elements of backward factors per block of steps: about L2-sized
+
+
+def _blocks(T, per_step):
+    """Ranges of steps (t0, t1), the last first, of about _BLOCK factor elements each."""
+    k = max(1, min(T, _BLOCK // per_step))
+    for t1 in range(T, 0, -k):
+        yield max(0, t1 - k), t1
+
+
+def _scratch(rows, T, B, dt, xp):
+    """One block's factor buffers, (k, r, B) for each r in `rows` (k steps per block)."""
+    k = max(1, min(T, _BLOCK // (rows[0] * B)))
+    return tuple(xp.empty((k, r, B), dt) for r in rows)
+
+
+def _rev(a, t0, t1):
+    """a[t1 - 1], ..., a[t0] (a view), or Nones when `a` is None."""
+    if a is None:
+        return [None] * (t1 - t0)
+    return a[t1 - 1::-1] if t0 == 0 else a[t1 - 1:t0 - 1:-1]
 
 
 def _one_minus_square(a, out, xp):
@@ -360,38 +369,40 @@ class LSTMSequence(Function):
         H2, H3, H4 = 2 * H, 3 * H, 4 * H
         gsteps, dh = _grad_init(L, gout, gh, xp)
         gcsteps, dc = _grad_init(L, None, gc, xp) if L is not None else (None, gc.T.copy())
-        # local factors for all steps, in place in D (rows o, i, f, g)
-        D = xp.empty((H4, T, B), dt)
-        DT = D.transpose(1, 0, 2)
-        s3, o, i, f, g, c_prev = (G[:T, :H3], G[:T, :H], G[:T, H:H2], G[:T, H2:H3],
-                                  G[:T, H3:H4], G[:T, H4:])
-        xp.subtract(1.0, s3, out=DT[:, :H3])
-        DT[:, :H3] *= s3                                      # s (1 - s)
-        DT[:, :H] *= TC                                       # o: tanh(c) o (1 - o)
-        DT[:, H:H2] *= g                                      # i: g i (1 - i)
-        DT[:, H2:H3] *= c_prev                                # f: c_{t-1} f (1 - f)
-        _one_minus_square(g, DT[:, H3:], xp)
-        DT[:, H3:] *= i                                       # g: i (1 - g^2)
-        K = _one_minus_square(TC, xp.empty_like(TC), xp)
-        K *= o                                                # dc += dh o (1 - tanh(c)^2)
-        # the recurrence: 6 ufunc calls and one product per step
-        w_hhT = _rot(weight_hh, 3, H, xp).T
+        D = xp.empty((H4, T, B), dt)                          # rows o, i, f, g
         D4T = D.reshape(4, H, T, B).transpose(2, 0, 1, 3)     # (T, 4, H, B)
+        w_hhT = _rot(weight_hh, 3, H, xp).T
+        A, K = _scratch((H4, H), T, B, dt, xp)
         tmp = xp.empty((H, B), dt)
-        gcs = [None] * T if gcsteps is None else gcsteps[::-1]
-        for t, gs, gcs_t, k, d_o, d_ifg, d, f_t in zip(
-                range(T - 1, -1, -1), gsteps[::-1], gcs, K[::-1], D4T[::-1, 0],
-                D4T[::-1, 1:], DT[::-1], f[::-1]):
-            dh += gs
-            if gcs_t is not None:
-                dc += gcs_t
-            xp.multiply(dh, k, out=tmp)
-            dc += tmp
-            d_o *= dh
-            d_ifg *= dc
-            dc *= f_t
-            if t or n[1]:
-                xp.matmul(w_hhT, d, out=dh)
+        for t0, t1 in _blocks(T, H4 * B):
+            # local factors of the block's steps: a few ufunc calls over all of them
+            Gb, Ab, Kb = G[t0:t1], A[:t1 - t0], K[:t1 - t0]
+            s3, o, i, g = Gb[:, :H3], Gb[:, :H], Gb[:, H:H2], Gb[:, H3:H4]
+            xp.subtract(1.0, s3, out=Ab[:, :H3])
+            Ab[:, :H3] *= s3                                  # s (1 - s)
+            Ab[:, :H] *= TC[t0:t1]                            # o: tanh(c) o (1 - o)
+            Ab[:, H:H2] *= g                                  # i: g i (1 - i)
+            Ab[:, H2:H3] *= Gb[:, H4:]                        # f: c_{t-1} f (1 - f)
+            _one_minus_square(g, Ab[:, H3:], xp)
+            Ab[:, H3:] *= i                                   # g: i (1 - g^2)
+            _one_minus_square(TC[t0:t1], Kb, xp)
+            Kb *= o                                           # dc += dh o (1 - tanh(c)^2)
+            # the recurrence: 6 ufunc calls and one product per step
+            for t, gs, gcs, k, a_o, a_ifg, d_o, d_ifg, d, f in zip(
+                    range(t1 - 1, t0 - 1, -1), _rev(gsteps, t0, t1), _rev(gcsteps, t0, t1),
+                    Kb[::-1], Ab[::-1, :H], Ab.reshape(-1, 4, H, B)[::-1, 1:],
+                    _rev(D4T, t0, t1)[:, 0], _rev(D4T, t0, t1)[:, 1:],
+                    _rev(D.transpose(1, 0, 2), t0, t1), Gb[::-1, H2:H3]):
+                dh += gs
+                if gcs is not None:
+                    dc += gcs
+                xp.multiply(dh, k, out=tmp)
+                dc += tmp
+                xp.multiply(dh, a_o, out=d_o)
+                xp.multiply(dc, a_ifg, out=d_ifg)
+                dc *= f
+                if t or n[1]:
+                    xp.matmul(w_hhT, d, out=dh)
         if L is not None:
             L.to_initial(dh.T, gh)
             L.to_initial(dc.T, gc)
@@ -499,58 +510,54 @@ class GRUSequence(Function):
         H, dt = weight_hh.shape[1], x.dtype
         H2, H3 = 2 * H, 3 * H
         gsteps, dh = _grad_init(L, gout, gh, xp)
-        h_prev = Hs.transpose(1, 0, 2)[:T, :H]               # (T, H, B)
-        tmp = xp.empty((H, B), dt)
-        if self.reset_after:
-            r, z, hn, nn = G[:, :H], G[:, H:H2], G[:, H2:H3], G[:, H3:]
-            D = xp.empty((4 * H, T, B), dt)                   # n, r, z, hn
-            DT = D.transpose(1, 0, 2)
-            dn, dr, dz, dhn = DT[:, :H], DT[:, H:H2], DT[:, H2:H3], DT[:, H3:]
-            _one_minus_square(nn, dn, xp)
-            xp.subtract(1.0, z, out=dz)
-            dn *= dz                                          # n: (1 - z)(1 - n^2)
-            dz *= z
-            xp.subtract(h_prev, nn, out=dr)
-            dz *= dr                                          # z: (h - n) z (1 - z)
-            xp.multiply(dn, r, out=dhn)                       # hn: r (1 - z)(1 - n^2)
-            xp.subtract(1.0, r, out=dr)
-            dr *= r
-            dr *= hn
-            dr *= dn                                          # r: hn r (1 - r)(1 - z)(1 - n^2)
-            w_hhT = weight_hh.T
-            D4T = D.reshape(4, H, T, B).transpose(2, 0, 1, 3)
-            for t, gs, d4, d_h, z_t in zip(range(T - 1, -1, -1), gsteps[::-1], D4T[::-1],
-                                           DT[::-1, H:], z[::-1]):
+        HsT = Hs.transpose(1, 0, 2)
+        rows = 4 * H if self.reset_after else H3
+        D = xp.empty((rows, T, B), dt)        # reset_after: n, r, z, hn; else r, z, n
+        DG = D.reshape(rows // H, H, T, B).transpose(2, 0, 1, 3)          # (T, 4 or 3, H, B)
+        A, = _scratch((rows,), T, B, dt, xp)
+        tmp, drh = xp.empty((H, B), dt), xp.empty((H, B), dt)
+        w_hhT, w_rzT, w_nT = weight_hh.T, weight_hh[:H2].T, weight_hh[H2:].T
+        for t0, t1 in _blocks(T, rows * B):
+            # local factors of the block's steps (rows as in D): a few ufunc calls for all
+            Gb, Ab, h_prev = G[t0:t1], A[:t1 - t0], HsT[t0:t1, :H]
+            if self.reset_after:
+                r, z, hn, nn = Gb[:, :H], Gb[:, H:H2], Gb[:, H2:H3], Gb[:, H3:]
+                an, ar, az, ahn = Ab[:, :H], Ab[:, H:H2], Ab[:, H2:H3], Ab[:, H3:]
+            else:
+                r, z, nn = Gb[:, :H], Gb[:, H:H2], Gb[:, H2:]
+                ar, az, an = Ab[:, :H], Ab[:, H:H2], Ab[:, H2:]
+            _one_minus_square(nn, an, xp)
+            xp.subtract(1.0, z, out=az)
+            an *= az                                          # n: (1 - z)(1 - n^2)
+            az *= z
+            xp.subtract(h_prev, nn, out=ar)
+            az *= ar                                          # z: (h - n) z (1 - z)
+            xp.subtract(1.0, r, out=ar)
+            ar *= r
+            if self.reset_after:
+                xp.multiply(an, r, out=ahn)                   # hn: r (1 - z)(1 - n^2)
+                ar *= hn
+                ar *= an                                      # r: hn r (1 - r)(1 - z)(1 - n^2)
+            else:
+                ar *= h_prev                                  # r: h r (1 - r), times d(r h)
+            # the recurrence: 3 (reset_after) or 6 ufunc calls and 1 or 2 products per step
+            steps = (range(t1 - 1, t0 - 1, -1), _rev(gsteps, t0, t1),
+                     Ab.reshape(-1, rows // H, H, B)[::-1], _rev(DG, t0, t1), z[::-1])
+            DT = _rev(D.transpose(1, 0, 2), t0, t1)
+            if self.reset_after:
+                for t, gs, a, dg, z_t, d_h in zip(*steps, DT[:, H:]):
+                    dh += gs
+                    xp.multiply(dh, a, out=dg)                # all four pre-activation grads
+                    if t or n[1]:
+                        xp.multiply(dh, z_t, out=tmp)         # the direct path h -> h'
+                        xp.matmul(w_hhT, d_h, out=dh)
+                        dh += tmp
+                continue
+            for t, gs, a, dg, z_t, r_t, d_rz, d_n in zip(*steps, r[::-1], DT[:, :H2], DT[:, H2:]):
                 dh += gs
-                d4 *= dh
-                if t or n[1]:
-                    xp.multiply(dh, z_t, out=tmp)             # the direct path h -> h'
-                    xp.matmul(w_hhT, d_h, out=dh)
-                    dh += tmp
-        else:
-            r, z, nn = G[:, :H], G[:, H:H2], G[:, H2:]
-            D = xp.empty((H3, T, B), dt)                      # r, z, n
-            DT = D.transpose(1, 0, 2)
-            dr, dz, dn = DT[:, :H], DT[:, H:H2], DT[:, H2:]
-            _one_minus_square(nn, dn, xp)
-            xp.subtract(1.0, z, out=dz)
-            dn *= dz                                          # n: (1 - z)(1 - n^2)
-            dz *= z
-            xp.subtract(h_prev, nn, out=dr)
-            dz *= dr                                          # z: (h - n) z (1 - z)
-            xp.subtract(1.0, r, out=dr)
-            dr *= r
-            dr *= h_prev                                      # r: h r (1 - r), times d(r h)
-            w_rzT, w_nT = weight_hh[:H2].T, weight_hh[H2:].T
-            drh = xp.empty((H, B), dt)
-            D3T = D.reshape(3, H, T, B).transpose(2, 0, 1, 3)
-            for t, gs, d_zn, d_n, d_r, d_rz, z_t, r_t in zip(
-                    range(T - 1, -1, -1), gsteps[::-1], D3T[::-1, 1:], DT[::-1, H2:],
-                    DT[::-1, :H], DT[::-1, :H2], z[::-1], r[::-1]):
-                dh += gs
-                d_zn *= dh
-                xp.matmul(w_nT, d_n, out=drh)                # d(r h)
-                d_r *= drh
+                xp.multiply(dh, a[1:], out=dg[1:])            # z and n
+                xp.matmul(w_nT, d_n, out=drh)                 # d(r h)
+                xp.multiply(drh, a[0], out=dg[0])             # r
                 if t or n[1]:
                     xp.multiply(dh, z_t, out=tmp)
                     drh *= r_t

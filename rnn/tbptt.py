@@ -130,6 +130,8 @@ def tbptt(cell: Cell, inputs, k1: int, k2: int | None = None, *, loss_fn: Callab
             if b == nxt:
                 carry, carry_t = _detach(s), b
         final = _detach(s)
+        if nxt >= stop:  # k2 <= k1: go on from here (never rerun steps with updated weights)
+            carry, carry_t = final, stop
         out = mg.concat(pieces, axis=0) if len(pieces) > 1 else pieces[0]
         if start > g0:
             out = out[start - g0:]

@@ -44,6 +44,11 @@ def _as_inputs(cell, inputs):
             check_input(cell, x, ndim=2)
         inputs = mg.stack(list(inputs), axis=0)
     check_input(cell, inputs, ndim=3)
+    for p in cell.parameters():  # the first weight tells the cell's device
+        if p.device != inputs.device:
+            raise ValueError(f"{type(cell).__name__}: inputs are on device '{inputs.device}' but "
+                             f"the cell's weights on '{p.device}'; move one with .to(device)")
+        break
     if inputs.shape[0] == 0:
         raise ValueError(f"unroll: {type(cell).__name__} got an empty sequence, shape "
                          f"{inputs.shape}")

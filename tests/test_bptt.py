@@ -102,28 +102,30 @@ def test_checkpointed_bidirectional_and_stacked(layer):
         np.testing.assert_allclose(g, r, rtol=1e-10, atol=1e-12)
 
 
+def _peak(cell, x, K=None):
+    with mg.memory.track() as m:
+        out, _ = rnn.unroll(cell, x, checkpoint_every=K)
+        out.sum().backward()
+    assert m.live_bytes == 0
+    return m.peak_bytes
+
+
 @pytest.mark.parametrize("T,K", [(12, 4), (12, 5), (30, 6), (64, "sqrt"), (256, "sqrt")])
 def test_lstm_saved_bytes_by_hand(T, K):
-    # The fused LSTM sequence op keeps gates (T, B, 4H), cell states and hidden states
-    # (T + 1, B, H) each and tanh(c) (T, B, H): 7 T + 2 arrays of (B, H); x and the weights
-    # are leaves. Checkpointed with n segments of k steps: segment k's node keeps its input
-    # (h, c) (the first is the zero initial state, a leaf; the last segment is not checkpointed,
-    # so n - 2 pairs), and one segment's 7 k + 2 arrays are live at a time.
+    # Full BPTT: the fused LSTM sequence op keeps a fixed number of arrays per step plus a few
+    # of fixed size, so its peak is affine in T. Checkpointed with n segments of k steps:
+    # segment j's node keeps its entering (h, c), (B, H) each; the first is the zero initial
+    # state (a leaf) and the last segment is not checkpointed, so n - 2 pairs; on top of them,
+    # one segment's graph at a time, which is what a plain run of k steps holds.
     B, n_in, n_hid = 2, 3, 4
     cell = _cell("lstm", n_in, n_hid)
     x = mg.tensor(np.ones((T, B, n_in)) * 0.1)
-    unit = B * n_hid * 8
-    with mg.memory.track() as full:
-        out, _ = rnn.unroll(cell, x)
-        out.sum().backward()
-    with mg.memory.track() as ck:
-        out_c, _ = rnn.unroll(cell, x, checkpoint_every=K)
-        out_c.sum().backward()
+    full = {t: _peak(cell, x[:t]) for t in (1, 2, T - 1, T)}
+    assert full[T] - full[T - 1] == full[2] - full[1] > 0
+    assert full[T] == full[1] + (T - 1) * (full[2] - full[1])
     k = segment_length(K, T)
     n = -(-T // k)
-    assert full.peak_bytes == (7 * T + 2) * unit
-    assert ck.peak_bytes == (2 * (n - 2) + 7 * k + 2) * unit
-    assert full.live_bytes == ck.live_bytes == 0
+    assert _peak(cell, x, K) == 2 * (n - 2) * B * n_hid * 8 + _peak(cell, x[:k])
 
 
 def test_sqrt_checkpointing_peak_grows_as_sqrt_T():
@@ -221,14 +223,16 @@ def test_tbptt_equals_windows_by_hand(kind, seqs, k1, k2, seed):
         assert w.graph_start == max(0, w.stop - k2)
 
 
-def test_tbptt_on_step_updates_between_windows():
-    # k1 = k2 = 2 over 4 steps with SGD in on_step: the second window must see the updated
-    # weights and the state reached with the old ones (detached): rebuild both by hand.
+@pytest.mark.parametrize("k1,k2", [(2, 2), (3, 1)])
+def test_tbptt_on_step_updates_between_windows(k1, k2):
+    # SGD in on_step: each window must use the weights updated by the previous one, and start
+    # from the state the stream reached with the weights of its time (detached). Rebuilt by
+    # hand with plain unroll, for k2 <= k1 (no overlap between windows).
     rng = np.random.default_rng(3)
-    cell = _cell("rnn", 2, 3)
-    ref = _cell("rnn", 2, 3)
-    x = mg.tensor(rng.standard_normal((4, 2, 2)))
-    v = rng.standard_normal((4, 2, 3))
+    T = 6
+    cell, ref = _cell("rnn", 2, 3), _cell("rnn", 2, 3)
+    x = mg.tensor(rng.standard_normal((T, 2, 2)))
+    v = rng.standard_normal((T, 2, 3))
     opt = mg.optim.SGD(cell.parameters(), lr=0.5)
     calls = []
 
@@ -237,19 +241,22 @@ def test_tbptt_on_step_updates_between_windows():
         opt.step()
         opt.zero_grad()
 
-    res = tbptt(cell, x, 2, loss_fn=lambda out, w: (out * mg.tensor(v[w.start:w.stop])).sum(),
-                on_step=on_step)
-    assert [c[:3] for c in calls] == [(0, 0, 2), (1, 2, 4)]
-    out, h = rnn.unroll(ref, x[:2])
-    loss0 = (out * mg.tensor(v[:2])).sum()
-    with mg.no_grad():
-        for p, g in zip(ref.parameters(), mg.grad(loss0, ref.parameters())):
+    res = tbptt(cell, x, k1, k2, on_step=on_step,
+                loss_fn=lambda out, w: (out * mg.tensor(v[w.start:w.stop])).sum())
+    h, t, losses = ref.initial_state(2), 0, []
+    for i, stop in enumerate(range(k1, T + 1, k1)):
+        g0 = stop - k2
+        if t < g0:
+            with mg.no_grad():
+                _, h = rnn.unroll(ref, x[t:g0], h)
+        out, h = rnn.unroll(ref, x[g0:stop], h.detach())
+        loss = (out * mg.tensor(v[g0:stop])).sum()
+        for p, g in zip(ref.parameters(), mg.grad(loss, ref.parameters())):
             p.data = p.data - 0.5 * g.data
-    out, h = rnn.unroll(ref, x[2:], h.detach())
-    loss1 = (out * mg.tensor(v[2:])).sum()
-    for p, g in zip(ref.parameters(), mg.grad(loss1, ref.parameters())):
-        p.data = p.data - 0.5 * g.data
-    np.testing.assert_allclose([c[3] for c in calls], [loss0.item(), loss1.item()], rtol=1e-12)
+        h, t = h.detach(), stop
+        losses.append(loss.item())
+        assert calls[i][:3] == (i, g0, stop)
+    np.testing.assert_allclose([c[3] for c in calls], losses, rtol=1e-12)
     for p, r in zip(cell.parameters(), ref.parameters()):
         np.testing.assert_allclose(p.numpy(), r.numpy(), rtol=1e-12)
     np.testing.assert_allclose(res.state.numpy(), h.numpy(), rtol=1e-12)
@@ -400,3 +407,17 @@ def test_checkpoint_tbptt_clip_and_memory_on_device(kind):
     assert len(res.losses) == 3 and all(np.isfinite(res.losses))
     opt = SkipNonFinite(mg.optim.SGD(cell.parameters(), lr=0.1))
     assert opt.step() is True
+
+
+def test_docs_bptt_examples_run():
+    """docs/bptt.md's ```python blocks run as written, in order, in one namespace."""
+    import pathlib
+    import re
+    doc = pathlib.Path(__file__).resolve().parent.parent / "docs" / "bptt.md"
+    blocks = re.findall(r"^```python\n(.*?)^```", doc.read_text(), re.S | re.M)
+    assert len(blocks) >= 3
+    ns = {"__name__": "bptt_md"}
+    for k, src in enumerate(blocks):
+        exec(compile(src, f"{doc.name} block {k}", "exec"), ns)
+    assert ns["m"].live_bytes == 0 and ns["ck"].peak_bytes < 0.15 * ns["m"].peak_bytes
+    assert len(ns["res"].losses) == 20 and np.isfinite(ns["res"].losses).all()

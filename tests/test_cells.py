@@ -197,7 +197,8 @@ def test_cell_matches_numpy_and_gradcheck(name, seq, H, seed):
     """Through unroll with lengths: values equal the NumPy maths; gradients (inputs, initial
     state, every parameter) equal central finite differences."""
     make, ref = CELLS[name]
-    cell = make(seq.x.shape[2], H, seed)
+    kw = {"fused": False} if name in FUSABLE else {}
+    cell = make(seq.x.shape[2], H, seed, **kw)
     rng = np.random.default_rng(seed)
     state = _fresh_fgr_gates(cell, _random_state(cell, seq.x.shape[1], rng))
     x = mg.tensor(seq.x, requires_grad=True)
@@ -207,6 +208,14 @@ def test_cell_matches_numpy_and_gradcheck(name, seq, H, seed):
     np.testing.assert_allclose(out.numpy(), want_out, rtol=1e-10, atol=1e-12)
     for a, b in zip(_flat(final), _flat(want_final)):
         np.testing.assert_allclose(a.numpy(), b, rtol=1e-10, atol=1e-12)
+    # one direct call, as a user makes it (the fused per-step op for fusable cells)
+    cells = [cell, make(seq.x.shape[2], H, seed, fused=True)] if name in FUSABLE else [cell]
+    for c in cells:
+        o, new = c(mg.tensor(seq.x[0]), state)
+        want_o, want_new = ref(_params(c))(seq.x[0], _np_state(c, state))
+        np.testing.assert_allclose(o.numpy(), want_o, rtol=1e-10, atol=1e-12)
+        for a, b in zip(_flat(new), _flat(want_new)):
+            np.testing.assert_allclose(a.numpy(), b, rtol=1e-10, atol=1e-12)
 
     n = len(_flat(state))
 
@@ -216,24 +225,6 @@ def test_cell_matches_numpy_and_gradcheck(name, seq, H, seed):
         return (out,) + _flat(final)
 
     assert gradcheck(f, [x, *_flat(state), *cell.parameters()], seed=seed)
-
-
-@pytest.mark.parametrize("name", sorted(CELLS))
-@given(B=st.integers(1, 3), n_in=st.integers(1, 4), H=st.integers(1, 4), seed=st.integers(0, 99))
-def test_one_direct_step_matches_numpy(name, B, n_in, H, seed):
-    """cell(x_t, state), the call a user makes, against the NumPy step (fused and composed)."""
-    make, ref = CELLS[name]
-    variants = [{"fused": True}, {"fused": False}] if name in FUSABLE else [{}]
-    rng = np.random.default_rng(seed)
-    x = rng.standard_normal((B, n_in))
-    for kw in variants:
-        cell = make(n_in, H, seed, **kw)
-        state = _fresh_fgr_gates(cell, _random_state(cell, B, rng))
-        out, new = cell(mg.tensor(x), state)
-        want_out, want_new = ref(_params(cell))(x, _np_state(cell, state))
-        np.testing.assert_allclose(out.numpy(), want_out, rtol=1e-10, atol=1e-12)
-        for a, b in zip(_flat(new), _flat(want_new)):
-            np.testing.assert_allclose(a.numpy(), b, rtol=1e-10, atol=1e-12)
 
 
 @pytest.mark.parametrize("name", FUSABLE)
@@ -256,31 +247,33 @@ def _grads(loss, leaves):
 
 
 @pytest.mark.parametrize("name", FUSABLE)
-@pytest.mark.parametrize("how", ["step", "unroll", "unroll_per_step"])
 @given(seq=sequences(max_T=4, max_B=3, max_F=4), H=st.integers(1, 4), seed=st.integers(0, 99))
-def test_fused_equals_composed(name, how, seq, H, seed):
-    """The fused cell and its composed twin (same weights) agree in values and all gradients."""
+def test_fused_equals_composed(name, seq, H, seed):
+    """The fused cell and its composed twin (same weights) agree in values and all gradients:
+    one direct step, unroll (the whole-sequence op) and the per-step loop."""
     fused = CELLS[name][0](seq.x.shape[2], H, seed, fused=True)
     plain = CELLS[name][0](seq.x.shape[2], H, seed, fused=False)
     rng = np.random.default_rng(seed)
     x = mg.tensor(seq.x, requires_grad=True)
     h0 = _random_state(fused, seq.x.shape[1], rng)
-    results = []
-    for cell in (fused, plain):
-        if how == "step":
-            out, final = cell(x[0], h0)
-        else:
-            out, final = rnn.unroll(cell, x, h0, seq.lengths, per_step=how == "unroll_per_step")
-        parts = (out,) + _flat(final)
-        loss = sum((p * mg.tensor(np.cos(np.arange(p.size) + k).reshape(p.shape))).sum()
-                   for k, p in enumerate(parts))
-        grads = _grads(loss, [x, *_flat(h0), *cell.parameters()])
-        results.append(([p.numpy() for p in parts], grads))
-    (vals_f, g_f), (vals_c, g_c) = results
-    for a, b in zip(vals_f, vals_c):
-        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
-    for a, b in zip(g_f, g_c):
-        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-9, atol=1e-11)
+    for how in ("step", "unroll", "unroll_per_step"):
+        results = []
+        for cell in (fused, plain):
+            if how == "step":
+                out, final = cell(x[0], h0)
+            else:
+                out, final = rnn.unroll(cell, x, h0, seq.lengths,
+                                        per_step=how == "unroll_per_step")
+            parts = (out,) + _flat(final)
+            loss = sum((p * mg.tensor(np.cos(np.arange(p.size) + k).reshape(p.shape))).sum()
+                       for k, p in enumerate(parts))
+            grads = _grads(loss, [x, *_flat(h0), *cell.parameters()])
+            results.append(([p.numpy() for p in parts], grads))
+        (vals_f, g_f), (vals_c, g_c) = results
+        for a, b in zip(vals_f, vals_c):
+            np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12, err_msg=how)
+        for a, b in zip(g_f, g_c):
+            np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-9, atol=1e-11, err_msg=how)
 
 
 # --- Phased LSTM --------------------------------------------------------------------------------
@@ -454,6 +447,12 @@ def test_unroll_rejects_bad_lengths(lengths, match):
     cell = rnn.GRUCell(4, 3, rng=0)
     with pytest.raises(ValueError, match=match):
         rnn.unroll(cell, mg.zeros(5, 2, 4), lengths=lengths)
+
+
+def test_unroll_rejects_device_mismatch():
+    cell = rnn.GRUCell(2, 3, rng=0, device="fake")
+    with pytest.raises(ValueError, match="GRUCell.*'cpu'.*'fake'"):
+        rnn.unroll(cell, mg.zeros(4, 2, 2))
 
 
 def test_constructor_errors():

@@ -2,8 +2,9 @@
 
 Hypothesis draws a small DAG over 1-3 inputs of mutually broadcastable shapes: each node applies
 an op to earlier values (inputs or nodes, picked at random, so values are reused several times).
-The forward pass must equal the same DAG evaluated with NumPy, and the gradients of all node
-values (a multi-output function) must match central finite differences.
+Every node value is also an output (a multi-output function), so a node that feeds others is
+used several times and its gradient must accumulate. The forward pass must equal the same DAG
+evaluated with NumPy, and the gradients must match central finite differences.
 """
 from __future__ import annotations
 

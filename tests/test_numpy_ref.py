@@ -317,3 +317,28 @@ def test_time_blocking(monkeypatch, steps_per_block):
         _assert_grads_close(grads, want_g[ra][1], rtol=1e-12, atol=1e-13)
     num = _numeric_grads(lambda q: _run_gru(q, False)[0], pg)
     _assert_grads_close(_run_gru(pg, False)[1], num, rtol=1e-6, atol=1e-8)
+
+
+def test_workspace_reuse_is_invisible(monkeypatch):
+    """Cached internal buffers must not leak state between calls or alias results."""
+    p1, p2 = _lstm_params(0), _lstm_params(1)
+    q1, q2 = _gru_params(0), _gru_params(1)
+    monkeypatch.setattr(numpy_ref, "REUSE_WORKSPACE", False)
+    fresh = [_run_lstm(p1), _run_lstm(p2), _run_gru(q1, False), _run_gru(q2, True)]
+    monkeypatch.setattr(numpy_ref, "REUSE_WORKSPACE", True)
+    numpy_ref.clear_workspace()
+    first = [_run_lstm(p1), _run_lstm(p2), _run_gru(q1, False), _run_gru(q2, True)]
+    again = [_run_lstm(p1), _run_lstm(p2), _run_gru(q1, False), _run_gru(q2, True)]
+    for (lf, gf), (l1, g1), (l2, g2) in zip(fresh, first, again):
+        assert lf == l1 == l2
+        for k in gf:
+            np.testing.assert_array_equal(g1[k], gf[k])
+            np.testing.assert_array_equal(g2[k], gf[k])
+    # a different shape between calls re-allocates cleanly
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((5, 1, I))
+    pl = {"x": x, "weight_ih": rng.standard_normal((4 * H, I)),
+          "weight_hh": rng.standard_normal((4 * H, H)), "bias": rng.standard_normal(4 * H)}
+    _, g = _run_lstm(pl)
+    _, ng = _naive_lstm(pl["x"], pl["weight_ih"], pl["weight_hh"], pl["bias"])
+    _assert_grads_close(g, ng, rtol=1e-10, atol=1e-12)

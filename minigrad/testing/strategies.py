@@ -98,11 +98,19 @@ def _push_away(a: np.ndarray, avoid, margin: float, lo: float, hi: float) -> np.
     return a
 
 
+def _concrete_shape(draw, shape) -> tuple[int, ...]:
+    """A shape given as an int, a tuple or list of ints, or a strategy drawing one."""
+    if isinstance(shape, st.SearchStrategy):
+        shape = draw(shape)
+    return (int(shape),) if isinstance(shape, (int, np.integer)) else tuple(shape)
+
+
 @st.composite
 def arrays(draw, shape, dtype=np.float64, domain: tuple[float, float] = (-3.0, 3.0),
            avoid=(), margin: float = 0.1, distinct: bool = False) -> np.ndarray:
-    """Float arrays of `shape` (a tuple or a strategy) with values in `domain` = (lo, hi).
+    """Float arrays of `shape` (an int, a tuple, or a strategy of shapes), values in `domain`.
 
+    `domain` = (lo, hi), both included.
     `avoid`: kink points kept at least `margin` away (relu and abs at 0, pow base 0, ...), so that
     central finite differences with a small step never straddle a kink.
     `distinct=True`: all values at least (hi - lo) / (2 * size) apart, so `max`, `min` and
@@ -111,8 +119,7 @@ def arrays(draw, shape, dtype=np.float64, domain: tuple[float, float] = (-3.0, 3
     >>> arrays((2, 3), domain=(0.1, 2.0)).example()  # doctest: +SKIP
     array([[0.1 , 1.53, 0.77], [1.9 , 0.1 , 0.44]])
     """
-    if not isinstance(shape, tuple):
-        shape = draw(shape)
+    shape = _concrete_shape(draw, shape)
     lo, hi = domain
     if not lo < hi:
         raise ValueError(f"arrays: empty domain {domain}")
@@ -176,8 +183,7 @@ def indices(draw, n: int, shape=None, negative: bool = False) -> np.ndarray:
         raise ValueError(f"indices: an axis of size {n} has no valid index")
     if shape is None:
         shape = shapes(0, 2)
-    if not isinstance(shape, tuple):
-        shape = draw(shape)
+    shape = _concrete_shape(draw, shape)
     lo = -n if negative else 0
     return draw(hnp.arrays(np.int64, shape, elements=st.integers(lo, n - 1)))
 
