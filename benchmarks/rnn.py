@@ -3,7 +3,7 @@
 Run from the repository root (see benchmarks/README.md for why the two variables are unset):
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python -m benchmarks.rnn [--configs a,c]
-        [--repeat N] [--quick] [--profile CONFIG]
+        [--repeat N] [--quick] [--threads N] [--profile CONFIG]
 
 Each path runs one training step's worth of autodiff: float32, time-major x (T, B, I) that
 requires grad, loss = sum of all outputs, gradients for x and every weight, initial state zero.
@@ -188,7 +188,16 @@ def main(argv=None):
                     help="timed rounds per config (default 7, or 3 with --quick)")
     ap.add_argument("--quick", action="store_true", help="1 warm-up round and 3 timed rounds")
     ap.add_argument("--profile", metavar="CONFIG", help="profile one training step instead")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="BLAS and PyTorch threads (steadier on a busy machine; needs "
+                         "threadpoolctl; default: as configured)")
     args = ap.parse_args(argv)
+    if args.threads is not None:
+        # a busy machine deschedules BLAS worker threads mid-product and every call waits
+        from threadpoolctl import threadpool_limits
+        threadpool_limits(args.threads, user_api="blas")
+        if torch_ref.available():
+            torch_ref.torch.set_num_threads(args.threads)
     sys.stdout.reconfigure(line_buffering=True)  # rows appear as they are measured
     if args.profile:
         profile(args.profile)

@@ -42,7 +42,15 @@ class GraphFreedError(RuntimeError):
 
 @contextlib.contextmanager
 def no_grad():
-    """Run ops without recording a graph (inference, optimizer updates)."""
+    """Run ops without recording a graph (inference, optimizer updates); nests with
+    `enable_grad()` and works as a decorator.
+
+    >>> import minigrad as mg
+    >>> w = mg.tensor([1.0], requires_grad=True)
+    >>> with mg.no_grad():
+    ...     (w * 2).requires_grad
+    False
+    """
     prev, _State.grad_enabled = _State.grad_enabled, False
     try:
         yield
@@ -61,6 +69,7 @@ def enable_grad():
 
 
 def is_grad_enabled() -> bool:
+    """False inside `no_grad()` (unless an inner `enable_grad()` turned it back on)."""
     return _State.grad_enabled
 
 
@@ -69,6 +78,13 @@ def detect_anomaly():
     """Raise `AnomalyError` at the first op whose forward or backward yields NaN/Inf.
 
     The error names the op and the line of user code that created it. Slow: use it to debug.
+
+    >>> import minigrad as mg
+    >>> x = mg.tensor([0.0], requires_grad=True)
+    >>> with mg.detect_anomaly():
+    ...     y = mg.sqrt(x).sum()        # fine forward; backward divides by 2 sqrt(0) = 0
+    ...     y.backward()                # doctest: +SKIP
+    AnomalyError: Sqrt produced NaN/Inf in backward, created at <stdin>:2
     """
     prev, _State.anomaly = _State.anomaly, True
     try:

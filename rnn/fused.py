@@ -158,7 +158,7 @@ class GRUStep(Function):
             hw += bias_hh
             a[:, :2 * H] += hw[:, :2 * H]
             _sigmoid_(a[:, :2 * H], xp)
-            extra = hw[:, 2 * H:]                       # h W_hn^T + b_hn
+            extra = hw[:, 2 * H:].copy()                # h W_hn^T + b_hn
             a[:, 2 * H:] += a[:, :H] * extra
         else:
             a[:, :2 * H] += h @ weight_hh[:2 * H].T + bias_hh[:2 * H]
@@ -172,23 +172,24 @@ class GRUStep(Function):
 
     def backward(self, gout):
         a, h, extra, weight_hh = self.saved
-        H = h.shape[1]
+        xp, H = self.xp, h.shape[1]
         r, z, n = a[:, :H], a[:, H:2 * H], a[:, 2 * H:]
         dn = gout * (1 - z) * (1 - n * n)
         dz = gout * (h - n) * z * (1 - z)
+        gh = gout * z                                       # the direct path h -> h'
         if self.reset_after:
             dr = dn * extra * r * (1 - r)
-            dhw = self.xp.concatenate([dr, dz, dn * r], axis=1)   # d(h W_hh^T + b_hh)
-            gh = gout * z + dhw @ weight_hh
+            dhw = xp.concatenate([dr, dz, dn * r], axis=1)  # d(h W_hh^T + b_hh)
+            ga = xp.concatenate([dr, dz, dn], axis=1)
+            gh += dhw @ weight_hh
             gw = dhw.T @ h
         else:
-            drh = dn @ weight_hh[2 * H:]
+            drh = dn @ weight_hh[2 * H:]                    # d(r h)
             dr = drh * h * r * (1 - r)
-            dhw = self.xp.concatenate([dr, dz, dn], axis=1)
-            gh = gout * z + drh * r + dhw[:, :2 * H] @ weight_hh[:2 * H]
-            gw = self.xp.concatenate([dhw[:, :2 * H].T @ h, dn.T @ extra])
+            ga = dhw = xp.concatenate([dr, dz, dn], axis=1)  # b_hh sits outside every product
+            gh += drh * r + dhw[:, :2 * H] @ weight_hh[:2 * H]
+            gw = xp.concatenate([dhw[:, :2 * H].T @ h, dn.T @ extra])
         n_ = self.needs_input_grad
-        ga = self.xp.concatenate([dr, dz, dn], axis=1)
         return (ga if n_[0] else None, gh if n_[1] else None, gw if n_[2] else None,
                 dhw if n_[3] else None)
 
@@ -614,7 +615,7 @@ class RNNSequence(Function):
     weight_ih (H, I), weight_hh (H, H), bias (H) or None -> out (T, B, H), h_T (B, H).
 
     Per step the maths of `RNNStep`, with the layout of `LSTMSequence`: the input projection of
-    all steps is written straight into the state buffer, which the loop finishes in place.
+    all steps is copied into the state buffer, which the loop finishes in place.
     Saves the states (H + 1 per step: the activation derivative is a function of them), x and
     the weights: one (B, H) array per step.
     """
@@ -628,7 +629,7 @@ class RNNSequence(Function):
             lengths, T, B, dt, backend.device_of(x))
         Hs = _states(h0, T, B, H, dt, xp)
         HsT = Hs.transpose(1, 0, 2)
-        xp.matmul(weight_ih, x.reshape(T * B, I).T, out=Hs[:H, 1:].reshape(H, T * B))
+        Hs[:H, 1:] = (weight_ih @ x.reshape(T * B, I).T).reshape(H, T, B)   # projections
         w_hh = _with_bias(weight_hh, bias, xp)
         tmp = xp.empty((H, B), dt)
         for h, h_new, m in zip(HsT[:-1], HsT[1:, :H], _masks(L, T)):

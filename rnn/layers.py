@@ -35,10 +35,6 @@ def reverse_sequences(x: mg.Tensor, lengths=None) -> mg.Tensor:
     return rows.reshape(*x.shape)
 
 
-def _out_size(layer):
-    return layer.hidden_size
-
-
 class Bidirectional(Module):
     """Run one cell forward in time and another backward; concatenate their outputs.
 
@@ -108,15 +104,15 @@ class Stacked(Module):
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"Stacked: dropout must be in [0, 1), got {dropout}")
         for i, (below, above) in enumerate(zip(layers, layers[1:])):
-            n_out, n_in = _out_size(below), above.in_features
+            n_out, n_in = below.hidden_size, above.in_features
             if n_in is not None and n_out != n_in:
                 raise ValueError(f"Stacked: layer {i} ({type(below).__name__}) outputs {n_out} "
                                  f"features but layer {i + 1} ({type(above).__name__}) expects "
                                  f"{n_in}")
-            if residual and n_out != _out_size(above):
+            if residual and n_out != above.hidden_size:
                 raise ValueError(f"Stacked: residual=True needs layer {i + 1} "
                                  f"({type(above).__name__}) to output its input size {n_out}, "
-                                 f"it outputs {_out_size(above)}")
+                                 f"it outputs {above.hidden_size}")
         self.dropout = float(dropout)
         self.residual = bool(residual)
         self.num_layers = len(layers)
@@ -133,7 +129,7 @@ class Stacked(Module):
 
     @property
     def hidden_size(self) -> int:
-        return _out_size(getattr(self, f"layer{self.num_layers - 1}"))
+        return getattr(self, f"layer{self.num_layers - 1}").hidden_size
 
     def forward(self, inputs, state=None, lengths=None, checkpoint_every=None) -> tuple:
         layers = self.layers

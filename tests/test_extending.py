@@ -8,6 +8,7 @@ import importlib.util
 import pathlib
 import re
 
+import numpy as np
 import pytest
 
 DOC = pathlib.Path(__file__).resolve().parent.parent / "docs" / "extending.md"
@@ -39,6 +40,19 @@ def test_doc_blocks_run_verbatim():
             pytest.fail(f"docs/extending.md block {k} failed: {type(e).__name__}: {e}\n{src}")
         ran += 1
     assert ran >= 3
+
+    # "runs on any device": the same op on the fake device (conftest.py) equals the CPU result
+    import minigrad as mg
+    x, a = ns["x"], ns["a"]
+    xd, ad = x.to("fake"), a.to("fake")
+    out = ns["scaled_tanh"](xd, ad)
+    assert out.device == "fake"
+    gx, ga = mg.grad(out.sum(), [x, a])
+    ref = ns["scaled_tanh"](x, a)
+    rx, ra = mg.grad(ref.sum(), [x, a])
+    np.testing.assert_allclose(out.numpy(), ref.numpy())
+    np.testing.assert_allclose(gx.numpy(), rx.numpy())
+    np.testing.assert_allclose(ga.numpy(), ra.numpy())
 
     # the doc's checks have teeth: the same gradcheck call rejects a wrong backward
     from minigrad.testing import GradcheckError

@@ -1,0 +1,191 @@
+"""Why plain RNNs forget: the lecture's stability study, made runnable.
+
+(a) Memory of one input pulse in the scalar recurrence h_t = act(w h_{t-1} + x_t), with x_0 = 1
+and x_t = 0 after, for w = 0.9, 1.0, 1.1 and act = linear, sigmoid, tanh, ReLU: the memory
+m_t = |h_t - h_t'| (h' the same recurrence without the pulse) decays, stays, blows up or
+saturates. For a linear recurrent matrix W, ||h_t|| grows per step by the measured rate, which
+we compare with the prediction rho(W) = |largest eigenvalue|.
+
+(b) tanh, sigmoid and ReLU RNNs, an LSTM and a GRU, all with their recurrent matrices rescaled
+to spectral radius 0.8, 1.0 and 1.2, read the same random sequences. We plot ||dL/dh_t|| (L the
+sum of the last step's outputs) against the number of steps back, and the share of saturated
+units per step, and print which keep a gradient 50 steps back.
+
+    python -m demos.vanishing_gradients            # a few seconds on 2 cores
+"""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+import minigrad as mg
+import rnn
+from demos import _common
+from rnn.analysis import saturation, scale_spectral_radius, spectral_radius, state_gradient_norms
+
+ACTIVATIONS = {"linear": lambda a: a, "sigmoid": mg.sigmoid, "tanh": mg.tanh, "relu": mg.relu}
+WEIGHTS = (0.9, 1.0, 1.1)
+RADII = (0.8, 1.0, 1.2)
+KEEP = 1e-3  # a gradient "is kept" when at least this share of it survives the steps back
+
+
+class SigmoidRNNCell(rnn.Cell):
+    """h' = sigmoid(W_ih x_t + b + W_hh h): an Elman cell with a sigmoid (a custom cell: rnn
+    has tanh and ReLU Elman cells built in)."""
+
+    def __init__(self, input_size: int, hidden_size: int, *, rng=None):
+        super().__init__(input_size, hidden_size, rng=rng)
+        self.weight_ih = self.parameter(hidden_size, input_size)
+        self.weight_hh = self.parameter(hidden_size, hidden_size)
+        self.bias = self.parameter(hidden_size)
+
+    def forward(self, x_t, h):
+        h = mg.sigmoid(x_t @ self.weight_ih.T + self.bias + h @ self.weight_hh.T)
+        return h, h
+
+
+CELLS = {
+    "tanh RNN": lambda n_in, H, rng: rnn.RNNCell(n_in, H, "tanh", rng=rng),
+    "sigmoid RNN": lambda n_in, H, rng: SigmoidRNNCell(n_in, H, rng=rng),
+    "ReLU RNN": lambda n_in, H, rng: rnn.RNNCell(n_in, H, "relu", rng=rng),
+    "LSTM": lambda n_in, H, rng: rnn.LSTMCell(n_in, H, rng=rng),
+    "GRU": lambda n_in, H, rng: rnn.GRUCell(n_in, H, rng=rng),
+}
+
+
+def pulse_memory(act, w: float, T: int) -> np.ndarray:
+    """m_t = |h_t - h'_t| for t = 0..T-1: h with the pulse x_0 = 1, h' without (both from 0)."""
+    with mg.no_grad():
+        h = mg.tensor([1.0, 0.0], dtype=np.float64)  # x_0 of the two runs
+        h = act(h)
+        memory = [abs(float(h[0] - h[1]))]
+        for _ in range(T - 1):
+            h = act(w * h)
+            memory.append(abs(float(h[0] - h[1])))
+    return np.array(memory)
+
+
+def linear_rate(W: np.ndarray, T: int, rng) -> tuple[float, np.ndarray]:
+    """Run h_t = W h_{t-1} from a random h_0; the measured growth per step over the second half,
+    (||h_T|| / ||h_{T/2}||)^(1 / (T - T/2)), and the norms ||h_t||."""
+    h = mg.tensor(rng.normal(size=W.shape[0]))
+    Wt = mg.tensor(W)
+    norms = []
+    with mg.no_grad():
+        for _ in range(T):
+            h = Wt @ h
+            norms.append(float(mg.sqrt((h * h).sum())))
+    norms = np.array(norms)
+    half = T // 2
+    return float((norms[-1] / norms[half - 1]) ** (1.0 / (T - half))), norms
+
+
+def set_radius(cell, radius: float) -> None:
+    """Rescale every (H, H) block of the cell's recurrent matrix to spectral radius `radius`."""
+    W = cell.weight_hh.numpy()
+    H = W.shape[1]
+    blocks = [scale_spectral_radius(W[i:i + H], radius) for i in range(0, W.shape[0], H)]
+    cell.weight_hh.data[...] = np.concatenate(blocks, axis=0)
+
+
+def main(argv=None) -> dict:
+    p = _common.parser("vanishing_gradients", __doc__.split("\n\n")[0])
+    p.add_argument("--T", type=int, default=100, help="sequence length in (b)")
+    p.add_argument("--pulse-steps", type=int, default=60, help="steps followed in (a)")
+    p.add_argument("--hidden", type=int, default=32)
+    p.add_argument("--inputs", type=int, default=8)
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--back", type=int, default=50, help="steps back for the verdict")
+    args = p.parse_args(argv)
+    if not 0 < args.back < args.T:
+        raise ValueError(f"vanishing_gradients: --back must lie in (0, T={args.T}), got "
+                         f"{args.back}")
+    rng = _common.seed(args.seed)
+    out = _common.out_dir(args.out)
+    clock = _common.Clock()
+    plt = _common.pyplot()
+    results = {"pulse": {}, "linear": {}, "gradients": {}, "kept": {}}
+
+    # (a) one pulse, scalar recurrences
+    fig, axes = plt.subplots(1, 4, figsize=(14, 3.4), sharey=True)
+    print(f"(a) memory of a pulse after {args.pulse_steps} steps, |h_t - h'_t|:")
+    for ax, (name, act) in zip(axes, ACTIVATIONS.items()):
+        row = {}
+        for w in WEIGHTS:
+            m = pulse_memory(act, w, args.pulse_steps)
+            row[w] = float(m[-1])
+            ax.semilogy(np.maximum(m, 1e-30), label=f"w = {w}")
+        results["pulse"][name] = row
+        ax.set(title=name, xlabel="step t")
+        print(f"  {name:8s} " + "  ".join(f"w={w}: {v:9.3g}" for w, v in row.items()))
+    axes[0].set_ylabel("memory of the pulse")
+    axes[0].legend()
+    fig.tight_layout()
+    fig.savefig(out / "pulse_memory.png", dpi=110)
+    plt.close(fig)
+
+    H = args.hidden
+    base = rng.normal(size=(H, H)) / np.sqrt(H)
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    print("    linear h_t = W h_{t-1}, H = %d: measured growth per step vs rho(W)" % H)
+    for radius in RADII:
+        W = scale_spectral_radius(base, radius)
+        rate, norms = linear_rate(W, 4 * args.pulse_steps, rng)
+        results["linear"][radius] = {"predicted": spectral_radius(W), "measured": rate}
+        ax.semilogy(norms, label=f"rho = {radius}: measured {rate:.4f}")
+        print(f"    rho(W) = {spectral_radius(W):.4f}   measured {rate:.4f}")
+    ax.set(xlabel="step t", ylabel="||h_t||", title="linear recurrence")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out / "linear_rate.png", dpi=110)
+    plt.close(fig)
+
+    # (b) gradient norms and saturation, the same sequences for every cell
+    T, back = args.T, args.back
+    x = mg.tensor(rng.normal(size=(T, args.batch, args.inputs)).astype(np.float32))
+    fig_g, ax_g = plt.subplots(1, len(RADII), figsize=(14, 3.6), sharey=True)
+    fig_s, ax_s = plt.subplots(1, len(RADII), figsize=(14, 3.6), sharey=True)
+    print(f"(b) gradient reaching {back} steps back, ||dL/dh_(T-1-{back})|| / ||dL/dh_(T-1)||:")
+    print("    " + "".join(f"{name:>14s}" for name in CELLS))
+    bar = _common.progress(len(RADII) * len(CELLS), "cells", args.quiet)
+    it = iter(bar)
+    for col, radius in enumerate(RADII):
+        line = []
+        for name, make in CELLS.items():
+            cell = make(args.inputs, H, np.random.default_rng(args.seed))
+            set_radius(cell, radius)
+            norms = state_gradient_norms(cell, x)
+            ratio = norms[::-1] / norms[-1]  # ratio[k]: k steps back from the last step
+            share = saturation(cell, x)["all"]
+            kept = bool(KEEP <= ratio[back] < 1 / KEEP)
+            results["gradients"].setdefault(name, {})[radius] = float(ratio[back])
+            results["kept"].setdefault(name, {})[radius] = kept
+            ax_g[col].semilogy(np.maximum(ratio, 1e-30), label=name)
+            ax_s[col].plot(share, label=name)
+            line.append(f"{ratio[back]:10.2e} {'keep' if kept else ' -- '}")
+            next(it, None)
+        print(f"    rho = {radius}: " + "".join(line))
+        ax_g[col].set(title=f"spectral radius {radius}", xlabel="steps back from the last")
+        ax_s[col].set(title=f"spectral radius {radius}", xlabel="step t")
+    bar.close()
+    ax_g[0].set_ylabel("||dL/dh|| relative to the last step")
+    ax_s[0].set_ylabel("share of saturated units")
+    for fig, ax, name in ((fig_g, ax_g, "gradient_norms.png"), (fig_s, ax_s, "saturation.png")):
+        ax[0].legend(fontsize=8)
+        fig.tight_layout()
+        fig.savefig(out / name, dpi=110)
+        plt.close(fig)
+    for radius in RADII:
+        keep = [n for n in CELLS if results["kept"][n][radius]]
+        print(f"    rho = {radius}: a gradient survives {back} steps back (>= {KEEP:g} of it, "
+              f"not exploding) in: {', '.join(keep) or 'none'}")
+    results["seconds"] = clock()
+    with open(out / "results.json", "w") as f:
+        json.dump(results, f, indent=1)
+    print(f"done in {results['seconds']:.1f} s; figures and results in {out}/")
+    return results
+
+
+if __name__ == "__main__":
+    main()
