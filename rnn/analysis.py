@@ -40,7 +40,11 @@ def eigenvalues(weight) -> np.ndarray:
     >>> eigenvalues(np.array([[0.0, 2.0], [0.5, 0.0]])).real.round(6).tolist()
     [1.0, -1.0]
     """
-    lam = np.linalg.eigvals(_square(weight, "eigenvalues").astype(np.float64))
+    return _eig(_square(weight, "eigenvalues"))
+
+
+def _eig(a):
+    lam = np.linalg.eigvals(a.astype(np.complex128 if a.dtype.kind == "c" else np.float64))
     return lam[np.argsort(-np.abs(lam), kind="stable")]
 
 
@@ -51,7 +55,7 @@ def spectral_radius(weight) -> float:
     >>> spectral_radius(np.diag([0.5, -0.9]))
     0.9
     """
-    return float(np.abs(eigenvalues(weight)).max())
+    return float(np.abs(_eig(_square(weight, "spectral_radius"))).max())
 
 
 def scale_spectral_radius(weight, radius: float) -> np.ndarray:
@@ -66,7 +70,7 @@ def scale_spectral_radius(weight, radius: float) -> np.ndarray:
     a = _square(weight, "scale_spectral_radius")
     if not radius >= 0:
         raise ValueError(f"scale_spectral_radius: radius must be >= 0, got {radius!r}")
-    rho = spectral_radius(a)
+    rho = float(np.abs(_eig(a)).max())
     if rho == 0:
         raise ValueError("scale_spectral_radius: the matrix is nilpotent (spectral radius 0) and "
                          "cannot be rescaled to another radius")

@@ -77,11 +77,11 @@ def generate(model, start, steps: int, strategy: str = "greedy", temperature: fl
     if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 0:
         raise ValueError(f"generate: steps must be an int >= 0, got {steps!r}")
     prompt = np.asarray(start.data if isinstance(start, mg.Tensor) else start)
-    if prompt.dtype.kind not in "iu":
-        raise TypeError(f"generate: start must hold integer token ids, got dtype {prompt.dtype}")
     if prompt.ndim not in (1, 2) or prompt.shape[0] == 0 or prompt.size == 0:
         raise ValueError(f"generate: start must be non-empty token ids (T0,) or (T0, B), got "
                          f"shape {prompt.shape}")
+    if prompt.dtype.kind not in "iu":
+        raise TypeError(f"generate: start must hold integer token ids, got dtype {prompt.dtype}")
     single = prompt.ndim == 1
     tokens = prompt[:, None] if single else prompt
     gen = _generator(rng)

@@ -14,7 +14,7 @@ from minigrad.testing.fakedevice import FakeArray, fake_xp, to_device, to_host
 # too_slow: a loaded 2-core machine can be slow to draw examples without anything being wrong
 settings.register_profile("dev", max_examples=20, deadline=None,
                           suppress_health_check=[HealthCheck.too_slow])
-settings.register_profile("ci", max_examples=60, deadline=None, derandomize=True,
+settings.register_profile("ci", max_examples=50, deadline=None, derandomize=True,
                           print_blob=True, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 

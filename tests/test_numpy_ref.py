@@ -342,3 +342,22 @@ def test_workspace_reuse_is_invisible(monkeypatch):
     _, g = _run_lstm(pl)
     _, ng = _naive_lstm(pl["x"], pl["weight_ih"], pl["weight_hh"], pl["bias"])
     _assert_grads_close(g, ng, rtol=1e-10, atol=1e-12)
+
+
+def test_batch_of_one():
+    rng = np.random.default_rng(21)
+    x = rng.standard_normal((4, 1, I))
+    pl = {"x": x, "weight_ih": 0.5 * rng.standard_normal((4 * H, I)),
+          "weight_hh": 0.5 * rng.standard_normal((4 * H, H)),
+          "bias": 0.5 * rng.standard_normal(4 * H)}
+    _, g = _run_lstm(pl)
+    _, ng = _naive_lstm(pl["x"], pl["weight_ih"], pl["weight_hh"], pl["bias"])
+    _assert_grads_close(g, ng, rtol=1e-10, atol=1e-12)
+    pg = {"x": x, "weight_ih": 0.5 * rng.standard_normal((3 * H, I)),
+          "weight_hh": 0.5 * rng.standard_normal((3 * H, H)),
+          "bias_ih": 0.5 * rng.standard_normal(3 * H),
+          "bias_hh": 0.5 * rng.standard_normal(3 * H)}
+    for ra in (False, True):
+        _, g = _run_gru(pg, ra)
+        num = _numeric_grads(lambda q: _run_gru(q, ra)[0], pg)
+        _assert_grads_close(g, num, rtol=1e-6, atol=1e-8)

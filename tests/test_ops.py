@@ -8,7 +8,10 @@ for each row; the tests below compare
   (b) gradients with central finite differences (`gradcheck`, float64, non-contiguous inputs);
   (c) result dtype and shape with NumPy's (mixed float32/float64 inputs included), and gradient
       dtypes and shapes with the inputs';
-  (d) bad input: ValueError/TypeError whose message names the op.
+  (d) bad input: ValueError/TypeError whose message names the op;
+and the same table runs on every device present ("fake", the GPU stand-in that refuses NumPy, and
+"cuda" with CuPy): results equal NumPy's and gradients equal the CPU's. Then come stability at
+|x| = 1e4, dropout's statistics and mask, and Python/NumPy constants on both sides of operators.
 
 Adding an op is adding a row. Rows are looked up by name, never by position.
 """
