@@ -3,6 +3,7 @@ matplotlib without a display."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import time
 from pathlib import Path
@@ -20,7 +21,26 @@ def parser(name: str, description: str) -> argparse.ArgumentParser:
     p.add_argument("--out", default=os.path.join("out", name),
                    help="folder for the figures and results")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--threads", type=int, default=1,
+                   help="BLAS threads (0: the library's default); RNN matrices are small, so "
+                        "one thread is as fast on an idle machine and far faster on a busy one")
     return p
+
+
+@contextlib.contextmanager
+def blas_threads(n: int):
+    """Limit BLAS to n threads inside the block (n = 0, or no threadpoolctl: leave it as is).
+
+    threadpoolctl comes with scikit-learn (the `demos` extra)."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        threadpool_limits = None
+    if n <= 0 or threadpool_limits is None:
+        yield
+        return
+    with threadpool_limits(limits=n, user_api="blas"):
+        yield
 
 
 def seed(value: int) -> np.random.Generator:

@@ -125,6 +125,11 @@ def main(argv=None) -> dict:
     p.add_argument("--test-pairs", type=int, default=1000, help="random pairs per test width")
     p.add_argument("--widths", type=int, nargs="+", default=list(WIDTHS))
     args = p.parse_args(argv)
+    with _common.blas_threads(args.threads):
+        return run(args)
+
+
+def run(args) -> dict:
     rng = _common.seed(args.seed)
     out = _common.out_dir(args.out)
     clock = _common.Clock()

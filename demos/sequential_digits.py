@@ -76,6 +76,11 @@ def main(argv=None) -> dict:
     p.add_argument("--lr", type=float, default=1e-2)
     p.add_argument("--no-baselines", action="store_true", help="skip the scikit-learn models")
     args = p.parse_args(argv)
+    with _common.blas_threads(args.threads):
+        return run(args)
+
+
+def run(args) -> dict:
     rng = _common.seed(args.seed)
     out = _common.out_dir(args.out)
     clock = _common.Clock()

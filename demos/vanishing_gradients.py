@@ -115,6 +115,11 @@ def main(argv=None) -> dict:
     if not 0 < args.back < args.T:
         raise ValueError(f"vanishing_gradients: --back must lie in (0, T={args.T}), got "
                          f"{args.back}")
+    with _common.blas_threads(args.threads):
+        return run(args)
+
+
+def run(args) -> dict:
     rng = _common.seed(args.seed)
     out = _common.out_dir(args.out)
     clock = _common.Clock()

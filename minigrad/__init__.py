@@ -19,14 +19,14 @@ from minigrad.ops import (abs, add, argmax, argmin, astype, binary_cross_entropy
                           sub, sum, swapaxes, take, tanh, topk, transpose, var, where)
 from minigrad.tensor import (Tensor, arange, full, get_default_dtype, ones, ones_like, rand,
                              randn, set_default_dtype, tensor, zeros, zeros_like)
-from minigrad.autograd import grad
+from minigrad.autograd import backward, grad
 from minigrad.random import manual_seed
 
 __version__ = "0.1.0"
 
 __all__ = [
     "AnomalyError", "Function", "GraphFreedError", "Tensor", "abs", "add", "arange", "argmax",
-    "argmin", "astype", "binary_cross_entropy_with_logits", "broadcast_to", "clip", "concat",
+    "argmin", "astype", "backward", "binary_cross_entropy_with_logits", "broadcast_to", "clip", "concat",
     "cosine_similarity", "cross_entropy", "detect_anomaly", "div", "dropout", "elu", "embedding",
     "enable_grad", "exp", "expand_dims", "flip", "full", "gather", "get_array_module",
     "get_default_dtype", "getitem", "grad", "is_grad_enabled", "leaky_relu", "log",
