@@ -7,11 +7,11 @@ Run from the repository root (see benchmarks/README.md for why the two variables
 
 Each path runs one training step's worth of autodiff: float32, time-major x (T, B, I) that
 requires grad, loss = sum of all outputs, gradients for x and every weight, initial state zero.
-The paths of one config are timed side by side (round robin: one call of each per round, after
-warm-up), so a ratio compares calls made under the same machine load. Printed: median, min-max,
-the ratio to the fused minigrad path, and the achieved GFLOP/s of the matrix products
-(forward + backward = 3 x 2 T B G H (I + H) flops for G gate blocks) against the best square
-matmul rate measured on this machine at start-up.
+The paths of one config are timed side by side (round robin: one call of each per round, in
+an order rotated every round, after warm-up), so a ratio compares calls made under the same
+machine load. Printed: median, min-max, the ratio to the fused minigrad path, and the achieved
+GFLOP/s of the matrix products (forward + backward = 3 x 2 T B G H (I + H) flops for G gate
+blocks) against the best square matmul rate measured on this machine at start-up.
 
 Paths: "fused" is `rnn.unroll(rnn.LSTMCell(I, H), x)` (one op for the whole loop);
 "composed" is the same cell with `fused=False` (every gate a primitive op: what a custom cell
@@ -31,7 +31,6 @@ import numpy as np
 
 import minigrad as mg
 import rnn
-from benchmarks import torch_ref
 from benchmarks._timing import best_matmul_gflops, machine_line
 from benchmarks.numpy_ref import gru_forward_backward, lstm_forward_backward
 
@@ -95,6 +94,7 @@ def paths(family, B, I, H, T, composed=True):
     if composed:
         out["composed"] = _minigrad(family, False, B, I, H, T)
     out["numpy"] = _numpy(family, B, I, H, T)
+    from benchmarks import torch_ref  # imported late: main() sets OMP_WAIT_POLICY first
     if torch_ref.available():
         if family == "lstm":
             out["torch"] = torch_ref.make_lstm(B, I, H, T)
@@ -105,13 +105,16 @@ def paths(family, B, I, H, T, composed=True):
 
 
 def side_by_side(fns, warmup, repeat):
-    """Median, min and max seconds per callable, timed round robin (one call each per round)."""
+    """Median, min and max seconds per callable, timed round robin (one call each per round,
+    the order rotated every round so that no path always follows the same one)."""
     for _ in range(warmup):
         for f in fns.values():
             f()
+    names = list(fns)
     times = {k: [] for k in fns}
-    for _ in range(repeat):
-        for k, f in fns.items():
+    for r in range(repeat):
+        for k in names[r % len(names):] + names[:r % len(names)]:
+            f = fns[k]
             t0 = time.perf_counter()
             f()
             times[k].append(time.perf_counter() - t0)
@@ -193,6 +196,10 @@ def main(argv=None):
                     help="BLAS and PyTorch threads (steadier on a busy machine; needs "
                          "threadpoolctl; default: as configured)")
     args = ap.parse_args(argv)
+    # PyTorch's OpenMP workers spin for a while after each op by default, taking a core from
+    # whatever runs next on a small machine; let them sleep instead (set it yourself to override)
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    from benchmarks import torch_ref
     if args.threads is not None:
         # a busy machine deschedules BLAS worker threads mid-product and every call waits
         from threadpoolctl import threadpool_limits

@@ -21,6 +21,7 @@ def parser(name: str, description: str) -> argparse.ArgumentParser:
     p.add_argument("--out", default=os.path.join("out", name),
                    help="folder for the figures and results")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--no-plots", action="store_true", help="write no figures (faster)")
     p.add_argument("--threads", type=int, default=1,
                    help="BLAS threads (0: the library's default); RNN matrices are small, so "
                         "one thread is as fast on an idle machine and far faster on a busy one")

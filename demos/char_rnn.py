@@ -141,7 +141,8 @@ def run(args) -> dict:
         if ckpt["state"] is not None and ckpt["state"][0].shape[0] == args.batch:
             state = tuple(mg.tensor(a) for a in ckpt["state"])
         print(f"resumed from {args.load} at step {start}")
-    # cosine decay over this run's steps, from the (restored) learning rate
+    for group in opt.param_groups:  # each run is one cosine cycle from --lr (a resumed run
+        group["lr"] = group["initial_lr"] = args.lr  # restarts it: a "warm restart")
     sched = mg.optim.CosineAnnealingLR(opt, T_max=max(args.steps, 1), eta_min=args.lr / 20)
 
     L, k = train.shape[0], args.bptt
@@ -192,7 +193,7 @@ def run(args) -> dict:
                "val_nats": val_loss, "val_bits": val_loss / math.log(2),
                "bigram_nats": ref, "unigram_nats": unigram, "steps": start + args.steps,
                "train_seconds": train_seconds, "samples": samples, "seconds": clock()}
-    if losses:
+    if losses and not args.no_plots:
         plot(losses, val_loss, ref, out / "loss.png")
     with open(out / "results.json", "w") as f:
         json.dump(results, f, indent=1)

@@ -122,7 +122,8 @@ def run(args) -> dict:
         print(f"same split: logistic regression {100 * results['logistic_regression']:.2f}%, "
               f"SVM (RBF) {100 * results['svm_rbf']:.2f}%")
     results["seconds"] = clock()
-    plot(losses, per_epoch, out / "loss.png")
+    if not args.no_plots:
+        plot(losses, per_epoch, out / "loss.png")
     with open(out / "results.json", "w") as f:
         json.dump(results, f, indent=1)
     print(f"done in {results['seconds']:.1f} s; figures and results in {out}/")

@@ -123,89 +123,100 @@ def run(args) -> dict:
     rng = _common.seed(args.seed)
     out = _common.out_dir(args.out)
     clock = _common.Clock()
-    plt = _common.pyplot()
     results = {"pulse": {}, "linear": {}, "gradients": {}, "kept": {}}
+    curves = {"pulse": {}, "linear": {}, "gradients": {}, "saturation": {}}
 
     # (a) one pulse, scalar recurrences
-    fig, axes = plt.subplots(1, 4, figsize=(14, 3.4), sharey=True)
     print(f"(a) memory of a pulse after {args.pulse_steps} steps, |h_t - h'_t|:")
-    for ax, (name, act) in zip(axes, ACTIVATIONS.items()):
-        row = {}
+    for name, act in ACTIVATIONS.items():
         for w in WEIGHTS:
             m = pulse_memory(act, w, args.pulse_steps)
-            row[w] = float(m[-1])  # 0.0: below float64 resolution (< 1e-16 of h)
-            ax.semilogy(np.maximum(m, 1e-30), label=f"w = {w}")
-        results["pulse"][name] = row
-        ax.set(title=name, xlabel="step t")
-        print(f"  {name:8s} " + "  ".join(f"w={w}: {v:9.3g}" for w, v in row.items()))
-    axes[0].set_ylabel("memory of the pulse")
-    axes[0].legend()
-    fig.tight_layout()
-    fig.savefig(out / "pulse_memory.png", dpi=110)
-    plt.close(fig)
-
+            # 0.0: below float64 resolution (< 1e-16 of h)
+            results["pulse"].setdefault(name, {})[w] = float(m[-1])
+            curves["pulse"].setdefault(name, {})[w] = m
+        print(f"  {name:8s} " + "  ".join(f"w={w}: {v:9.3g}"
+                                           for w, v in results["pulse"][name].items()))
     H = args.hidden
     base = rng.normal(size=(H, H)) / np.sqrt(H)
-    fig, ax = plt.subplots(figsize=(6, 3.6))
-    print("    linear h_t = W h_{t-1}, H = %d: measured growth per step vs rho(W)" % H)
+    print(f"    linear h_t = W h_(t-1), H = {H}: measured growth per step vs rho(W)")
     for radius in RADII:
         W = scale_spectral_radius(base, radius)
-        rate, norms = linear_rate(W, 4 * args.pulse_steps, rng)
+        rate, curves["linear"][radius] = linear_rate(W, 4 * args.pulse_steps, rng)
         results["linear"][radius] = {"predicted": spectral_radius(W), "measured": rate}
-        ax.semilogy(norms, label=f"rho = {radius}: measured {rate:.4f}")
         print(f"    rho(W) = {spectral_radius(W):.4f}   measured {rate:.4f}")
-    ax.set(xlabel="step t", ylabel="||h_t||", title="linear recurrence")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(out / "linear_rate.png", dpi=110)
-    plt.close(fig)
 
     # (b) gradient norms and saturation, the same sequences for every cell
     T, back = args.T, args.back
     x = mg.tensor(rng.normal(size=(T, args.batch, args.inputs)).astype(np.float32))
-    fig_g, ax_g = plt.subplots(1, len(RADII), figsize=(15, 4), sharey=True)
-    fig_s, ax_s = plt.subplots(1, len(RADII), figsize=(15, 4), sharey=True)
     print(f"(b) gradient reaching {back} steps back, ||dL/dh_(T-1-{back})|| / ||dL/dh_(T-1)||:")
     print("             " + "".join(f"{name:>15s}" for name in CELLS))
     bar = _common.progress(len(RADII) * len(CELLS), "cells", args.quiet)
     it = iter(bar)
-    for col, radius in enumerate(RADII):
+    for radius in RADII:
         line = []
         for name, make in CELLS.items():
             cell = make(args.inputs, H, np.random.default_rng(args.seed))
             set_radius(cell, radius)
             norms = state_gradient_norms(cell, x)
             ratio = norms[::-1] / norms[-1]  # ratio[k]: k steps back from the last step
-            share = saturation(cell, x)["all"]
             kept = bool(KEEP <= ratio[back] < 1 / KEEP)
             results["gradients"].setdefault(name, {})[radius] = float(ratio[back])
             results["kept"].setdefault(name, {})[radius] = kept
-            ax_g[col].semilogy(np.maximum(ratio, 1e-30), label=name)
-            ax_s[col].plot(share, label=name)
+            curves["gradients"].setdefault(radius, {})[name] = ratio
+            curves["saturation"].setdefault(radius, {})[name] = saturation(cell, x)["all"]
             mark = ("grow" if ratio[back] > 1 else "keep") if kept else "  - "
             line.append(f"{ratio[back]:10.1e} {mark}")
             next(it, None)
         print(f"    rho = {radius}: " + "".join(line))
-        ax_g[col].set(title=f"spectral radius {radius}", xlabel="steps back from the last")
-        ax_s[col].set(title=f"spectral radius {radius}", xlabel="step t")
     bar.close()
-    ax_g[0].set_ylabel("||dL/dh|| relative to the last step")
-    ax_s[0].set_ylabel("share of saturated units")
-    for fig, ax, name in ((fig_g, ax_g, "gradient_norms.png"), (fig_s, ax_s, "saturation.png")):
-        ax[0].legend(fontsize=8)
-        fig.tight_layout()
-        fig.savefig(out / name, dpi=110)
-        plt.close(fig)
     for radius in RADII:
         keep = [n for n in CELLS if results["kept"][n][radius]]
         print(f"    rho = {radius}: a gradient survives {back} steps back (>= {KEEP:g} of it, "
               f"not exploding) in: {', '.join(keep) or 'none'}")
+    if not args.no_plots:
+        plot(curves, out)
     results["seconds"] = clock()
     with open(out / "results.json", "w") as f:
         json.dump(results, f, indent=1)
     print(f"done in {results['seconds']:.1f} s; figures and results in {out}/")
     return results
 
+
+def plot(curves, out):
+    plt = _common.pyplot()
+    fig, axes = plt.subplots(1, len(ACTIVATIONS), figsize=(14, 3.4), sharey=True)
+    for ax, (name, by_w) in zip(axes, curves["pulse"].items()):
+        for w, m in by_w.items():
+            ax.semilogy(np.maximum(m, 1e-30), label=f"w = {w}")
+        ax.set(title=name, xlabel="step t")
+    axes[0].set_ylabel("memory of the pulse")
+    axes[0].legend()
+    _save(plt, fig, out / "pulse_memory.png")
+
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    for radius, norms in curves["linear"].items():
+        ax.semilogy(norms, label=f"rho(W) = {radius}")
+    ax.set(xlabel="step t", ylabel="||h_t||", title="linear recurrence h_t = W h_(t-1)")
+    ax.legend()
+    _save(plt, fig, out / "linear_rate.png")
+
+    for key, ylabel, xlabel, log in (
+            ("gradients", "||dL/dh|| relative to the last step", "steps back from the last", True),
+            ("saturation", "share of saturated units", "step t", False)):
+        fig, axes = plt.subplots(1, len(RADII), figsize=(15, 4), sharey=True)
+        for ax, (radius, by_cell) in zip(axes, curves[key].items()):
+            for name, y in by_cell.items():
+                (ax.semilogy if log else ax.plot)(np.maximum(y, 1e-30) if log else y, label=name)
+            ax.set(title=f"spectral radius {radius}", xlabel=xlabel)
+        axes[0].set_ylabel(ylabel)
+        axes[0].legend(fontsize=8)
+        _save(plt, fig, out / f"{'gradient_norms' if key == 'gradients' else key}.png")
+
+
+def _save(plt, fig, path):
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 if __name__ == "__main__":
     main()

@@ -21,12 +21,14 @@ from minigrad.tensor import (Tensor, arange, full, get_default_dtype, ones, ones
                              randn, set_default_dtype, tensor, zeros, zeros_like)
 from minigrad.autograd import backward, grad
 from minigrad.random import manual_seed
+from minigrad.checkpoint import checkpoint  # noqa: E402  (after the engine it wraps)
 
 __version__ = "0.1.0"
 
 __all__ = [
     "AnomalyError", "Function", "GraphFreedError", "Tensor", "abs", "add", "arange", "argmax",
-    "argmin", "astype", "backward", "binary_cross_entropy_with_logits", "broadcast_to", "clip", "concat",
+    "argmin", "astype", "backward", "binary_cross_entropy_with_logits", "broadcast_to",
+    "checkpoint", "clip", "concat",
     "cosine_similarity", "cross_entropy", "detect_anomaly", "div", "dropout", "elu", "embedding",
     "enable_grad", "exp", "expand_dims", "flip", "full", "gather", "get_array_module",
     "get_default_dtype", "getitem", "grad", "is_grad_enabled", "leaky_relu", "log",
@@ -46,6 +48,4 @@ def __getattr__(name):
         return importlib.import_module(f"minigrad.{name}")
     if name in ("save", "load"):
         return getattr(importlib.import_module("minigrad.serialization"), name)
-    if name == "checkpoint":
-        return importlib.import_module("minigrad.checkpoint").checkpoint
     raise AttributeError(f"module 'minigrad' has no attribute {name!r}")

@@ -28,9 +28,8 @@ def clip_state_grad(max_norm: float | None = None, *, value: float | None = None
     makes `unroll` use the per-step loop (a fused sequence kernel has no per-step tensors).
 
     >>> import minigrad as mg, rnn
-    >>> from rnn.clip import clip_state_grad
     >>> cell = rnn.RNNCell(3, 4, rng=0)
-    >>> out, h = rnn.unroll(cell, mg.randn(6, 2, 3), state_hook=clip_state_grad(1.0))
+    >>> out, h = rnn.unroll(cell, mg.randn(6, 2, 3), state_hook=rnn.clip_state_grad(1.0))
     >>> out.sum().backward()
     """
     if (max_norm is None) == (value is None):

@@ -67,7 +67,6 @@ def tbptt(cell: Cell, inputs, k1: int, k2: int | None = None, *, loss_fn: Callab
     (graph_start, stop] only, with h_{graph_start} treated as a constant.
 
     >>> import minigrad as mg, rnn
-    >>> from rnn.tbptt import tbptt
     >>> cell = rnn.GRUCell(3, 8, rng=0)
     >>> head = mg.nn.Linear(8, 1, rng=0)
     >>> opt = mg.optim.SGD(cell.parameters() + head.parameters(), lr=0.1)
@@ -77,7 +76,7 @@ def tbptt(cell: Cell, inputs, k1: int, k2: int | None = None, *, loss_fn: Callab
     >>> def on_step(w, loss):
     ...     opt.step()
     ...     opt.zero_grad()
-    >>> res = tbptt(cell, x, k1=20, loss_fn=loss_fn, on_step=on_step)
+    >>> res = rnn.tbptt(cell, x, k1=20, loss_fn=loss_fn, on_step=on_step)
     >>> len(res.losses), res.state.shape
     (5, (4, 8))
     """

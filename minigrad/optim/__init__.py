@@ -6,7 +6,8 @@
 >>> sched = mg.optim.CosineAnnealingLR(opt, T_max=100)
 """
 from minigrad.optim.optimizers import SGD, Adagrad, Adam, AdamW, Optimizer, RMSprop
+from minigrad.optim.guard import SkipNonFinite, grads_finite
 from minigrad.optim.schedules import CosineAnnealingLR, ExponentialLR, LRScheduler, StepLR
 
 __all__ = ["SGD", "Adagrad", "Adam", "AdamW", "CosineAnnealingLR", "ExponentialLR",
-           "LRScheduler", "Optimizer", "RMSprop", "StepLR"]
+           "LRScheduler", "Optimizer", "RMSprop", "SkipNonFinite", "StepLR", "grads_finite"]

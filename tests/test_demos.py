@@ -1,0 +1,95 @@
+"""Smoke tests: every demo runs end to end with tiny settings and learns at all (its loss falls,
+its accuracy beats chance). Nothing here times anything; the full-size figures are in
+docs/demos.md."""
+import json
+import math
+
+import numpy as np
+import pytest
+
+pytest.importorskip("matplotlib")
+pytest.importorskip("tqdm")
+
+
+def common(tmp_path, plots=False):
+    """Quiet, into tmp_path; figures only where a test checks them (matplotlib is slow)."""
+    return ["--quiet", "--out", str(tmp_path / "out")] + ([] if plots else ["--no-plots"])
+
+
+def test_binary_addition(tmp_path):
+    from demos import binary_addition
+    res = binary_addition.main(common(tmp_path, plots=True) + [
+        "--steps", "300", "--test-pairs", "200", "--widths", "8", "16", "--mlp-hidden", "16"])
+    assert res["rnn_loss_last"] < 0.8 * res["rnn_loss_first"]
+    assert res["mlp_loss_last"] < res["mlp_loss_first"]
+    # chance of a fully right 9-bit sum is 1/512
+    assert res["accuracy"][8] > 0.05 and res["rnn_heldout8"] > 0.05
+    assert res["mlp_takes_9_bits"] is False and "(1, 18)" in res["mlp_9_bit_error"]
+    assert (tmp_path / "out" / "loss.png").stat().st_size > 0
+    assert json.loads((tmp_path / "out" / "results.json").read_text())["accuracy"]["8"] == \
+        res["accuracy"][8]
+
+
+def test_binary_addition_data_is_exact():
+    from demos.binary_addition import addition_batch, random_ints
+    rng = np.random.default_rng(0)
+    a, b = random_ints(rng, 20, 100), random_ints(rng, 20, 100)
+    x, y = addition_batch(a, b, 100)
+    weights = [1 << t for t in range(101)]  # read the bits back as Python ints
+    for j in range(20):
+        assert sum(int(x[t, j, 0]) * weights[t] for t in range(101)) == a[j]
+        assert sum(int(y[t, j]) * weights[t] for t in range(101)) == a[j] + b[j]
+
+
+def test_char_rnn_learns_and_resumes(tmp_path):
+    from demos import char_rnn
+    ckpt = str(tmp_path / "model.npz")
+    small = common(tmp_path) + ["--chars", "40000", "--hidden", "32", "--embed", "8",
+                                "--batch", "8", "--bptt", "16", "--sample", "40",
+                                "--val-chars", "3000", "--lr", "0.01"]
+    res = char_rnn.main(small + ["--steps", "60", "--save", ckpt])
+    assert res["train_loss_last"] < res["train_loss_first"]
+    assert res["val_nats"] < math.log(80)  # better than uniform over the 80 characters
+    assert res["val_bits"] == pytest.approx(res["val_nats"] / math.log(2))
+    for temp in (0.5, 1.0):
+        assert res["samples"][temp].startswith("ROMEO.\n")
+        assert len(res["samples"][temp]) == len("ROMEO.\n") + 40
+    # the checkpoint gives back the same model: the same held-out loss, and training resumes
+    again = char_rnn.main(small + ["--steps", "0", "--load", ckpt])
+    assert again["val_nats"] == res["val_nats"] and again["steps"] == 60
+    more = char_rnn.main(small + ["--steps", "5", "--load", ckpt])
+    assert more["steps"] == 65
+
+
+def test_char_rnn_bigram_entropy():
+    from demos.char_rnn import bigram_entropy
+    ids = np.array([0, 1, 0, 1, 0, 2, 0, 1, 0])
+    # hand count: after 0 comes 1 (3 times) or 2 (once); after 1 or 2 always 0
+    p0 = 4 / 8  # share of pairs that start with 0
+    expect = p0 * -(0.75 * math.log(0.75) + 0.25 * math.log(0.25))
+    assert bigram_entropy(ids, 3) == pytest.approx(expect, rel=1e-12)
+
+
+def test_sequential_digits(tmp_path):
+    from demos import sequential_digits
+    res = sequential_digits.main(common(tmp_path) + ["--steps", "40", "--hidden", "16",
+                                                     "--no-baselines"])
+    assert res["loss_last"] < res["loss_first"]
+    assert res["test_accuracy"] > 0.3  # chance is 0.1
+
+
+def test_vanishing_gradients(tmp_path):
+    from demos import vanishing_gradients
+    res = vanishing_gradients.main(common(tmp_path) + [
+        "--T", "30", "--back", "10", "--pulse-steps", "12", "--hidden", "8", "--batch", "4"])
+    linear = res["pulse"]["linear"]
+    # h_t = w^t for a linear recurrence fed one unit pulse: the memory after 11 steps is w^11
+    for w in (0.9, 1.0, 1.1):
+        assert linear[w] == pytest.approx(w ** 11, rel=1e-12)
+        assert res["pulse"]["relu"][w] == pytest.approx(w ** 11, rel=1e-12)  # pulse stays > 0
+        assert res["pulse"]["tanh"][w] < linear[w]  # |tanh(a)| < |a|: tanh forgets faster
+    for radius, r in res["linear"].items():
+        assert r["predicted"] == pytest.approx(radius, rel=1e-9)
+        assert r["measured"] == pytest.approx(radius, rel=0.1)
+    for name, by_radius in res["gradients"].items():
+        assert all(np.isfinite(v) and v >= 0 for v in by_radius.values()), name
