@@ -16,23 +16,23 @@ Conventions (PyTorch parameter layout, time-major input):
   ``g = tanh(W_in x + b_in + r*(W_hn h + b_hn))``.
 * The loss is the sum of every output ``h_t``, so ``dL/dh_t = 1`` at each step.
 
-How it is made fast (pure NumPy, float32 in / float32 throughout):
+How it is made fast (pure NumPy; float32 in, float32 throughout):
 
-1. Feature-major internal layout.  Every per-step quantity is stored as
+1. Feature-major internal layout.  Per-step quantities are stored as
    (features, B) rather than (B, features): gates (4H, B), states (H, B).  The
-   recurrent product becomes ``W_hh (4H, H) @ h (H, B)``, an orientation
-   OpenBLAS runs 25-35 % faster than ``h (B, H) @ W_hh.T`` for small B, and
-   each gate block ``S[k*H:(k+1)*H]`` is one contiguous chunk, so every
-   elementwise op is one flat SIMD loop (a column block of a (B, 4H) array
-   is strided and costs ~2x per element in NumPy).
+   recurrent product is ``W_hh (4H, H) @ h (H, B)``, an orientation OpenBLAS
+   runs 25-35 % faster than ``h (B, H) @ W_hh.T`` when B is small, and every
+   gate block ``S[k*H:(k+1)*H]`` is one contiguous chunk, so each elementwise
+   op is a single flat SIMD loop (a column block of a (B, 4H) array is
+   strided and costs up to 2x per element in NumPy).
 2. ONE input-projection matmul for all T steps before the loop,
    ``W_ih (4H, I) @ x.reshape(T*B, I).T``, written gate-major into a
-   (4H, T, B) buffer D; step t reads its row-strided (4H, B) slice (BLAS and
-   ufuncs take it without a copy).
-3. D is reused by the backward pass for the pre-activation gradients (step
-   t's projection is dead once step t ran).  After the loop dW_ih = D @ x2,
-   dx = D.T @ W_ih and dW_hh = D @ Hprev.T are single big matmuls on plain
-   2-D views, with no transposition copies.
+   (rows, T, B) buffer D; step t reads its row-strided (4H, B) slice (BLAS
+   and ufuncs take it without a copy).
+3. D is reused by the backward pass for the pre-activation gradients (the
+   projection of step t is dead once step t ran).  After the loop
+   dW_ih = D @ x2, dx = D.T @ W_ih and [dW_hh | db] = D @ [Hprev; 1].T are
+   single big matmuls on plain 2-D views - no transposition copies.
 4. Constant rows ride inside the matmuls.  The stored states carry a row of
    ones ((H+1, T+1, B)) and W_hh a bias column: no per-step bias add, and the
    bias gradient is the last column of the dW_hh matmul (no reduction).  D
@@ -40,26 +40,34 @@ How it is made fast (pure NumPy, float32 in / float32 throughout):
    per-step backward matmul also adds the loss term dL/dh_t = 1 for free.
 5. ``sigmoid(a) = 0.5*tanh(0.5*a) + 0.5`` with the 0.5 on the argument folded
    into (copies of) the weight/bias rows, and gate rows permuted so that the
-   sigmoid gates are contiguous: LSTM does ONE tanh over all four gate blocks
-   then a multiply and an add on the sigmoid block (NumPy's float32 tanh is
-   a SIMD kernel, faster than exp).  Backward uses the unscaled weights and
-   the usual ``s*(1-s)``, so the gradients are for the true weights.
-6. Backward is split into "local" and "recurrent" parts.  Every
-   pre-activation gradient is (dh_t or dc_t) times a factor that depends
-   only on stored forward values, e.g. for the LSTM
-   ``dpre_o = dh*tc*o*(1-o)``, ``dpre_(i,f,g) = dc*(g*i(1-i), c_prev*f(1-f),
-   i*(1-g^2))``.  Those factors are computed with a few big ufunc calls
-   over a block of time steps at once (blocks sized to stay in L2), and the
-   per-step loop only does the true recurrence: LSTM 5 ufunc calls + 1
-   matmul per step (instead of ~17), reset-after GRU 3 + 1, reset-before
-   GRU 6 + 2.  This is what matters when B*H is small and NumPy's ~1 us
-   per-call overhead dominates.
-7. Everything is preallocated, every elementwise op writes with ``out=``, no
-   temporaries are created in the loops, and per-step views come from
-   ``zip`` over pre-sliced arrays instead of re-slicing in Python each step.
-   The zero initial state needs no special case: h_{-1} = 0 and c_{-1} = 0
-   are stored as the first time slot.
-8. Reset-after GRU: D's rows are [n | r | z | hn]: rows 0:3H are the
+   sigmoid gates are contiguous: the LSTM does ONE tanh over all four gate
+   blocks, then one multiply and one add on the sigmoid block (NumPy's
+   float32 tanh is a SIMD kernel, faster than exp; no exp, no division).
+   The backward pass uses the unscaled weights and ``s*(1-s)``.
+6. Rows are laid out so that pairs of products become one ufunc call:
+   G[t] = [o, i, f, g, c_prev] makes ``[i*g, f*c_prev]`` one multiply;
+   D = [K | o, i, f, g | 1] makes ``[dh*K, dh*A_o]`` one multiply, and
+   ``dc * [A_i, A_f, A_g]`` one broadcast multiply.
+7. Backward is split into a "local" and a "recurrent" part.  Every
+   pre-activation gradient is dh_t or dc_t times a factor that only depends
+   on stored forward values (LSTM: ``dpre_o = dh*tc*o(1-o)``,
+   ``dpre_(i,f,g) = dc*(g*i(1-i), c_prev*f(1-f), i*(1-g^2))``,
+   ``dc_t = dc_{t+1}*f_{t+1} + dh_t*o(1-tc^2)``).  The factors are computed
+   with a few ufunc calls over a block of time steps at once (blocks sized
+   to stay in L2) and the per-step loop keeps only the true recurrence.
+   Per step: LSTM forward 1 matmul + 8 ufunc calls, backward 1 + 4 (a
+   straightforward version needs ~12 and ~17); reset-after GRU 1 + 10 and
+   1 + 3; reset-before GRU 2 + 10 and 2 + 6.  NumPy costs ~1 us per call,
+   which dominates when B*H is small.
+8. Everything is preallocated, every elementwise op writes with ``out=``,
+   there are no temporaries in the loops, and per-step views come from
+   ``zip`` over pre-sliced arrays instead of re-slicing in Python.  Small
+   per-step products use ``np.dot(..., out=)`` (less call overhead than
+   ``np.matmul``).  The zero initial state needs no special case (slot 0 of
+   the state / cell buffers holds h0 = c0 = 0).  The big buffers are cached
+   between calls (``REUSE_WORKSPACE``), because buffers over glibc's 32 MiB
+   mmap threshold would otherwise be page-faulted afresh on every call.
+9. Reset-after GRU: D's rows are [n | r | z | hn | 1]: rows 0:3H are the
    input-side pre-activation gradients (n, r, z) and rows H:4H the
    hidden-side ones (r, z, hn) - two overlapping contiguous windows, so each
    weight gradient is still one matmul.
@@ -72,9 +80,7 @@ import numpy as np
 __all__ = ["lstm_forward_backward", "gru_forward_backward", "clear_workspace"]
 
 # Reuse the big internal buffers between calls (one set per function and
-# thread).  Buffers above glibc's mmap threshold (32 MiB) are otherwise
-# mmap'ed and page-faulted afresh on every call, which costs several ms for
-# the larger benchmark shapes.  Nothing returned to the caller aliases them.
+# thread; nothing returned to the caller aliases them).
 REUSE_WORKSPACE = True
 _tls = threading.local()
 
@@ -174,7 +180,7 @@ def lstm_forward_backward(x, w_ih, w_hh, b):
     # [g, c_prev] are adjacent and i*g, f*c_prev is ONE multiply)
     G = _ws("lstm.G", (T + 1, H5, B), dt)
     G[0, H4:] = 0                                      # c_{-1} = 0
-    TC = _ws("lstm.TC", (T, H, B), dt)                # tanh(c_t)
+    TC = _ws("lstm.TC", (T, H, B), dt)                 # tanh(c_t)
     Hs = _state_buffer("lstm.Hs", H, T, B, dt)
     HsT = Hs.transpose(1, 0, 2)                        # HsT[t] = [h_{t-1}; 1]
     prod = np.empty((H2, B), dt)
@@ -201,7 +207,7 @@ def lstm_forward_backward(x, w_ih, w_hh, b):
     # A_o = tc o(1-o), A_i = g i(1-i), A_f = c_prev f(1-f), A_g = i (1-g^2).
     kmax = next(_blocks(T, H5 * B))
     kmax = kmax[1] - kmax[0]
-    A = _ws("lstm.A", (kmax, H5, B), dt)             # rows K, o, i, f, g
+    A = _ws("lstm.A", (kmax, H5, B), dt)              # rows K, o, i, f, g
     D5T = D[:H5].reshape(5, H, T, B).transpose(2, 0, 1, 3)   # (T, 5, H, B)
     dh = np.ones((H, B), dt)                           # dL/dh_t (loss term included)
     dc = np.zeros((H, B), dt)
@@ -311,8 +317,8 @@ def _gru_reset_before(x, w_ih, w_hh, b_ih, b_hh):
     np.matmul(Wih_f, x2.T, out=D2[:H3])
     D[H3] = 1
     DT = D.transpose(1, 0, 2)
-    G = _ws("gru.G", (T, H3, B), dt)                  # z, r, n
-    RH = _ws("gru.RH", (H + 1, T, B), dt)                  # r * h_{t-1} over a row of ones
+    G = _ws("gru.G", (T, H3, B), dt)                   # z, r, n
+    RH = _ws("gru.RH", (H + 1, T, B), dt)                # r * h_{t-1} over a row of ones
     RH[H] = 1
     RHT = RH.transpose(1, 0, 2)
     Hs = _state_buffer("gru.Hs", H, T, B, dt)
@@ -344,7 +350,7 @@ def _gru_reset_before(x, w_ih, w_hh, b_ih, b_hh):
     # dh_prev = dh*z + drh*r + W_h(z,r).T @ dpre_(z,r)
     kmax = next(_blocks(T, H3 * B))
     kmax = kmax[1] - kmax[0]
-    A = _ws("gru.A", (kmax, H3, B), dt)              # rows: n, z, r factors
+    A = _ws("gru.A", (kmax, H3, B), dt)               # rows: n, z, r factors
     D3T = D[:H3].reshape(3, H, T, B).transpose(2, 0, 1, 3)   # (T, 3, H, B)
     dh = np.ones((H, B), dt)
     drh = np.empty((H, B), dt)
@@ -376,12 +382,12 @@ def _gru_reset_before(x, w_ih, w_hh, b_ih, b_hh):
             if not t:
                 d_r.fill(0)                            # h0 = 0: no reset-gate gradient
                 break
-            np.dot(WnT, d_n, out=drh)               # d(r*h)
+            np.dot(WnT, d_n, out=drh)                # d(r*h)
             np.multiply(drh, a_r, out=d_r)             # dpre_r
             np.multiply(drh, r_t, out=drh)
             np.multiply(dh, z_t, out=tmp)
             np.add(tmp, drh, out=tmp)
-            np.dot(WzrT1, d_zr1, out=dh)            # W.T @ dpre_(z,r) + 1
+            np.dot(WzrT1, d_zr1, out=dh)             # W.T @ dpre_(z,r) + 1
             np.add(dh, tmp, out=dh)
 
     Dg = D2[:H3]                                       # (n, z, r)
@@ -438,7 +444,7 @@ def _gru_reset_after(x, w_ih, w_hh, b_ih, b_hh):
     for S3, RZ, r, z, hn, n, p_rz, p_n, h_aug, h, h_new in zip(
             G[:, :H3], G[:, :H2], G[:, :H], G[:, H:H2], G[:, H2:H3], G[:, H3:],
             DT[:, H:H3], DT[:, :H], HsT[:-1], HsT[:-1, :H], HsT[1:, :H]):
-        np.dot(Whh_f, h_aug, out=S3)                # (r, z)/2 pre-acts and hn
+        np.dot(Whh_f, h_aug, out=S3)                 # (r, z)/2 pre-acts and hn
         np.add(RZ, p_rz, out=RZ)
         np.tanh(RZ, out=RZ)
         np.multiply(RZ, 0.5, out=RZ)
@@ -457,7 +463,7 @@ def _gru_reset_after(x, w_ih, w_hh, b_ih, b_hh):
     # n: (1-z)(1-n^2) =: an,  r: an*hn*r(1-r),  z: (h_prev-n) z(1-z),  hn: an*r
     kmax = next(_blocks(T, H4 * B))
     kmax = kmax[1] - kmax[0]
-    A = _ws("gru_ra.A", (kmax, H4, B), dt)           # rows n, r, z, hn (as in D)
+    A = _ws("gru_ra.A", (kmax, H4, B), dt)            # rows n, r, z, hn (as in D)
     D4T = D[:H4].reshape(4, H, T, B).transpose(2, 0, 1, 3)
     dh = np.ones((H, B), dt)
 
@@ -486,7 +492,7 @@ def _gru_reset_after(x, w_ih, w_hh, b_ih, b_hh):
             np.multiply(dh, a4, out=d4)                # all four pre-activation grads
             if t:
                 np.multiply(dh, z_t, out=tmp)
-                np.dot(WhhT1, d_h1, out=dh)         # W_hh.T @ dpre + 1
+                np.dot(WhhT1, d_h1, out=dh)          # W_hh.T @ dpre + 1
                 np.add(dh, tmp, out=dh)
 
     D_ih = D2[:H3]                                     # (n, r, z)

@@ -35,44 +35,55 @@ def _numpy_inputs(B, I, H, T, gates, seed=0):
 
 
 def _ms(r):
-    return "%9.2f" % (r["median"] * 1e3) if r else "      n/a"
+    return "%10.2f" % r if r is not None else "       n/a"
 
 
-def _ratio(r, base):
-    return "%6.2fx" % (r["median"] / base["median"]) if r and base else "    n/a"
+def _x(r, base):
+    return "%9.2fx" % (r / base) if r is not None and base else "       n/a"
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("configs", nargs="*", default=list(CONFIGS),
                     help="subset of %s" % ", ".join(CONFIGS))
-    ap.add_argument("--repeat", type=int, default=7)
-    ap.add_argument("--min-time", type=float, default=0.3)
+    ap.add_argument("--repeat", type=int, default=7, help="timed runs (at least)")
+    ap.add_argument("--min-time", type=float, default=0.3,
+                    help="keep timing until this many seconds were measured")
+    ap.add_argument("--stat", choices=("median", "min"), default="median")
     args = ap.parse_args(argv)
 
     print(machine_line())
     print("best float32 matmul: %.1f GFLOP/s" % best_matmul_gflops(np.float32))
     kw = dict(warmup=2, repeat=args.repeat, min_time=args.min_time, max_runs=50)
-    head = ("cfg  (B, I, H, T)           np LSTM  np GRU(ra) np GRU  "
-            "   nn.LSTM  LSTMCell    nn.GRU   npLSTM/LSTM  npGRU(ra)/GRU  Cell/LSTM")
-    print(head)
-    print("-" * len(head))
+    cols = ("np LSTM", "np GRU", "np GRU ra", "nn.LSTM", "LSTMCell", "nn.GRU")
+    rows = []
     for name in args.configs:
         B, I, H, T = CONFIGS[name]
-        x, wi, wh, bi, bh = _numpy_inputs(B, I, H, T, 4)
-        r_lstm = measure(lambda: lstm_forward_backward(x, wi, wh, bi), **kw)
+        x, wi, wh, bi, _ = _numpy_inputs(B, I, H, T, 4)
+        res = [measure(lambda: lstm_forward_backward(x, wi, wh, bi), **kw)]
         x, wi, wh, bi, bh = _numpy_inputs(B, I, H, T, 3)
-        r_gru_ra = measure(lambda: gru_forward_backward(x, wi, wh, bi, bh, reset_after=True), **kw)
-        r_gru = measure(lambda: gru_forward_backward(x, wi, wh, bi, bh), **kw)
-        t_lstm = torch_ref.time_lstm(B, I, H, T, **kw)
-        t_cell = torch_ref.time_lstm_cell_loop(B, I, H, T, **kw)
-        t_gru = torch_ref.time_gru(B, I, H, T, **kw)
-        print("%-4s %-22s %s %s %s %s %s %s   %s       %s        %s" % (
-            name, (B, I, H, T), _ms(r_lstm), _ms(r_gru_ra), _ms(r_gru),
-            _ms(t_lstm), _ms(t_cell), _ms(t_gru),
-            _ratio(r_lstm, t_lstm), _ratio(r_gru_ra, t_gru), _ratio(t_cell, t_lstm)))
-    print("times: median ms of forward+backward (float32); ratios < 1 mean faster "
-          "than the PyTorch op; GRU(ra) = reset_after form, same math as nn.GRU")
+        res.append(measure(lambda: gru_forward_backward(x, wi, wh, bi, bh), **kw))
+        res.append(measure(lambda: gru_forward_backward(x, wi, wh, bi, bh, reset_after=True), **kw))
+        res.append(torch_ref.time_lstm(B, I, H, T, **kw))
+        res.append(torch_ref.time_lstm_cell_loop(B, I, H, T, **kw))
+        res.append(torch_ref.time_gru(B, I, H, T, **kw))
+        rows.append((name, (B, I, H, T), [r[args.stat] * 1e3 if r else None for r in res]))
+
+    print()
+    print("%s time (ms) of forward + full backward, float32, loss = sum of outputs" % args.stat)
+    print("cfg (B, I, H, T)        " + "".join("%10s" % c for c in cols))
+    for name, shape, ms in rows:
+        print("%-3s %-20s" % (name, shape) + "".join(_ms(m) for m in ms))
+    print()
+    print("ratio to nn.LSTM (< 1: faster than nn.LSTM); last column: np GRU ra / nn.GRU")
+    print("cfg (B, I, H, T)        " + "".join("%10s" % c for c in cols) + "  GRUra/GRU")
+    for name, shape, ms in rows:
+        base = ms[3]
+        print("%-3s %-20s" % (name, shape) + "".join(_x(m, base) for m in ms)
+              + " " + _x(ms[2], ms[5]))
+    print()
+    print("np GRU = reset-before form (r applied to h before W_hn); np GRU ra = "
+          "reset_after form, the same math as nn.GRU")
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ adds 64-bit (and 128-bit) numbers exactly: it learned the rule, not a table. Bes
 lecture's contrast: an MLP given the same training budget on fixed-width 8-bit pairs, scored on
 held-out 8-bit pairs, which cannot even take a 9-bit input.
 
-    python -m demos.binary_addition            # about half a minute on 2 cores
+    python -m demos.binary_addition            # under a minute on 2 cores
 """
 from __future__ import annotations
 

@@ -5,7 +5,7 @@ pixel at a time with --pixels (64 steps of 1 pixel: a long-memory test).
 Logistic regression and an RBF support-vector machine, fitted with scikit-learn on the same
 train/test split (25% held out, stratified), are the baselines printed beside our accuracy.
 
-    python -m demos.sequential_digits              # about half a minute on 2 cores
+    python -m demos.sequential_digits              # under a minute on 2 cores
     python -m demos.sequential_digits --cell lstm --pixels
 """
 from __future__ import annotations

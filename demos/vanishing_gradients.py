@@ -14,7 +14,7 @@ the state started near 0.95 (bias 3), the usual "remember by default" start. We 
 ||dL/dh_t|| (L the sum of the last step's outputs) against the number of steps back, and the
 share of saturated units per step, and print which keep a gradient 50 steps back.
 
-    python -m demos.vanishing_gradients            # a few seconds on 2 cores
+    python -m demos.vanishing_gradients            # under a minute on 2 cores
 """
 from __future__ import annotations
 

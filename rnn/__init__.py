@@ -11,10 +11,12 @@ gradients over long sequences. See docs/rnn.md.
 >>> out.shape
 (5, 2, 8)
 """
+from rnn import analysis
 from rnn.cell import Cell
 from rnn.cells import GRUCell, LSTMCell, MUT1Cell, MUT2Cell, MUT3Cell, PhasedLSTMCell, RNNCell
 from rnn.checkpointing import unroll_checkpointed
 from rnn.clip import clip_state_grad
+from rnn.generate import generate  # the function shadows the module
 from rnn.layers import GRU, LSTM, RNN, Bidirectional, DeepTransitionCell, Stacked, reverse_sequences
 from rnn.losses import sequence_cross_entropy
 from rnn.tbptt import TBPTTResult, Window, tbptt  # the function shadows the module: take all
@@ -23,6 +25,6 @@ from rnn.unroll import mask_from_lengths, pad_sequences, unroll
 __all__ = [
     "Bidirectional", "Cell", "DeepTransitionCell", "GRU", "GRUCell", "LSTM", "LSTMCell",
     "MUT1Cell", "MUT2Cell", "MUT3Cell", "PhasedLSTMCell", "RNN", "RNNCell", "Stacked",
-    "TBPTTResult", "Window", "clip_state_grad", "mask_from_lengths", "pad_sequences",
+    "TBPTTResult", "Window", "analysis", "clip_state_grad", "generate", "mask_from_lengths", "pad_sequences",
     "reverse_sequences", "sequence_cross_entropy", "tbptt", "unroll", "unroll_checkpointed",
 ]
