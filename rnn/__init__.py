@@ -25,6 +25,7 @@ from rnn.unroll import mask_from_lengths, pad_sequences, unroll
 __all__ = [
     "Bidirectional", "Cell", "DeepTransitionCell", "GRU", "GRUCell", "LSTM", "LSTMCell",
     "MUT1Cell", "MUT2Cell", "MUT3Cell", "PhasedLSTMCell", "RNN", "RNNCell", "Stacked",
-    "TBPTTResult", "Window", "analysis", "clip_state_grad", "generate", "mask_from_lengths", "pad_sequences",
+    "TBPTTResult", "Window", "analysis", "clip_state_grad", "generate", "mask_from_lengths",
+    "pad_sequences",
     "reverse_sequences", "sequence_cross_entropy", "tbptt", "unroll", "unroll_checkpointed",
 ]
