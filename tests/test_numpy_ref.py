@@ -304,8 +304,8 @@ def test_time_blocking(monkeypatch, steps_per_block):
           "bias_hh": 0.5 * rng.standard_normal(3 * H)}
     want_l = _run_lstm(pl)
     want_g = {ra: _run_gru(pg, ra) for ra in (False, True)}
-    # rows of the per-step factor blocks: LSTM 5H, reset-after GRU 4H, GRU 3H
-    monkeypatch.setattr(numpy_ref, "_BLOCK_ELEMS", steps_per_block * 5 * H * B)
+    # rows of the per-step blocks: LSTM 5H+1 (staging), reset-after GRU 4H, GRU 3H
+    monkeypatch.setattr(numpy_ref, "_BLOCK_ELEMS", steps_per_block * (5 * H + 1) * B)
     got_l = _run_lstm(pl)
     _, naive = _naive_lstm(pl["x"], pl["weight_ih"], pl["weight_hh"], pl["bias"])
     _assert_grads_close(got_l[1], naive, rtol=1e-10, atol=1e-12)
