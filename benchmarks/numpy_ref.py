@@ -86,7 +86,7 @@ _tls = threading.local()
 
 # time steps per block of the vectorised backward "factor" precomputation:
 # about this many elements per block (keeps the block's data in L2)
-_BLOCK_ELEMS = 1 << 17
+_BLOCK_ELEMS = 1 << 16
 
 
 def _as_input(x):
@@ -167,12 +167,15 @@ def lstm_forward_backward(x, w_ih, w_hh, b):
     WhhT1[:, H4] = 1
 
     x2 = x.reshape(T * B, I)
-    # D rows o, i, f, g: the input projection in the forward pass, the
-    # pre-activation gradients after the backward pass
-    D = _ws("lstm.D", (H4, T, B), dt)
-    D2 = D.reshape(H4, T * B)
-    np.matmul(Wih_f, x2.T, out=D2)
-    DT = D.transpose(1, 0, 2)                          # DT[t] = D[:, t]  (4H, B)
+    # D rows: [scratch | o, i, f, g | 1].  Rows H:5H hold the input projection
+    # in the forward pass and the pre-activation gradients in the backward
+    # pass; the ones row makes the backward matmul add dL/dh_t = 1; the
+    # scratch row sits next to the o row so dh*K and dh*A_o are ONE multiply.
+    D = _ws("lstm.D", (H5 + 1, T, B), dt)
+    D2 = D.reshape(H5 + 1, T * B)
+    np.matmul(Wih_f, x2.T, out=D2[H:H5])
+    D[H5] = 1
+    DT = D.transpose(1, 0, 2)                          # DT[t] = D[:, t]  (5H+1, B)
     # G[t] rows: activated gates o, i, f, g, then c_{t-1} (so that [i, f] and
     # [g, c_prev] are adjacent and i*g, f*c_prev is ONE multiply)
     G = _ws("lstm.G", (T + 1, H5, B), dt)
@@ -185,7 +188,7 @@ def lstm_forward_backward(x, w_ih, w_hh, b):
     # ---- forward: 1 matmul + 8 ufunc calls per step ---------------------
     for S4, S3, o, if_, gc, c, p, h_aug, h_new, tc in zip(
             G[:T, :H4], G[:T, :H3], G[:T, :H], G[:T, H:H3], G[:T, H3:], G[1:, H4:],
-            DT, HsT[:-1], HsT[1:, :H], TC):
+            DT[:, H:H5], HsT[:-1], HsT[1:, :H], TC):
         np.dot(Whh_f, h_aug, out=S4)                   # recurrent part + bias
         np.add(S4, p, out=S4)                          # + input projection
         np.tanh(S4, out=S4)                            # tanh(g), tanh(a/2) for o, i, f
@@ -202,20 +205,14 @@ def lstm_forward_backward(x, w_ih, w_hh, b):
     # dc_t = dc_{t+1} f_{t+1} + dh_t K_t with K = o (1 - tc^2), and
     # dpre_o = dh A_o, dpre_(i,f,g) = dc_t A_(i,f,g) with the local factors
     # A_o = tc o(1-o), A_i = g i(1-i), A_f = c_prev f(1-f), A_g = i (1-g^2).
-    # The per-step gradients are first written to a small staging block
-    # (rows [K | o, i, f, g | 1], a few steps, L2-resident) and copied to D
-    # once per block: writing them straight into the row-strided D costs a
-    # cache-line fill from DRAM per row and step.  The staging rows make
-    # [dh*K, dh*A_o] one multiply, and the ones row lets the backward matmul
-    # add dL/dh_t = 1.
-    kmax = next(_blocks(T, (H5 + 1) * B))
+    kmax = next(_blocks(T, H5 * B))
     kmax = kmax[1] - kmax[0]
     A = _ws("lstm.A", (kmax, H5, B), dt)              # rows K, o, i, f, g
-    stage = _ws("lstm.stage", ((H5 + 1) * kmax * B,), dt)
+    D5T = D[:H5].reshape(5, H, T, B).transpose(2, 0, 1, 3)   # (T, 5, H, B)
     dh = np.ones((H, B), dt)                           # dL/dh_t (loss term included)
     dc = np.zeros((H, B), dt)
 
-    for t0, t1 in _blocks(T, (H5 + 1) * B):
+    for t0, t1 in _blocks(T, H5 * B):
         k = t1 - t0
         Gb, Ab, tcb = G[t0:t1], A[:k], TC[t0:t1]
         o, i, g = Gb[:, :H], Gb[:, H:H2], Gb[:, H3:H4]
@@ -233,24 +230,20 @@ def lstm_forward_backward(x, w_ih, w_hh, b):
         np.subtract(1.0, aK, out=aK)
         np.multiply(aK, o, out=aK)                      # K = o * (1-tc^2)
         A5 = Ab.reshape(k, 5, H, B)
-        Sb = stage[:(H5 + 1) * k * B].reshape(H5 + 1, k, B)
-        Sb[H5] = 1
-        ST = Sb.transpose(1, 0, 2)                      # ST[s] = step t0+s  (5H+1, B)
-        S5T = Sb[:H5].reshape(5, H, k, B).transpose(2, 0, 1, 3)
+        DTr, D5Tr = _rev(DT, t0, t1), _rev(D5T, t0, t1)
         # ---- recurrence: 4 ufunc calls + 1 matmul per step --------------
         for t, a_ko, a_ifg, f, d_ko, d_k, d_ifg, d_all in zip(
                 range(t1 - 1, t0 - 1, -1), A5[::-1, :2], A5[::-1, 2:], Gb[::-1, H2:H3],
-                S5T[::-1, :2], ST[::-1, :H], S5T[::-1, 2:], ST[::-1, H:]):
+                D5Tr[:, :2], DTr[:, :H], D5Tr[:, 2:], DTr[:, H:]):
             np.multiply(dh, a_ko, out=d_ko)            # [dh*K, dpre_o]
             np.add(dc, d_k, out=dc)                    # dc_t
             np.multiply(dc, a_ifg, out=d_ifg)          # dpre_i, dpre_f, dpre_g
             np.multiply(dc, f, out=dc)                 # dc flowing to step t-1
             if t:
                 np.dot(WhhT1, d_all, out=dh)           # W_hh.T @ dpre + 1
-        np.copyto(D[:, t0:t1], Sb[H:H5])
 
     # ---- weight gradients: single matmuls over all steps ---------------
-    Dg = D2
+    Dg = D2[H:H5]
     dWih = Dg @ x2                                     # (4H, I)
     dWhh_b = Dg @ Hs[:, :T].reshape(H + 1, T * B).T    # (4H, H+1): [dW_hh | dbias]
     dx = (Dg.T @ Wih).reshape(T, B, I)

@@ -117,7 +117,7 @@ def test_inplace_operators_keep_the_object(op):
     same(view, op(a.copy(), b)[0])        # written in place, views see it
 
 
-# --- fake_xp functions, compared with numpy --------------------------------------------------------
+# --- fake_xp functions, compared with numpy -------------------------------------------------------
 
 def test_elementwise_functions():
     a, b = host(), host()
@@ -376,7 +376,8 @@ def test_host_scalars_and_dtypes_are_fine():
     d = to_device(host())
     same(fake_xp.add(d, np.float32(2.0)), to_host(d) + np.float32(2.0))
     same(d * np.int64(3), to_host(d) * np.int64(3))
-    same(fake_xp.full((2,), np.float32(1.5), dtype=np.dtype("float32")), np.full(2, 1.5, np.float32))
+    same(fake_xp.full((2,), np.float32(1.5), dtype=np.dtype("float32")),
+         np.full(2, 1.5, np.float32))
 
 
 def test_unsupported_names():

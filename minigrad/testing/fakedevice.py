@@ -12,7 +12,7 @@ Rules enforced here:
   * `FakeArray` is not an `ndarray` subclass; NumPy functions, ufuncs and implicit conversion
     (`__array__`) on it raise TypeError.
   * Any operation (operator, `fake_xp` function, array method, indexing) that is handed a host
-    `numpy.ndarray` anywhere in its arguments raises TypeError naming both devices, "fake" and "cpu".
+    `numpy.ndarray` anywhere in its arguments raises TypeError naming both devices ("fake", "cpu").
     Python scalars, NumPy scalar types (`np.float32(2.0)`) and dtypes are fine.
   * Results are always device data: NumPy scalars from reductions come back as 0-d FakeArrays.
   * Host copies only happen explicitly: `to_host(a)`, `a.get()`, `fake_xp.asnumpy(a)`, and Python
@@ -298,7 +298,7 @@ class _FakeNamespace(types.ModuleType):
         return obj
 
 
-# --- public functions ------------------------------------------------------------------------------
+# --- public functions -----------------------------------------------------------------------------
 def to_device(host) -> FakeArray:
     """Copy host data (ndarray, NumPy or Python scalar, nested list) to the fake device."""
     if isinstance(host, FakeArray):
