@@ -7,7 +7,7 @@ import time
 
 import numpy as np
 
-__all__ = ["measure", "best_matmul_gflops", "machine_line", "blas_info"]
+__all__ = ["measure", "measure_interleaved", "best_matmul_gflops", "machine_line", "blas_info"]
 
 
 def measure(fn, warmup=2, repeat=7, min_time=0.0, max_runs=None):
@@ -38,6 +38,36 @@ def measure(fn, warmup=2, repeat=7, min_time=0.0, max_runs=None):
         "runs": len(times),
         "times": times,
     }
+
+
+def measure_interleaved(fns, warmup=2, repeat=7, min_time=0.0, max_runs=None):
+    """Time several zero-argument callables in interleaved rounds.
+
+    ``fns`` maps names to callables.  After ``warmup`` untimed rounds, every
+    round calls each function once (in order), so slow drifts of the machine
+    (other load, frequency changes) hit all of them alike and their ratios
+    stay meaningful.  Rounds continue until each function has ``repeat``
+    timed runs and the slowest one has accumulated ``min_time`` seconds
+    (at most ``max_runs`` rounds).  Returns ``{name: measure()-style dict}``.
+    """
+    names = list(fns)
+    for _ in range(warmup):
+        for n in names:
+            fns[n]()
+    times = {n: [] for n in names}
+    rounds = 0
+    while True:
+        for n in names:
+            t0 = time.perf_counter()
+            fns[n]()
+            times[n].append(time.perf_counter() - t0)
+        rounds += 1
+        if max_runs is not None and rounds >= max_runs:
+            break
+        if rounds >= repeat and min(sum(v) for v in times.values()) >= min_time:
+            break
+    return {n: {"median": statistics.median(v), "min": min(v), "max": max(v),
+                "runs": len(v), "times": v} for n, v in times.items()}
 
 
 def best_matmul_gflops(dtype=np.float32, sizes=(256, 384, 512, 768, 1024), repeat=5):

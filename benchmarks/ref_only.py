@@ -15,7 +15,7 @@ import argparse
 import numpy as np
 
 from benchmarks import torch_ref
-from benchmarks._timing import best_matmul_gflops, machine_line, measure
+from benchmarks._timing import best_matmul_gflops, machine_line, measure_interleaved
 from benchmarks.numpy_ref import gru_forward_backward, lstm_forward_backward
 
 CONFIGS = {
@@ -48,26 +48,33 @@ def main(argv=None):
                     help="subset of %s" % ", ".join(CONFIGS))
     ap.add_argument("--repeat", type=int, default=7, help="timed runs (at least)")
     ap.add_argument("--min-time", type=float, default=0.3,
-                    help="keep timing until this many seconds were measured")
+                    help="keep timing until each implementation ran this many seconds")
+    ap.add_argument("--max-runs", type=int, default=25, help="at most this many rounds")
     ap.add_argument("--stat", choices=("median", "min"), default="median")
     args = ap.parse_args(argv)
 
     print(machine_line())
     print("best float32 matmul: %.1f GFLOP/s" % best_matmul_gflops(np.float32))
-    kw = dict(warmup=2, repeat=args.repeat, min_time=args.min_time, max_runs=50)
     cols = ("np LSTM", "np GRU", "np GRU ra", "nn.LSTM", "LSTMCell", "nn.GRU")
     rows = []
     for name in args.configs:
         B, I, H, T = CONFIGS[name]
-        x, wi, wh, bi, _ = _numpy_inputs(B, I, H, T, 4)
-        res = [measure(lambda: lstm_forward_backward(x, wi, wh, bi), **kw)]
-        x, wi, wh, bi, bh = _numpy_inputs(B, I, H, T, 3)
-        res.append(measure(lambda: gru_forward_backward(x, wi, wh, bi, bh), **kw))
-        res.append(measure(lambda: gru_forward_backward(x, wi, wh, bi, bh, reset_after=True), **kw))
-        res.append(torch_ref.time_lstm(B, I, H, T, **kw))
-        res.append(torch_ref.time_lstm_cell_loop(B, I, H, T, **kw))
-        res.append(torch_ref.time_gru(B, I, H, T, **kw))
-        rows.append((name, (B, I, H, T), [r[args.stat] * 1e3 if r else None for r in res]))
+        xl, wil, whl, bil, _ = _numpy_inputs(B, I, H, T, 4)
+        xg, wig, whg, big, bhg = _numpy_inputs(B, I, H, T, 3)
+        fns = {
+            "np LSTM": lambda: lstm_forward_backward(xl, wil, whl, bil),
+            "np GRU": lambda: gru_forward_backward(xg, wig, whg, big, bhg),
+            "np GRU ra": lambda: gru_forward_backward(xg, wig, whg, big, bhg, reset_after=True),
+            "nn.LSTM": torch_ref.make_lstm(B, I, H, T),
+            "LSTMCell": torch_ref.make_lstm_cell_loop(B, I, H, T),
+            "nn.GRU": torch_ref.make_gru(B, I, H, T),
+        }
+        fns = {k: f for k, f in fns.items() if f is not None}
+        # interleaved rounds: machine drift hits every implementation alike
+        res = measure_interleaved(fns, warmup=2, repeat=args.repeat,
+                                  min_time=args.min_time, max_runs=args.max_runs)
+        rows.append((name, (B, I, H, T),
+                     [res[c][args.stat] * 1e3 if c in res else None for c in cols]))
 
     print()
     print("%s time (ms) of forward + full backward, float32, loss = sum of outputs" % args.stat)
