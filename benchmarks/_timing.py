@@ -7,7 +7,7 @@ import time
 
 import numpy as np
 
-__all__ = ["measure", "measure_interleaved", "best_matmul_gflops", "machine_line", "blas_info"]
+__all__ = ["measure", "settle", "best_matmul_gflops", "machine_line", "blas_info"]
 
 
 def measure(fn, warmup=2, repeat=7, min_time=0.0, max_runs=None):
@@ -40,34 +40,15 @@ def measure(fn, warmup=2, repeat=7, min_time=0.0, max_runs=None):
     }
 
 
-def measure_interleaved(fns, warmup=2, repeat=7, min_time=0.0, max_runs=None):
-    """Time several zero-argument callables in interleaved rounds.
+def settle(seconds=0.5):
+    """Sleep so that idle BLAS / OpenMP worker threads stop spin-waiting.
 
-    ``fns`` maps names to callables.  After ``warmup`` untimed rounds, every
-    round calls each function once (in order), so slow drifts of the machine
-    (other load, frequency changes) hit all of them alike and their ratios
-    stay meaningful.  Rounds continue until each function has ``repeat``
-    timed runs and the slowest one has accumulated ``min_time`` seconds
-    (at most ``max_runs`` rounds).  Returns ``{name: measure()-style dict}``.
+    OpenBLAS (NumPy) and OpenMP (PyTorch) workers busy-wait for a while after
+    each parallel call; on a 2-core machine timing one library right after
+    the other lets those spinning threads steal a core.  Time each
+    implementation in its own block and call this in between.
     """
-    names = list(fns)
-    for _ in range(warmup):
-        for n in names:
-            fns[n]()
-    times = {n: [] for n in names}
-    rounds = 0
-    while True:
-        for n in names:
-            t0 = time.perf_counter()
-            fns[n]()
-            times[n].append(time.perf_counter() - t0)
-        rounds += 1
-        if max_runs is not None and rounds >= max_runs:
-            break
-        if rounds >= repeat and min(sum(v) for v in times.values()) >= min_time:
-            break
-    return {n: {"median": statistics.median(v), "min": min(v), "max": max(v),
-                "runs": len(v), "times": v} for n, v in times.items()}
+    time.sleep(seconds)
 
 
 def best_matmul_gflops(dtype=np.float32, sizes=(256, 384, 512, 768, 1024), repeat=5):

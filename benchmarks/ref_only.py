@@ -15,7 +15,7 @@ import argparse
 import numpy as np
 
 from benchmarks import torch_ref
-from benchmarks._timing import best_matmul_gflops, machine_line, measure_interleaved
+from benchmarks._timing import best_matmul_gflops, machine_line, measure, settle
 from benchmarks.numpy_ref import gru_forward_backward, lstm_forward_backward
 
 CONFIGS = {
@@ -49,7 +49,7 @@ def main(argv=None):
     ap.add_argument("--repeat", type=int, default=7, help="timed runs (at least)")
     ap.add_argument("--min-time", type=float, default=0.3,
                     help="keep timing until each implementation ran this many seconds")
-    ap.add_argument("--max-runs", type=int, default=25, help="at most this many rounds")
+    ap.add_argument("--max-runs", type=int, default=50, help="at most this many timed runs")
     ap.add_argument("--stat", choices=("median", "min"), default="median")
     args = ap.parse_args(argv)
 
@@ -69,10 +69,16 @@ def main(argv=None):
             "LSTMCell": torch_ref.make_lstm_cell_loop(B, I, H, T),
             "nn.GRU": torch_ref.make_gru(B, I, H, T),
         }
-        fns = {k: f for k, f in fns.items() if f is not None}
-        # interleaved rounds: machine drift hits every implementation alike
-        res = measure_interleaved(fns, warmup=2, repeat=args.repeat,
-                                  min_time=args.min_time, max_runs=args.max_runs)
+        res = {}
+        for key, fn in fns.items():
+            if fn is None:
+                continue
+            # one block of runs per implementation, with a pause before it
+            # (interleaving NumPy/OpenBLAS and PyTorch/OpenMP runs lets the
+            # other library's spin-waiting threads steal a core)
+            settle()
+            res[key] = measure(fn, warmup=2, repeat=args.repeat,
+                               min_time=args.min_time, max_runs=args.max_runs)
         rows.append((name, (B, I, H, T),
                      [res[c][args.stat] * 1e3 if c in res else None for c in cols]))
 
