@@ -56,31 +56,34 @@ def main(argv=None):
     print(machine_line())
     print("best float32 matmul: %.1f GFLOP/s" % best_matmul_gflops(np.float32))
     cols = ("np LSTM", "np GRU", "np GRU ra", "nn.LSTM", "LSTMCell", "nn.GRU")
-    rows = []
+    kw = dict(warmup=2, repeat=args.repeat, min_time=args.min_time, max_runs=args.max_runs)
+    res = {name: {} for name in args.configs}
+    # All NumPy runs first, then all PyTorch runs, each implementation in its
+    # own block after a pause: right after PyTorch ran, its OpenMP workers
+    # keep spin-waiting and take a core away from OpenBLAS (and vice versa).
     for name in args.configs:
         B, I, H, T = CONFIGS[name]
-        xl, wil, whl, bil, _ = _numpy_inputs(B, I, H, T, 4)
-        xg, wig, whg, big, bhg = _numpy_inputs(B, I, H, T, 3)
-        fns = {
-            "np LSTM": lambda: lstm_forward_backward(xl, wil, whl, bil),
-            "np GRU": lambda: gru_forward_backward(xg, wig, whg, big, bhg),
-            "np GRU ra": lambda: gru_forward_backward(xg, wig, whg, big, bhg, reset_after=True),
-            "nn.LSTM": torch_ref.make_lstm(B, I, H, T),
-            "LSTMCell": torch_ref.make_lstm_cell_loop(B, I, H, T),
-            "nn.GRU": torch_ref.make_gru(B, I, H, T),
-        }
-        res = {}
-        for key, fn in fns.items():
-            if fn is None:
-                continue
-            # one block of runs per implementation, with a pause before it
-            # (interleaving NumPy/OpenBLAS and PyTorch/OpenMP runs lets the
-            # other library's spin-waiting threads steal a core)
-            settle()
-            res[key] = measure(fn, warmup=2, repeat=args.repeat,
-                               min_time=args.min_time, max_runs=args.max_runs)
-        rows.append((name, (B, I, H, T),
-                     [res[c][args.stat] * 1e3 if c in res else None for c in cols]))
+        x, wi, wh, bi, _ = _numpy_inputs(B, I, H, T, 4)
+        settle()
+        res[name]["np LSTM"] = measure(lambda: lstm_forward_backward(x, wi, wh, bi), **kw)
+        x, wi, wh, bi, bh = _numpy_inputs(B, I, H, T, 3)
+        settle()
+        res[name]["np GRU"] = measure(lambda: gru_forward_backward(x, wi, wh, bi, bh), **kw)
+        settle()
+        res[name]["np GRU ra"] = measure(
+            lambda: gru_forward_backward(x, wi, wh, bi, bh, reset_after=True), **kw)
+    for name in args.configs:
+        B, I, H, T = CONFIGS[name]
+        for col, make in (("nn.LSTM", torch_ref.make_lstm),
+                          ("LSTMCell", torch_ref.make_lstm_cell_loop),
+                          ("nn.GRU", torch_ref.make_gru)):
+            fn = make(B, I, H, T)
+            if fn is not None:
+                settle()
+                res[name][col] = measure(fn, **kw)
+    rows = [(name, CONFIGS[name],
+             [res[name][c][args.stat] * 1e3 if c in res[name] else None for c in cols])
+            for name in args.configs]
 
     print()
     print("%s time (ms) of forward + full backward, float32, loss = sum of outputs" % args.stat)

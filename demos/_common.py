@@ -44,6 +44,21 @@ def blas_threads(n: int):
         yield
 
 
+def launch(p: argparse.ArgumentParser, argv, run, check=None) -> dict:
+    """Parse `argv` with `p`, validate with `check(args)` if given, and return `run(args)` with
+    BLAS limited to `--threads`: the `main` of every demo."""
+    args = p.parse_args(argv)
+    if check is not None:
+        check(args)
+    with blas_threads(args.threads):
+        return run(args)
+
+
+def start(args) -> tuple[np.random.Generator, Path, "Clock"]:
+    """What every run begins with: the seeded Generator, the output folder, a running clock."""
+    return seed(args.seed), out_dir(args.out), Clock()
+
+
 def seed(value: int) -> np.random.Generator:
     """Seed minigrad's default generator (dropout, randn) and return a NumPy Generator for the
     demo's own draws (data, weights), so one --seed fixes the whole run."""

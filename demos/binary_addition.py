@@ -136,15 +136,11 @@ def main(argv=None) -> dict:
     p.add_argument("--train-bits", type=int, default=8, help="widest training number")
     p.add_argument("--test-pairs", type=int, default=1000, help="random pairs per test width")
     p.add_argument("--widths", type=int, nargs="+", default=list(WIDTHS))
-    args = p.parse_args(argv)
-    with _common.blas_threads(args.threads):
-        return run(args)
+    return _common.launch(p, argv, run)
 
 
 def run(args) -> dict:
-    rng = _common.seed(args.seed)
-    out = _common.out_dir(args.out)
-    clock = _common.Clock()
+    rng, out, clock = _common.start(args)
     W = args.train_bits
     if W != 8:
         raise ValueError(f"binary_addition: the MLP contrast needs --train-bits 8, got {W}")

@@ -104,15 +104,11 @@ def main(argv=None) -> dict:
     p.add_argument("--prompt", default="ROMEO.\n")
     p.add_argument("--save", default=None, help="write a checkpoint here after training")
     p.add_argument("--load", default=None, help="resume from this checkpoint")
-    args = p.parse_args(argv)
-    with _common.blas_threads(args.threads):
-        return run(args)
+    return _common.launch(p, argv, run)
 
 
 def run(args) -> dict:
-    rng = _common.seed(args.seed)
-    out = _common.out_dir(args.out)
-    clock = _common.Clock()
+    rng, out, clock = _common.start(args)
 
     text = load_text(limit=args.chars)
     vocab = "".join(sorted(set(load_text())))  # from the whole text: checkpoints stay compatible

@@ -75,15 +75,11 @@ def main(argv=None) -> dict:
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--lr", type=float, default=1e-2)
     p.add_argument("--no-baselines", action="store_true", help="skip the scikit-learn models")
-    args = p.parse_args(argv)
-    with _common.blas_threads(args.threads):
-        return run(args)
+    return _common.launch(p, argv, run)
 
 
 def run(args) -> dict:
-    rng = _common.seed(args.seed)
-    out = _common.out_dir(args.out)
-    clock = _common.Clock()
+    rng, out, clock = _common.start(args)
     (x_train, y_train), (x_test, y_test), (flat_train, flat_test) = load(args.pixels)
     N = x_train.shape[1]
     per_epoch = -(-N // args.batch)

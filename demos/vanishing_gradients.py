@@ -111,18 +111,17 @@ def main(argv=None) -> dict:
     p.add_argument("--inputs", type=int, default=8)
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--back", type=int, default=50, help="steps back for the verdict")
-    args = p.parse_args(argv)
+    return _common.launch(p, argv, run, check=_check)
+
+
+def _check(args) -> None:
     if not 0 < args.back < args.T:
         raise ValueError(f"vanishing_gradients: --back must lie in (0, T={args.T}), got "
                          f"{args.back}")
-    with _common.blas_threads(args.threads):
-        return run(args)
 
 
 def run(args) -> dict:
-    rng = _common.seed(args.seed)
-    out = _common.out_dir(args.out)
-    clock = _common.Clock()
+    rng, out, clock = _common.start(args)
     results = {"pulse": {}, "linear": {}, "gradients": {}, "kept": {}}
     curves = {"pulse": {}, "linear": {}, "gradients": {}, "saturation": {}}
 
