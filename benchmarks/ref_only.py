@@ -29,7 +29,10 @@ CONFIGS = {
 def _numpy_inputs(B, I, H, T, gates, seed=0):
     rng = np.random.default_rng(seed)
     k = 1.0 / np.sqrt(H)
-    u = lambda *shape: rng.uniform(-k, k, size=shape).astype(np.float32)
+
+    def u(*shape):
+        return rng.uniform(-k, k, size=shape).astype(np.float32)
+
     x = rng.standard_normal((T, B, I)).astype(np.float32)
     return x, u(gates * H, I), u(gates * H, H), u(gates * H), u(gates * H)
 

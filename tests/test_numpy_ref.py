@@ -288,10 +288,11 @@ def test_gru_reset_after_matches_torch_if_installed():
     _torch_compare("gru")
 
 
-@pytest.mark.parametrize("steps_per_block", [1, 2, 3])
+@pytest.mark.parametrize("steps_per_block", [1, 2, 3, 7])
 def test_time_blocking(monkeypatch, steps_per_block):
-    """The backward precomputes local factors over blocks of time steps; any
-    block size (including ragged last blocks) must give the same gradients."""
+    """Forward and backward run over blocks of time steps (per-block input
+    projection, local-factor precomputation and weight-gradient matmuls); any
+    block size, including a ragged last block, must give the same results."""
     Tn = 7
     rng = np.random.default_rng(11)
     x = rng.standard_normal((Tn, B, I))
@@ -302,16 +303,20 @@ def test_time_blocking(monkeypatch, steps_per_block):
           "weight_hh": 0.5 * rng.standard_normal((3 * H, H)),
           "bias_ih": 0.5 * rng.standard_normal(3 * H),
           "bias_hh": 0.5 * rng.standard_normal(3 * H)}
-    want_l = _run_lstm(pl)
+    want_l = _run_lstm(pl)                 # tiny sizes: one block
     want_g = {ra: _run_gru(pg, ra) for ra in (False, True)}
-    # rows of the per-step blocks: LSTM 5H+1 (staging), reset-after GRU 4H, GRU 3H
+    monkeypatch.setattr(numpy_ref, "_MIN_BLOCK_COLS", 1)
+    # rows of the per-step block buffers: LSTM 5H+1, GRU 3H+1, reset-after GRU 4H+1
     monkeypatch.setattr(numpy_ref, "_BLOCK_ELEMS", steps_per_block * (5 * H + 1) * B)
+    assert numpy_ref._block_steps(Tn, B, 5 * H + 1) == steps_per_block
     got_l = _run_lstm(pl)
     _, naive = _naive_lstm(pl["x"], pl["weight_ih"], pl["weight_hh"], pl["bias"])
     _assert_grads_close(got_l[1], naive, rtol=1e-10, atol=1e-12)
     _assert_grads_close(got_l[1], want_l[1], rtol=1e-12, atol=1e-13)
-    for ra, rows in ((False, 3), (True, 4)):
-        monkeypatch.setattr(numpy_ref, "_BLOCK_ELEMS", steps_per_block * rows * H * B)
+    assert got_l[0] == pytest.approx(want_l[0], rel=1e-13)
+    for ra, rows in ((False, 3 * H + 1), (True, 4 * H + 1)):
+        monkeypatch.setattr(numpy_ref, "_BLOCK_ELEMS", steps_per_block * rows * B)
+        assert numpy_ref._block_steps(Tn, B, rows) == steps_per_block
         loss, grads = _run_gru(pg, ra)
         assert loss == pytest.approx(_naive_gru_loss(pg, ra), rel=1e-12)
         _assert_grads_close(grads, want_g[ra][1], rtol=1e-12, atol=1e-13)
