@@ -316,6 +316,35 @@ def _run_hooks(hooks, g):
     return g
 
 
+def count_consumers(roots, freed_hint="pass retain_graph=True to the first call to keep them"):
+    """node -> how many recorded consumers it has among the nodes reachable from `roots`.
+
+    Iterative (no recursion limit); a node whose saved arrays were freed raises GraphFreedError
+    ending with `freed_hint`. A node runs its backward once this count falls to zero.
+    """
+    deps = {}
+    stack = []
+    for t in roots:
+        node = t._node
+        if node is not None and node not in deps:
+            deps[node] = 0
+            stack.append(node)
+    while stack:
+        node = stack.pop()
+        if node.freed:
+            raise GraphFreedError(f"backward through {node.name} a second time: its saved "
+                                  f"arrays were freed after the first backward; {freed_hint}")
+        for p in node.parents:
+            if p is not None and p[1] >= 0:
+                parent = p[0]
+                if parent in deps:
+                    deps[parent] += 1
+                else:
+                    deps[parent] = 1
+                    stack.append(parent)
+    return deps
+
+
 def run_backward(roots, root_grads, retain_graph=False, capture=None):
     """Backpropagate from `roots` (Tensors) seeded with `root_grads` (arrays of their shapes).
 
@@ -330,28 +359,8 @@ def run_backward(roots, root_grads, retain_graph=False, capture=None):
                 want_node.setdefault(t._node, []).append((t._idx, k))
     captured = [None] * (len(capture) if capture is not None else 0)
 
-    # 1. count the consumers of every node reachable from the roots (iterative: no recursion limit)
-    deps = {}
-    stack = []
-    for t in roots:
-        node = t._node
-        if node is not None and node not in deps:
-            deps[node] = 0
-            stack.append(node)
-    while stack:
-        node = stack.pop()
-        if node.freed:
-            raise GraphFreedError(
-                f"backward through {node.name} a second time: its saved arrays were freed after "
-                "the first backward; pass retain_graph=True to the first call to keep them")
-        for p in node.parents:
-            if p is not None and p[1] >= 0:
-                parent = p[0]
-                if parent in deps:
-                    deps[parent] += 1
-                else:
-                    deps[parent] = 1
-                    stack.append(parent)
+    # 1. count the consumers of every node reachable from the roots
+    deps = count_consumers(roots)
 
     # 2. seed the roots
     ready = []

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from minigrad.engine import GraphFreedError, _check_versions, unbroadcast
+from minigrad.engine import _check_versions, count_consumers, unbroadcast
 from minigrad.tensor import Tensor, _seed_grad
 from minigrad.viz.draw import Digraph, layout
 from minigrad.viz.graph import build, fmt_value, op_id, outputs_of
@@ -151,25 +151,8 @@ class Stepper:
 
 def _walk(roots, seeds):
     """The engine's backward order (see `engine.run_backward`), kept step by step."""
-    deps = {}
-    stack = []
-    for t in roots:
-        if t._node is not None and id(t._node) not in deps:
-            deps[id(t._node)] = 0
-            stack.append(t._node)
-    while stack:
-        fn = stack.pop()
-        if fn.freed:
-            raise GraphFreedError(
-                f"Stepper: the saved arrays of {fn.name} were freed by an earlier backward; "
-                "build the Stepper before calling backward, or pass retain_graph=True to it")
-        for p in fn.parents:
-            if p is not None and p[1] >= 0:
-                if id(p[0]) in deps:
-                    deps[id(p[0])] += 1
-                else:
-                    deps[id(p[0])] = 1
-                    stack.append(p[0])
+    deps = count_consumers(roots, "build the Stepper before calling backward, or pass "
+                                  "retain_graph=True to that backward")
 
     pending = {}      # id(node) -> list of gradients arriving at its outputs
     leaf_grads = {}   # id(leaf) -> [leaf, summed gradient]
@@ -182,7 +165,7 @@ def _walk(roots, seeds):
             continue
         gl = pending.setdefault(id(fn), [None] * fn.n_out)
         gl[t._idx] = s if gl[t._idx] is None else gl[t._idx] + s
-        if deps[id(fn)] == 0 and fn not in ready:
+        if deps[fn] == 0 and fn not in ready:
             ready.append(fn)
 
     steps = []
@@ -218,8 +201,8 @@ def _walk(roots, seeds):
             if g is not None:
                 gl = pending.setdefault(id(target), [None] * target.n_out)
                 gl[idx] = g if gl[idx] is None else gl[idx] + g
-            deps[id(target)] -= 1
-            if deps[id(target)] == 0:
+            deps[target] -= 1
+            if deps[target] == 0:
                 ready.append(target)
     return steps, leaf_grads
 
