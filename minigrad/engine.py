@@ -149,15 +149,32 @@ class Function:
     extra plain values (an axis, a shape) may be stored as attributes.
     """
 
-    # parents: per input, None (no gradient), (node, output index, shape) or (leaf, -1, shape)
-    __slots__ = ("parents", "saved", "needs_input_grad", "n_out", "gouts", "out_hooks", "seq",
-                 "tags", "origin", "checks", "out_meta", "freed", "xp", "__weakref__", "__dict__")
+    # parents: None when the node is not recorded, else a list with, per input, None (no
+    # gradient), (node, output index, shape) or (leaf, -1, shape). Only what every recorded node
+    # needs is a slot written by apply; rare state (hooks on outputs, version checks, several
+    # outputs, anomaly origin, a device module other than NumPy) is a class default that the few
+    # nodes needing it override in their own __dict__: each write saved is time saved per op.
+    __slots__ = ("parents", "saved", "gouts", "seq", "tags", "freed", "__weakref__", "__dict__")
 
     differentiable = True
+    xp = np            # the array module of the inputs (cupy on a GPU)
+    n_out = 1
+    out_meta = None    # ((shape, dtype), ...) of each output when n_out > 1
+    out_hooks = None   # {output index: [hook, ...]} from Tensor.register_hook on an output
+    checks = None      # [(tensor, version), ...] for saved inputs: see `_version_checks`
+    origin = "<unknown>"  # "file:line" of the user code that made the node, in anomaly mode
 
     def save_for_backward(self, *arrays) -> None:
         """Keep `arrays` for backward; the engine frees them once this node's backward ran."""
         self.saved = arrays
+
+    @property
+    def needs_input_grad(self) -> list:
+        """Per input, whether a gradient for it is wanted (backward may skip the others)."""
+        parents = self.parents
+        if parents is None:
+            return _NO_GRADS
+        return [p is not None for p in parents]
 
     @property
     def name(self) -> str:
@@ -172,20 +189,21 @@ class Function:
     @classmethod
     def apply(cls, *inputs, **kwargs):
         """Run the op on Tensors (and plain scalars/arrays); record the node when needed."""
-        # The hot path of every op: plain loops and no generators, and the per-input work
-        # (parents, needs_input_grad) is only done for inputs that need a gradient.
+        # The hot path of every op, kept to plain loops and as few objects as possible: one
+        # pass over the inputs, per-input work only for inputs that need a gradient, and the
+        # single-output case (almost every op) without tuples around the result.
         record = _State.grad_enabled and cls.differentiable
         arrays = []
-        atype = needs = parents = None
-        for i, t in enumerate(inputs):
+        atype = parents = None
+        for t in inputs:
             if isinstance(t, Tensor):
                 a = t.data
                 if record and t.requires_grad:
-                    if needs is None:
-                        needs, parents = [False] * len(inputs), [None] * len(inputs)
-                    needs[i] = True
+                    if parents is None:
+                        parents = [None] * len(inputs)
                     node = t._node
-                    parents[i] = (t, -1, a.shape) if node is None else (node, t._idx, a.shape)
+                    parents[len(arrays)] = ((t, -1, a.shape) if node is None
+                                            else (node, t._idx, a.shape))
             else:
                 a = t
             ta = type(a)
@@ -199,48 +217,85 @@ class Function:
             arrays.append(a)
         fn = object.__new__(cls)
         fn.saved = ()
-        fn.needs_input_grad = needs or _NO_GRADS
-        fn.xp = _by_type[atype].xp if atype is not None else np
+        fn.parents = parents  # set before forward, which may read needs_input_grad
+        if atype is not np.ndarray and atype is not None:
+            fn.xp = _by_type[atype].xp
         try:
             out = fn.forward(*arrays, **kwargs)
         except (ValueError, TypeError, IndexError) as e:
             shapes = ", ".join(str(getattr(a, "shape", type(a).__name__)) for a in arrays)
             raise type(e)(f"{cls.__name__}: {e} (input shapes: {shapes})") from e
-        multi = type(out) is tuple
-        outs = out if multi else (out,)
-        if type(outs[0]) is not atype:  # NumPy turns 0-d results into scalars: keep arrays
-            outs = tuple([o if type(o) in _by_type else np.asarray(o) for o in outs])
+        if type(out) is not atype:
+            if type(out) is tuple:
+                return _finish_multi(fn, cls, inputs, out)
+            if type(out) not in _by_type:  # NumPy turns 0-d results into scalars: keep arrays
+                out = np.asarray(out)
         if _State.anomaly:
-            fn.origin = _user_line()
-            if not _all_finite(outs):
-                raise AnomalyError(
-                    f"{cls.__name__} produced NaN/Inf in forward, created at {fn.origin}")
+            _check_forward(fn, cls, (out,))
         if _State.collector is not None:
-            for t in inputs:
-                if isinstance(t, Tensor) and t.requires_grad and t._node is None:
-                    _State.collector.append(t)
-        if needs is None:
-            if not multi:
-                return _make(outs[0], False, None, 0)
-            return tuple([_make(o, False, None, 0) for o in outs])
-        fn.parents = tuple(parents)
-        fn.n_out = len(outs)
+            _collect(inputs)
+        t = _new_tensor(Tensor)
+        t.data = out
+        t.grad = None
+        t._idx = 0
+        t._version = 0
+        t._hooks = None
+        t.name = None
+        if parents is None:
+            t.requires_grad = False
+            t._node = None
+            return t
+        t.requires_grad = True
+        t._node = fn
         fn.gouts = None
-        fn.out_hooks = None
         fn.freed = False
         fn.tags = _State.tags
         fn.seq = _next_seq()
-        if multi:
-            results = tuple([_make(o, True, fn, k) for k, o in enumerate(outs)])
-            fn.out_meta = tuple([(o.shape, o.dtype) for o in outs])
-        else:
-            results = (_make(outs[0], True, fn, 0),)
-        fn.checks = _version_checks(fn, inputs) if fn.saved else None
-        if _State.tracker is not None and fn.saved:
-            _State.tracker.hold(fn, inputs)
+        if fn.saved:
+            _version_checks(fn, inputs)
+            if _State.tracker is not None:
+                _State.tracker.hold(fn, inputs)
         if _State.recorder is not None:
-            _State.recorder(fn, inputs, results)
-        return results if multi else results[0]
+            _State.recorder(fn, inputs, (t,))
+        return t
+
+
+def _finish_multi(fn, cls, inputs, outs):
+    """The end of `Function.apply` for an op with several outputs."""
+    outs = tuple([o if type(o) in _by_type else np.asarray(o) for o in outs])
+    if _State.anomaly:
+        _check_forward(fn, cls, outs)
+    if _State.collector is not None:
+        _collect(inputs)
+    if fn.parents is None:
+        return tuple([_make(o, False, None, 0) for o in outs])
+    fn.gouts = None
+    fn.freed = False
+    fn.tags = _State.tags
+    fn.seq = _next_seq()
+    fn.n_out = len(outs)
+    fn.out_meta = tuple([(o.shape, o.dtype) for o in outs])
+    results = tuple([_make(o, True, fn, k) for k, o in enumerate(outs)])
+    if fn.saved:
+        _version_checks(fn, inputs)
+        if _State.tracker is not None:
+            _State.tracker.hold(fn, inputs)
+    if _State.recorder is not None:
+        _State.recorder(fn, inputs, results)
+    return results
+
+
+def _check_forward(fn, cls, outs):
+    fn.origin = _user_line()
+    if not _all_finite(outs):
+        raise AnomalyError(f"{cls.__name__} produced NaN/Inf in forward, created at {fn.origin}")
+
+
+def _collect(inputs):
+    """Hand the leaves that require grad among `inputs` to the active collector (checkpoint)."""
+    for t in inputs:
+        if isinstance(t, Tensor) and t.requires_grad and t._node is None:
+            _State.collector.append(t)
 
 
 # needs_input_grad of a node that is not recorded (its backward never runs; a forward may read
@@ -261,8 +316,9 @@ def _device_mismatch(cls, inputs):
                      "move them to one device with .to(device)")
 
 
-def _version_checks(fn, inputs):
-    """(tensor, version) for every input whose array this node saved; see also `note_inplace`."""
+def _version_checks(fn, inputs) -> None:
+    """Record (tensor, version) in `fn.checks` for every input whose array `fn` saved, so that
+    backward can tell if it was changed in place since; see also `note_inplace`."""
     checks = None
     for t in inputs:
         if isinstance(t, Tensor):
@@ -273,7 +329,8 @@ def _version_checks(fn, inputs):
                         checks = []
                     checks.append((t, t._version))
                     break
-    return checks
+    if checks is not None:
+        fn.checks = checks
 
 
 def note_inplace(t) -> None:
@@ -407,7 +464,7 @@ def run_backward(roots, root_grads, retain_graph=False, capture=None):
                                    f"{len(fn.parents)} inputs")
             if anomaly and not _all_finite(gxs):
                 raise AnomalyError(f"{fn.name} produced NaN/Inf in backward, created at "
-                                   f"{getattr(fn, 'origin', '<unknown>')}")
+                                   f"{fn.origin}")
         if not retain_graph:
             fn.saved = ()
             fn.freed = True
@@ -462,7 +519,7 @@ def _add_leaf(leaf_grads, leaf, g):
 
 
 def _make(data, requires_grad, node, idx):
-    t = Tensor.__new__(Tensor)
+    t = _new_tensor(Tensor)
     t.data = data
     t.grad = None
     t.requires_grad = requires_grad
@@ -475,3 +532,5 @@ def _make(data, requires_grad, node, idx):
 
 
 from minigrad.tensor import Tensor  # noqa: E402  (Tensor and Function refer to each other)
+
+_new_tensor = Tensor.__new__
