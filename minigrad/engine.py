@@ -408,7 +408,7 @@ def run_backward(roots, root_grads, retain_graph=False, capture=None):
     With `capture` (a list of Tensors) the gradients reaching them are returned instead of being
     accumulated into any `.grad` (this is `mg.grad`); otherwise leaves accumulate into `.grad`.
     """
-    leaf_grads = {}  # id(leaf) -> [leaf, summed gradient]
+    leaf_grads = {}  # id(leaf) -> [leaf, summed gradient, whether the sum is our own array]
     want_node = {}   # node -> [(output index, position in capture)]; nodes hash by identity
     if capture is not None:
         for k, t in enumerate(capture):
@@ -494,28 +494,37 @@ def run_backward(roots, root_grads, retain_graph=False, capture=None):
                 ready.append(target)
 
     # 4. leaves: hooks see the whole gradient of this pass, then it is captured or accumulated
-    for leaf, g in leaf_grads.values():
+    for leaf, g, owned in leaf_grads.values():
         if g.dtype != leaf.data.dtype:  # a float32 leaf used with float64 data: float32 grad
             g = g.astype(leaf.data.dtype)
+            owned = True
         if leaf._hooks:
             g = _run_hooks(leaf._hooks, g)
+            owned = False
         if capture is not None:
             for k, t in enumerate(capture):
                 if t is leaf:
                     captured[k] = g
         elif leaf.grad is None:
-            leaf.grad = _make(g.copy(), False, None, 0)  # own copy: a gradient may be shared
+            # a gradient an op passed on may be shared with other nodes: .grad gets its own copy
+            leaf.grad = _make(g if owned else g.copy(), False, None, 0)
         else:
             leaf.grad.data = leaf.grad.data + g
     return captured
 
 
 def _add_leaf(leaf_grads, leaf, g):
+    """Sum `g` into the leaf's gradient of this pass. The first gradient may be shared with other
+    nodes (Add passes one array to both inputs), so the first sum is a new array; later ones add
+    into it in place: a weight used at every step of a sequence is not reallocated per step."""
     entry = leaf_grads.get(id(leaf))
     if entry is None:
-        leaf_grads[id(leaf)] = [leaf, g]
+        leaf_grads[id(leaf)] = [leaf, g, False]
+    elif entry[2] and entry[1].dtype == g.dtype and entry[1].shape == g.shape:
+        entry[1] += g
     else:
         entry[1] = entry[1] + g
+        entry[2] = True
 
 
 def _make(data, requires_grad, node, idx):
