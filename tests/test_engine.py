@@ -67,6 +67,22 @@ def test_grad_is_a_copy_not_an_alias_of_a_passed_through_gradient():
     np.testing.assert_array_equal(g, [5.0, 6.0])
 
 
+def test_a_leaf_used_many_times_sums_in_place_without_touching_shared_gradients():
+    # Add hands the same gradient array to both inputs, and the seed is the caller's array: the
+    # leaf's sum may only be updated in place once it is an array of its own
+    x = f64([1.0, 2.0])
+    g = np.array([5.0, 6.0])
+    h = x * 3.0
+    (((x + x) + h) + x).backward(g)
+    np.testing.assert_array_equal(g, [5.0, 6.0])
+    np.testing.assert_allclose(x.grad.numpy(), 6 * g)
+    x.grad = None
+    y = x + 0.0
+    (y + y).backward(g)  # one gradient array reaches x twice through y
+    np.testing.assert_array_equal(g, [5.0, 6.0])
+    np.testing.assert_allclose(x.grad.numpy(), 2 * g)
+
+
 def test_saved_arrays_are_freed_after_backward():
     x = f64(np.linspace(-1, 1, 5))
     z = (x * 2).exp().sum()
