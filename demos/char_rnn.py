@@ -3,8 +3,9 @@
 The model reads one character at a time and predicts the next: an Embedding, one fused LSTM run
 by `rnn.unroll`, and a Linear read-out to the 80 characters. Training cuts the text into B
 parallel streams and walks them in windows of k characters; the LSTM state is carried from one
-window to the next with no gradient (truncated BPTT, k1 = k2 = k, as `rnn.tbptt` does; written
-out here because the Embedding sits in front of the cell). The last 10% of the text is held out:
+window to the next with no gradient (truncated BPTT, k1 = k2 = k, as `rnn.tbptt` does with
+`input_fn=` for the Embedding; the loop is written out here because it cycles over the streams for
+a set number of windows). The last 10% of the text is held out:
 the demo reports the loss there in nats and bits per character, against the 2-character
 (bigram) entropy of the text, 2.49 nats/char, and prints samples at temperatures 0.5 and 1.0.
 

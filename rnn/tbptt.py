@@ -16,7 +16,7 @@ from typing import Callable
 import numpy as np
 
 import minigrad as mg
-from rnn.cell import Cell, state_tensors
+from rnn.cell import Cell, check_input, state_tensors
 from rnn.checkpointing import run_steps, unroll_checkpointed
 from rnn.unroll import _as_inputs, _as_lengths, _check_state
 
@@ -47,7 +47,7 @@ class TBPTTResult:
 
 def tbptt(cell: Cell, inputs, k1: int, k2: int | None = None, *, loss_fn: Callable,
           state=None, lengths=None, on_step: Callable | None = None,
-          checkpoint_every=None) -> TBPTTResult:
+          checkpoint_every=None, input_fn: Callable | None = None) -> TBPTTResult:
     """Train `cell` on `inputs` (T, B, I) with truncated BPTT: update every `k1` steps,
     backpropagating through the last `k2` (default k1) steps.
 
@@ -62,6 +62,11 @@ def tbptt(cell: Cell, inputs, k1: int, k2: int | None = None, *, loss_fn: Callab
     as ended: its state is kept and its outputs are zeros; use `w.lengths` to mask the loss);
     windows after every sequence ended are skipped. `checkpoint_every` checkpoints each
     window's graph (for long k2).
+
+    `input_fn` puts input layers inside every window's graph: `inputs` is then any array or
+    Tensor with time and batch first, (T, B, ...) (token ids (T, B) for a language model), and
+    each window runs the cell on `input_fn(inputs[a:b])`, which must return a Tensor
+    (b - a, B, I); an `Embedding` or a projection in there gets its gradient from every window.
 
     Gradient of window w, in maths: d/dtheta sum_{t in [start, stop)} loss_t, through the steps
     (graph_start, stop] only, with h_{graph_start} treated as a constant.
@@ -87,12 +92,18 @@ def tbptt(cell: Cell, inputs, k1: int, k2: int | None = None, *, loss_fn: Callab
             raise ValueError(f"tbptt: {arg} must be a positive int, got {k!r}")
     if not callable(loss_fn):
         raise TypeError(f"tbptt: loss_fn must be callable, got {type(loss_fn).__name__}")
-    inputs = _as_inputs(cell, inputs)
-    if inputs._node is not None and inputs.requires_grad:
+    if input_fn is None:
+        inputs = _as_inputs(cell, inputs)
+    elif not callable(input_fn):
+        raise TypeError(f"tbptt: input_fn must be callable, got {type(input_fn).__name__}")
+    elif len(getattr(inputs, "shape", ())) < 2 or inputs.shape[0] == 0:
+        raise ValueError(f"tbptt: with input_fn, inputs must be an array or Tensor (T, B, ...) "
+                         f"with T >= 1, got {getattr(inputs, 'shape', type(inputs).__name__)}")
+    if isinstance(inputs, mg.Tensor) and inputs._node is not None and inputs.requires_grad:
         raise ValueError(f"tbptt: {name} got inputs computed by a graph (shape {inputs.shape}); "
                          "every window runs its own backward, so the graph before them would "
                          "be freed by the first one: pass data (a leaf), and compute input "
-                         "layers (an embedding) inside the cell")
+                         "layers (an embedding) in input_fn")
     T, B = inputs.shape[0], inputs.shape[1]
     lengths = _as_lengths(cell, lengths, T, B)
     if state is None:
@@ -107,24 +118,27 @@ def tbptt(cell: Cell, inputs, k1: int, k2: int | None = None, *, loss_fn: Callab
     final = state               # the detached state after the last window run
     losses = []
     prev = 0
+    def run(state, a, b, checkpoint_every):
+        return _run(cell, inputs, state, lengths, a, b, checkpoint_every, input_fn)
+
     for i, stop in enumerate(stops):
         g0 = starts[i]
         start = max(g0, prev)
         if lengths is not None and lengths.max() <= start:
             if lengths.max() > prev:  # no loss is left, but some sequences still run a while
                 with mg.no_grad():
-                    _, final = _run(cell, inputs, final, lengths, prev, T, None)
+                    _, final = run(final, prev, T, None)
             break  # every sequence ended
         if carry_t < g0:  # k2 < k1: the steps before the graph only advance the state
             with mg.no_grad():
-                _, carry = _run(cell, inputs, carry, lengths, carry_t, g0, None)
+                _, carry = run(carry, carry_t, g0, None)
             carry_t = g0
         # k2 > k1: the next window's graph starts inside this one; keep the state there
         nxt = starts[i + 1] if i + 1 < len(stops) else stop
         cuts = [g0, nxt, stop] if g0 < nxt < stop else [g0, stop]
         s, pieces = carry, []
         for a, b in zip(cuts, cuts[1:]):
-            out, s = _run(cell, inputs, s, lengths, a, b, checkpoint_every)
+            out, s = run(s, a, b, checkpoint_every)
             pieces.append(out)
             if b == nxt:
                 carry, carry_t = _detach(s), b
@@ -148,8 +162,15 @@ def tbptt(cell: Cell, inputs, k1: int, k2: int | None = None, *, loss_fn: Callab
     return TBPTTResult(final, losses)
 
 
-def _run(cell, inputs, state, lengths, a, b, checkpoint_every):
+def _run(cell, inputs, state, lengths, a, b, checkpoint_every, input_fn):
     x = inputs[a:b]
+    if input_fn is not None:
+        x = input_fn(x)
+        check_input(cell, x, ndim=3)
+        B = inputs.shape[1]
+        if x.shape[:2] != (b - a, B):
+            raise ValueError(f"tbptt: input_fn returned shape {x.shape} for steps [{a}, {b}) of "
+                             f"a batch of {B}; expected ({b - a}, {B}, features)")
     seg = None if lengths is None else np.clip(lengths - a, 0, b - a)
     if checkpoint_every is not None:
         return unroll_checkpointed(cell, x, state, seg, checkpoint_every)
