@@ -865,3 +865,25 @@ def test_docstring_examples_of_the_ops_run():
     result = doctest.testmod(ops, extraglobs={"mg": mg, "np": np},
                              optionflags=doctest.NORMALIZE_WHITESPACE)
     assert result.attempted >= 10 and result.failed == 0
+
+
+@pytest.mark.parametrize("xs,ys", [((5, 1), (1, 7)), ((3, 5, 1), (1, 1, 7)), ((1, 4), (4, 6)),
+                                   ((2, 1, 3), (3, 1))])
+def test_matmul_over_a_length_1_axis_equals_numpy_exactly(xs, ys):
+    # products over a length-1 axis (every weight gradient of a batch of 1) take the broadcast
+    # multiply path: values and gradients must be NumPy's matmul, bit for bit
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal(xs), rng.standard_normal(ys)
+    x, y = mg.tensor(a, requires_grad=True), mg.tensor(b, requires_grad=True)
+    out = x @ y
+    np.testing.assert_array_equal(out.numpy(), a @ b)
+    g = rng.standard_normal(out.shape)
+    out.backward(g)
+    gx, gy = g @ np.swapaxes(b, -1, -2), np.swapaxes(a, -1, -2) @ g
+
+    def sum_to(v, shape):  # undo broadcasting: sum the added and the stretched axes
+        v = v.sum(axis=tuple(range(v.ndim - len(shape))))
+        return v.sum(axis=tuple(i for i, n in enumerate(shape) if n == 1), keepdims=True)
+
+    np.testing.assert_allclose(x.grad.numpy(), sum_to(gx, a.shape), rtol=1e-13, atol=1e-15)
+    np.testing.assert_allclose(y.grad.numpy(), sum_to(gy, b.shape), rtol=1e-13, atol=1e-15)
