@@ -397,10 +397,11 @@ class LogSumExp(Function):
 
 # --- matrix product ---------------------------------------------------------------------------
 
-def _mm(a, b):
-    """a @ b for arrays of 2 or more dims. A product over a length-1 axis is an outer product,
-    which NumPy's matmul computes about 4x slower than the broadcast multiply (exactly equal:
-    one product per element); it is every weight gradient of a batch of 1."""
+def array_matmul(a, b):
+    """a @ b on raw arrays of 2 or more dims, for ops and kernels. A product over a length-1
+    axis is an outer product, which NumPy's matmul computes about 4x slower than the broadcast
+    multiply (exactly equal: one product per element); it is every weight gradient of a batch
+    of 1."""
     if a.shape[-1] == 1 and b.shape[-2] == 1:
         return a * b
     return a @ b
@@ -413,7 +414,7 @@ class MatMul(Function):
             raise ValueError("inputs must have at least 1 dimension (use * for scalars)")
         self.save_for_backward(x, y)
         if x.ndim > 1 and y.ndim > 1 and x.shape[-1] == 1 == y.shape[-2]:
-            return _mm(x, y)
+            return array_matmul(x, y)
         return x @ y
 
     def backward(self, gout):
@@ -427,11 +428,11 @@ class MatMul(Function):
         g2 = g2[..., None, :] if x.ndim == 1 else g2
         gx = gy = None
         if n[0]:
-            gx = _mm(g2, y2.swapaxes(-1, -2))
+            gx = array_matmul(g2, y2.swapaxes(-1, -2))
             if x.ndim == 1:
                 gx = gx[..., 0, :]
         if n[1]:
-            gy = _mm(x2.swapaxes(-1, -2), g2)
+            gy = array_matmul(x2.swapaxes(-1, -2), g2)
             if y.ndim == 1:
                 gy = gy[..., 0]
         return gx, gy

@@ -30,6 +30,7 @@ import numpy as np
 
 from minigrad import backend
 from minigrad.engine import Function
+from minigrad.ops import array_matmul
 from minigrad.tensor import Tensor
 
 __all__ = ["lstm_step", "gru_step", "rnn_step", "lstm_sequence", "gru_sequence", "rnn_sequence",
@@ -132,7 +133,7 @@ class LSTMStep(Function):
                                   dc * i * (1 - g * g), gh * tc * o * (1 - o)], axis=1)
         n = self.needs_input_grad
         return (da if n[0] else None, da @ weight_hh if n[1] else None,
-                dc * f if n[2] else None, da.T @ h if n[3] else None)
+                dc * f if n[2] else None, array_matmul(da.T, h) if n[3] else None)
 
 
 class GRUStep(Function):
@@ -182,13 +183,13 @@ class GRUStep(Function):
             dhw = xp.concatenate([dr, dz, dn * r], axis=1)  # d(h W_hh^T + b_hh)
             ga = xp.concatenate([dr, dz, dn], axis=1)
             gh += dhw @ weight_hh
-            gw = dhw.T @ h
+            gw = array_matmul(dhw.T, h)
         else:
             drh = dn @ weight_hh[2 * H:]                    # d(r h)
             dr = drh * h * r * (1 - r)
             ga = dhw = xp.concatenate([dr, dz, dn], axis=1)  # b_hh sits outside every product
             gh += drh * r + dhw[:, :2 * H] @ weight_hh[:2 * H]
-            gw = xp.concatenate([dhw[:, :2 * H].T @ h, dn.T @ extra])
+            gw = xp.concatenate([array_matmul(dhw[:, :2 * H].T, h), array_matmul(dn.T, extra)])
         n_ = self.needs_input_grad
         return (ga if n_[0] else None, gh if n_[1] else None, gw if n_[2] else None,
                 dhw if n_[3] else None)
@@ -218,7 +219,7 @@ class RNNStep(Function):
         out, h, weight_hh = self.saved
         d = gout * (out > 0) if self.relu else gout * (1 - out * out)
         n = self.needs_input_grad
-        return d, (d @ weight_hh if n[1] else None), (d.T @ h if n[2] else None)
+        return d, (d @ weight_hh if n[1] else None), (array_matmul(d.T, h) if n[2] else None)
 
 
 # --- a whole sequence ----------------------------------------------------------------------------
