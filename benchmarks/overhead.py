@@ -4,13 +4,13 @@
 
 Ops (float32): add and tanh on (32, 256), matmul (32, 256) @ (256, 256), each run three ways:
 `numpy` (raw arrays), `no_grad` (minigrad without recording) and `recorded` (an input requires
-grad, so a graph node is built and then dropped, as in a training step). Ops are timed one after
-the other; every round times a batch of calls of each way of one op, interleaved so that machine
-load hits them alike. The table gives, per call, the median over rounds, the min-max, and the
-overhead: minigrad minus NumPy, of the medians and of the minima (the minimum is the steadier
-figure on a busy machine). BLAS runs on one thread when threadpoolctl is installed. `backward
-per node` times the backward pass of a chain of 1,000 adds of a constant, divided by 1,000:
-Add's backward only passes its gradient on, so this is the engine's own cost per node.
+grad, so a graph node is built and then dropped, as in a training step). The elementwise ops are
+timed together, then the matmul; every round times a batch of calls of each way, interleaved so
+that machine load hits them alike. The table gives, per call, the median over rounds, the min-max,
+and the overhead: minigrad minus NumPy, of the medians and of the minima (the minimum is the
+steadier figure on a busy machine). BLAS runs on one thread when threadpoolctl is installed.
+`backward per node` times the backward pass of a chain of 1,000 adds of a constant, divided by
+1,000: Add's backward only passes its gradient on, so this is the engine's own cost per node.
 `--torch` times PyTorch's recorded op as well (one thread), for comparison only; `--cpu-time`
 measures this thread's CPU time instead of wall time.
 """
@@ -47,14 +47,18 @@ OPS = {  # name -> statement per way; x requires grad, xc does not
 }
 
 
+# ops timed together (their ways interleaved round by round); groups run one after the other
+GROUPS = (("add", "tanh"), ("matmul",))
+
+
 def time_ops(rounds: int, number: int, ways: list, timer) -> dict:
     """{op: {way: list of seconds per call, one per round}}.
 
-    Op after op; within an op, every round times each way once, so the ways of an op are
-    compared under the same load. Ops are not interleaved with each other: a round of 1,000
-    matmuls changes the state of the CPU (caches, clock) that the microsecond ops after it
-    would then be measured in (here it added about 0.8 us to the elementwise ops' overhead,
-    and to PyTorch's alike).
+    Every round times each way of each op of a group once, so the ways are compared under the
+    same load. The elementwise ops and the matmul are separate groups: a round of 1,000 matmuls
+    changes the state of the CPU (caches, clock) that the microsecond ops after it would then
+    be measured in (interleaved, it added about 0.8 us to the elementwise ops' overhead, and to
+    PyTorch's alike).
     """
     ns = {}
     _setup(ns)
@@ -63,12 +67,13 @@ def time_ops(rounds: int, number: int, ways: list, timer) -> dict:
         ns.update(tx=torch.tensor(ns["a"], requires_grad=True), ty=torch.tensor(ns["b"]),
                   tw=torch.tensor(ns["w"]))
     times = {op: {w: [] for w in ways} for op in OPS}
-    for op in OPS:
-        timers = {w: timeit.Timer(OPS[op][w], globals=ns, timer=timer) for w in ways}
+    for group in GROUPS:
+        timers = {(op, w): timeit.Timer(OPS[op][w], globals=ns, timer=timer)
+                  for op in group for w in ways}
         for t in timers.values():
             t.timeit(number)  # warm up caches, the allocator and the interpreter's specialisation
         for _ in range(rounds):
-            for w, t in timers.items():
+            for (op, w), t in timers.items():
                 times[op][w].append(t.timeit(number) / number)
     return times
 
