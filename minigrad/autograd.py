@@ -14,14 +14,8 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=False, allow_unused=Fa
     raises ValueError, or gives None with `allow_unused=True`.
     """
     single = isinstance(inputs, Tensor)
-    outputs = [outputs] if isinstance(outputs, Tensor) else list(outputs)
+    outputs, grad_outputs = roots_and_grads("grad", outputs, grad_outputs)
     inputs = [inputs] if single else list(inputs)
-    if grad_outputs is None:
-        grad_outputs = [None] * len(outputs)
-    elif isinstance(grad_outputs, Tensor):
-        grad_outputs = [grad_outputs]
-    if len(grad_outputs) != len(outputs):
-        raise ValueError(f"grad: {len(outputs)} outputs but {len(grad_outputs)} grad_outputs")
     for t in outputs + inputs:
         if not isinstance(t, Tensor):
             raise TypeError(f"grad: expected Tensors, got {type(t).__name__}")
@@ -54,13 +48,8 @@ def backward(tensors, grad_tensors=None, retain_graph=False) -> None:
     >>> x.grad
     tensor([5., 7.], dtype=float32)
     """
-    tensors = [tensors] if isinstance(tensors, Tensor) else list(tensors)
-    if grad_tensors is None:
-        grad_tensors = [None] * len(tensors)
-    elif isinstance(grad_tensors, Tensor):
-        grad_tensors = [grad_tensors]
-    if len(grad_tensors) != len(tensors):
-        raise ValueError(f"backward: {len(tensors)} tensors but {len(grad_tensors)} grad_tensors")
+    tensors, grad_tensors = roots_and_grads("backward", tensors, grad_tensors,
+                                            ("tensors", "grad_tensors"))
     for k, t in enumerate(tensors):
         if not isinstance(t, Tensor):
             raise TypeError(f"backward: tensor {k} is a {type(t).__name__}, expected a Tensor")
@@ -68,3 +57,17 @@ def backward(tensors, grad_tensors=None, retain_graph=False) -> None:
             raise RuntimeError(f"backward: tensor {k} (shape {t.shape}) does not require grad")
     seeds = [_seed_grad(t, g, "backward") for t, g in zip(tensors, grad_tensors)]
     run_backward(tensors, seeds, retain_graph)
+
+
+def roots_and_grads(op, outputs, grads, names=("outputs", "grad_outputs")):
+    """`outputs` (a Tensor or a sequence) as a list, with their seed gradients as a list of the
+    same length (None: implicit, for a single-element output); ValueError naming `op` if the
+    counts differ."""
+    outputs = [outputs] if isinstance(outputs, Tensor) else list(outputs)
+    if grads is None:
+        grads = [None] * len(outputs)
+    elif isinstance(grads, Tensor):
+        grads = [grads]
+    if len(grads) != len(outputs):
+        raise ValueError(f"{op}: {len(outputs)} {names[0]} but {len(grads)} {names[1]}")
+    return outputs, grads

@@ -247,16 +247,7 @@ class Function:
             return t
         t.requires_grad = True
         t._node = fn
-        fn.gouts = None
-        fn.freed = False
-        fn.tags = _State.tags
-        fn.seq = _next_seq()
-        if fn.saved:
-            _version_checks(fn, inputs)
-            if _State.tracker is not None:
-                _State.tracker.hold(fn, inputs)
-        if _State.recorder is not None:
-            _State.recorder(fn, inputs, (t,))
+        _record(fn, inputs, (t,))
         return t
 
 
@@ -269,20 +260,26 @@ def _finish_multi(fn, cls, inputs, outs):
         _collect(inputs)
     if fn.parents is None:
         return tuple([_make(o, False, None, 0) for o in outs])
+    fn.n_out = len(outs)
+    fn.out_meta = tuple([(o.shape, o.dtype) for o in outs])
+    results = tuple([_make(o, True, fn, k) for k, o in enumerate(outs)])
+    _record(fn, inputs, results)
+    return results
+
+
+def _record(fn, inputs, results):
+    """Make `fn` a node of the graph: the state backward needs, the versions of the inputs it
+    saved, and the memory tracker and viz recorder when they are active."""
     fn.gouts = None
     fn.freed = False
     fn.tags = _State.tags
     fn.seq = _next_seq()
-    fn.n_out = len(outs)
-    fn.out_meta = tuple([(o.shape, o.dtype) for o in outs])
-    results = tuple([_make(o, True, fn, k) for k, o in enumerate(outs)])
     if fn.saved:
         _version_checks(fn, inputs)
         if _State.tracker is not None:
             _State.tracker.hold(fn, inputs)
     if _State.recorder is not None:
         _State.recorder(fn, inputs, results)
-    return results
 
 
 def _check_forward(fn, cls, outs):

@@ -413,9 +413,7 @@ class MatMul(Function):
         if x.ndim == 0 or y.ndim == 0:
             raise ValueError("inputs must have at least 1 dimension (use * for scalars)")
         self.save_for_backward(x, y)
-        if x.ndim > 1 and y.ndim > 1 and x.shape[-1] == 1 == y.shape[-2]:
-            return array_matmul(x, y)
-        return x @ y
+        return array_matmul(x, y) if x.ndim > 1 and y.ndim > 1 else x @ y
 
     def backward(self, gout):
         x, y = self.saved

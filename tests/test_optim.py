@@ -199,30 +199,32 @@ def test_argument_errors():
         RMSprop([np.zeros(2)])
 
 
+def _steps(loss, w, opt, n):
+    """n optimizer steps on loss(w)."""
+    for _ in range(n):
+        opt.zero_grad()
+        loss(w).backward()
+        opt.step()
+
+
 @pytest.mark.parametrize("cls,ref_fn,kw", CASES, ids=IDS)
 def test_state_dict_resume_is_exact(cls, ref_fn, kw):
     rng = np.random.default_rng(1)
     a, b, x0 = rng.uniform(0.5, 2, 4), rng.standard_normal(4), rng.standard_normal(4)
     loss, _ = quadratic(a, b)
 
-    def run(w, opt, n):
-        for _ in range(n):
-            opt.zero_grad()
-            loss(w).backward()
-            opt.step()
-
     w1 = mg.nn.Parameter(x0.copy())
     opt1 = cls([w1], **kw)
-    run(w1, opt1, 6)
+    _steps(loss, w1, opt1, 6)
     w2 = mg.nn.Parameter(x0.copy())
     opt2 = cls([w2], **kw)
-    run(w2, opt2, 3)
+    _steps(loss, w2, opt2, 3)
     saved, saved_w = opt2.state_dict(), w2.numpy()
     w3 = mg.nn.Parameter(saved_w)
     opt3 = cls([w3], lr=123.0) if cls is SGD else cls([w3])   # other hyperparameters: restored
     opt3.load_state_dict(saved)
     assert opt3.param_groups[0]["lr"] == kw["lr"]
-    run(w3, opt3, 3)
+    _steps(loss, w3, opt3, 3)
     np.testing.assert_array_equal(w3.numpy(), w1.numpy())
 
 
@@ -270,21 +272,15 @@ def test_state_moves_across_devices():
     def loss(w):  # Python numbers only: they go with either device
         return 0.5 * mg.sum(1.5 * (w - 0.25) ** 2)
 
-    def run(w, opt, n):
-        for _ in range(n):
-            opt.zero_grad()
-            loss(w).backward()
-            opt.step()
-
     w_cpu = mg.nn.Parameter(a.copy())
     opt_cpu = Adam([w_cpu], lr=0.1)
-    run(w_cpu, opt_cpu, 2)
+    _steps(loss, w_cpu, opt_cpu, 2)
     w_dev = mg.nn.Parameter(w_cpu.numpy(), device="fake")
     opt_dev = Adam([w_dev])
     opt_dev.load_state_dict(opt_cpu.state_dict())          # host arrays onto the device
     assert all(fd.is_fake(opt_dev.state[w_dev][k]) for k in ("exp_avg", "exp_avg_sq"))
-    run(w_cpu, opt_cpu, 2)
-    run(w_dev, opt_dev, 2)
+    _steps(loss, w_cpu, opt_cpu, 2)
+    _steps(loss, w_dev, opt_dev, 2)
     assert fd.is_fake(w_dev.data)
     np.testing.assert_array_equal(w_dev.numpy(), w_cpu.numpy())
     back = opt_dev.state_dict()["state"][0]

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from minigrad.autograd import roots_and_grads
 from minigrad.engine import _check_versions, count_consumers, unbroadcast
 from minigrad.tensor import Tensor, _seed_grad
 from minigrad.viz.draw import Digraph, layout
@@ -68,14 +69,7 @@ class Stepper:
     """
 
     def __init__(self, outputs, grad_outputs=None):
-        roots = [outputs] if isinstance(outputs, Tensor) else list(outputs)
-        if grad_outputs is None:
-            grad_outputs = [None] * len(roots)
-        elif isinstance(grad_outputs, Tensor):
-            grad_outputs = [grad_outputs]
-        if len(grad_outputs) != len(roots):
-            raise ValueError(f"Stepper: {len(roots)} outputs but {len(grad_outputs)} "
-                             "grad_outputs")
+        roots, grad_outputs = roots_and_grads("Stepper", outputs, grad_outputs)
         if not any(isinstance(t, Tensor) and t.requires_grad for t in roots):
             raise ValueError("Stepper: no output requires grad, so there is no backward pass to "
                              "step through (build it from tensors with requires_grad=True)")
