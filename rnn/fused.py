@@ -11,7 +11,8 @@ Layouts follow PyTorch: LSTM gate blocks (input i, forget f, candidate g, output
 time-major: x (T, B, I) -> out (T, B, H).
 
 What makes the sequence ops fast (the per-step ops keep the plain (B, features) layout):
-  * the input projection of all T steps is one matrix product before the loop;
+  * the input projection is hoisted out of the recurrence: one matrix product for all T steps
+    (GRU, Elman) or, for the LSTM, one per block of steps into a cache-sized buffer;
   * inside, per-step arrays are feature-major (features, B): the recurrent product is
     W (G H, H + 1) @ [h; 1] and every gate block is one contiguous chunk (see the note above
     `LSTMSequence`);
@@ -311,8 +312,8 @@ class LSTMSequence(Function):
     """The LSTM over a whole sequence as one op: x (T, B, I), h0, c0 (B, H) or None (zeros),
     weight_ih (4H, I), weight_hh (4H, H), bias (4H) or None -> out (T, B, H), h_T, c_T (B, H).
 
-    Forward: the input projection of all steps in one product, then per step the maths of
-    `LSTMStep`. Gates are kept in the order (o, i, f, g): the three sigmoid gates are one block,
+    Forward: the input projection of each block of steps in one product, then per step the
+    maths of `LSTMStep`. Gates are kept in the order (o, i, f, g): the three sigmoid gates are one block,
     and with the 1/2 of sigmoid(a) = 0.5 tanh(a / 2) + 0.5 folded into their weight rows one
     tanh covers all four gates. Backward: BPTT, one (H, 4H) @ (4H, B) product per step; then
     gx, gW_ih and [gW_hh | gb] are one product each over all T B columns.
@@ -335,8 +336,6 @@ class LSTMSequence(Function):
         w_hh = _with_bias(_rot(weight_hh, 3, H, xp), None if bias is None else
                           _rot(bias, 3, H, xp), xp)
         w_hh[:H3] *= 0.5
-        P = xp.empty((H4, T, B), dt)                          # input projections
-        xp.matmul(w_ih, x.reshape(T * B, I).T, out=P.reshape(H4, T * B))
         G = xp.empty((T + 1, 5 * H, B), dt)  # step t: o, i, f, g, then c_{t-1}; G[T, 4H:] = c_T
         G[0, H4:] = 0 if c0 is None else c0.T
         TC = xp.empty((T, H, B), dt)                          # tanh(c_t)
@@ -344,20 +343,30 @@ class LSTMSequence(Function):
         HsT = Hs.transpose(1, 0, 2)
         prod = xp.empty((2 * H, B), dt)
         ig, fc = prod[:H], prod[H:]
-        for a, s3, o, i_f, g_c, c, p, h, h_new, tc, m in zip(
-                G[:T, :H4], G[:T, :H3], G[:T, :H], G[:T, H:H3], G[:T, H3:], G[1:, H4:],
-                P.transpose(1, 0, 2), HsT[:-1], HsT[1:, :H], TC, _masks(L, T)):
-            xp.matmul(w_hh, h, out=a)
-            a += p
-            xp.tanh(a, out=a)
-            s3 *= 0.5
-            s3 += 0.5
-            xp.multiply(i_f, g_c, out=prod)                   # [i g, f c_{t-1}]
-            xp.add(ig, fc, out=c)
-            xp.tanh(c, out=tc)
-            xp.multiply(o, tc, out=h_new)
-            if m is not None:
-                h_new *= m
+        x2, masks = x.reshape(T * B, I), _masks(L, T)
+        # The input projections are made one block of steps at a time into a cache-sized
+        # buffer: one (4H, T, B) array for all steps would make every step read 4H rows that
+        # lie T B apart in memory (a cache miss per row once T B is large).
+        blocks = list(_blocks(T, H4 * B))[::-1]
+        buf = xp.empty(H4 * max(t1 - t0 for t0, t1 in blocks) * B, dt)
+        for t0, t1 in blocks:
+            P = buf[:H4 * (t1 - t0) * B].reshape(H4, t1 - t0, B)
+            xp.matmul(w_ih, x2[t0 * B:t1 * B].T, out=P.reshape(H4, (t1 - t0) * B))
+            for a, s3, o, i_f, g_c, c, p, h, h_new, tc, m in zip(
+                    G[t0:t1, :H4], G[t0:t1, :H3], G[t0:t1, :H], G[t0:t1, H:H3], G[t0:t1, H3:],
+                    G[t0 + 1:t1 + 1, H4:], P.transpose(1, 0, 2), HsT[t0:t1],
+                    HsT[t0 + 1:t1 + 1, :H], TC[t0:t1], masks[t0:t1]):
+                xp.matmul(w_hh, h, out=a)
+                a += p
+                xp.tanh(a, out=a)
+                s3 *= 0.5
+                s3 += 0.5
+                xp.multiply(i_f, g_c, out=prod)               # [i g, f c_{t-1}]
+                xp.add(ig, fc, out=c)
+                xp.tanh(c, out=tc)
+                xp.multiply(o, tc, out=h_new)
+                if m is not None:
+                    h_new *= m
         self.save_for_backward(x, weight_ih, weight_hh, G, TC, Hs)
         out, h_T = _outputs(Hs, L)
         cells = G[:, H4:].transpose(0, 2, 1)                  # (T + 1, B, H)
