@@ -11,8 +11,8 @@ Layouts follow PyTorch: LSTM gate blocks (input i, forget f, candidate g, output
 time-major: x (T, B, I) -> out (T, B, H).
 
 What makes the sequence ops fast (the per-step ops keep the plain (B, features) layout):
-  * the input projection is hoisted out of the recurrence: one matrix product for all T steps
-    (GRU, Elman) or, for the LSTM, one per block of steps into a cache-sized buffer;
+  * the input projection is hoisted out of the recurrence: one matrix product per block of
+    steps into a cache-sized buffer (LSTM, GRU; `_projections`) or for all T steps (Elman);
   * inside, per-step arrays are feature-major (features, B): the recurrent product is
     W (G H, H + 1) @ [h; 1] and every gate block is one contiguous chunk (see the note above
     `LSTMSequence`);
@@ -294,6 +294,22 @@ def _scratch(rows, T, B, dt, xp):
     return tuple(xp.empty((k, r, B), dt) for r in rows)
 
 
+def _projections(w_ih, x, xp):
+    """The input projections w_ih (R, I) @ x_t of x (T, B, I), block of steps by block of steps
+    in time order, as (t0, t1, P) with P (R, t1 - t0, B) in one reused cache-sized buffer. One
+    (R, T, B) array for all steps would make every step read R rows lying T B apart in memory
+    (a cache miss per row once T B is large)."""
+    T, B, I = x.shape
+    R = w_ih.shape[0]
+    blocks = list(_blocks(T, R * B))[::-1]
+    buf = xp.empty(R * max(t1 - t0 for t0, t1 in blocks) * B, x.dtype)
+    x2 = x.reshape(T * B, I)
+    for t0, t1 in blocks:
+        P = buf[:R * (t1 - t0) * B].reshape(R, t1 - t0, B)
+        xp.matmul(w_ih, x2[t0 * B:t1 * B].T, out=P.reshape(R, (t1 - t0) * B))
+        yield t0, t1, P
+
+
 def _rev(a, t0, t1):
     """a[t1 - 1], ..., a[t0] (a view), or Nones when `a` is None."""
     if a is None:
@@ -312,10 +328,10 @@ class LSTMSequence(Function):
     """The LSTM over a whole sequence as one op: x (T, B, I), h0, c0 (B, H) or None (zeros),
     weight_ih (4H, I), weight_hh (4H, H), bias (4H) or None -> out (T, B, H), h_T, c_T (B, H).
 
-    Forward: the input projection of each block of steps in one product, then per step the
-    maths of `LSTMStep`. Gates are kept in the order (o, i, f, g): the three sigmoid gates are one block,
-    and with the 1/2 of sigmoid(a) = 0.5 tanh(a / 2) + 0.5 folded into their weight rows one
-    tanh covers all four gates. Backward: BPTT, one (H, 4H) @ (4H, B) product per step; then
+    Forward: the input projection of each block of steps in one product, then per step the maths
+    of `LSTMStep`. Gates are kept in the order (o, i, f, g): the three sigmoid gates are one
+    block, and with the 1/2 of sigmoid(a) = 0.5 tanh(a / 2) + 0.5 folded into their weight rows
+    one tanh covers all four gates. Backward: BPTT, one (H, 4H) @ (4H, B) product per step; then
     gx, gW_ih and [gW_hh | gb] are one product each over all T B columns.
     Saves, per step, the activated gates with the previous cell state (5 H rows: every factor
     of the backward is a function of them), tanh(c) (H: one tanh costs more than the memory)
@@ -343,15 +359,8 @@ class LSTMSequence(Function):
         HsT = Hs.transpose(1, 0, 2)
         prod = xp.empty((2 * H, B), dt)
         ig, fc = prod[:H], prod[H:]
-        x2, masks = x.reshape(T * B, I), _masks(L, T)
-        # The input projections are made one block of steps at a time into a cache-sized
-        # buffer: one (4H, T, B) array for all steps would make every step read 4H rows that
-        # lie T B apart in memory (a cache miss per row once T B is large).
-        blocks = list(_blocks(T, H4 * B))[::-1]
-        buf = xp.empty(H4 * max(t1 - t0 for t0, t1 in blocks) * B, dt)
-        for t0, t1 in blocks:
-            P = buf[:H4 * (t1 - t0) * B].reshape(H4, t1 - t0, B)
-            xp.matmul(w_ih, x2[t0 * B:t1 * B].T, out=P.reshape(H4, (t1 - t0) * B))
+        masks = _masks(L, T)
+        for t0, t1, P in _projections(w_ih, x, xp):
             for a, s3, o, i_f, g_c, c, p, h, h_new, tc, m in zip(
                     G[t0:t1, :H4], G[t0:t1, :H3], G[t0:t1, :H], G[t0:t1, H:H3], G[t0:t1, H3:],
                     G[t0 + 1:t1 + 1, H4:], P.transpose(1, 0, 2), HsT[t0:t1],
@@ -456,8 +465,7 @@ class GRUSequence(Function):
         b_hh = xp.zeros(H3, dt) if bias_hh is None else bias_hh
         Hs = _states(h0, T, B, H, dt, xp)
         HsT = Hs.transpose(1, 0, 2)
-        x2 = x.reshape(T * B, I)
-        tmp = xp.empty((H, B), dt)
+        tmp, masks = xp.empty((H, B), dt), _masks(L, T)
         if reset_after:
             w_ih = _rot(weight_ih, 2, H, xp)                  # rows n, r, z
             w_ih[H:] *= 0.5                   # sigmoid(a) = 0.5 tanh(a / 2) + 0.5: fold the 1/2
@@ -465,25 +473,24 @@ class GRUSequence(Function):
             b[:H2] += b_ih[:H2]
             w_hh = _with_bias(weight_hh, b, xp)               # rows r, z, n: gives r, z, hn
             w_hh[:H2] *= 0.5
-            P = xp.empty((H3, T, B), dt)
-            P2 = P.reshape(H3, T * B)
-            xp.matmul(w_ih, x2.T, out=P2)
-            P2[:H] += b_ih[H2:, None]
             G = xp.empty((T, 4 * H, B), dt)                   # r, z, hn, n
             extra = None
-            for a3, rz, r, z, hn, nn, p_n, p_rz, h, h_aug, h_new, m in zip(
-                    G[:, :H3], G[:, :H2], G[:, :H], G[:, H:H2], G[:, H2:H3], G[:, H3:],
-                    P[:H].transpose(1, 0, 2), P[H:].transpose(1, 0, 2), HsT[:-1, :H],
-                    HsT[:-1], HsT[1:, :H], _masks(L, T)):
-                xp.matmul(w_hh, h_aug, out=a3)
-                rz += p_rz
-                xp.tanh(rz, out=rz)
-                rz *= 0.5
-                rz += 0.5
-                xp.multiply(r, hn, out=nn)
-                nn += p_n
-                xp.tanh(nn, out=nn)
-                _mix(h, nn, z, h_new, tmp, m, xp)
+            for t0, t1, P in _projections(w_ih, x, xp):
+                P[:H] += b_ih[H2:, None, None]
+                for a3, rz, r, z, hn, nn, p_n, p_rz, h, h_aug, h_new, m in zip(
+                        G[t0:t1, :H3], G[t0:t1, :H2], G[t0:t1, :H], G[t0:t1, H:H2],
+                        G[t0:t1, H2:H3], G[t0:t1, H3:], P[:H].transpose(1, 0, 2),
+                        P[H:].transpose(1, 0, 2), HsT[t0:t1, :H], HsT[t0:t1],
+                        HsT[t0 + 1:t1 + 1, :H], masks[t0:t1]):
+                    xp.matmul(w_hh, h_aug, out=a3)
+                    rz += p_rz
+                    xp.tanh(rz, out=rz)
+                    rz *= 0.5
+                    rz += 0.5
+                    xp.multiply(r, hn, out=nn)
+                    nn += p_n
+                    xp.tanh(nn, out=nn)
+                    _mix(h, nn, z, h_new, tmp, m, xp)
         else:
             w_ih = weight_ih.copy()
             w_ih[:H2] *= 0.5
@@ -492,25 +499,24 @@ class GRUSequence(Function):
             w_rz *= 0.5
             w_n = weight_hh[H2:]
             G = xp.empty((T, H3, B), dt)                      # r, z, n
-            P = xp.empty((H3, T, B), dt)
-            P2 = P.reshape(H3, T * B)
-            xp.matmul(w_ih, x2.T, out=P2)
-            P2[H2:] += b[H2:, None]
             extra = xp.empty((H, T, B), dt)                   # r h
-            for rz, r, z, nn, p_rz, p_n, rh, h, h_aug, h_new, m in zip(
-                    G[:, :H2], G[:, :H], G[:, H:H2], G[:, H2:], P[:H2].transpose(1, 0, 2),
-                    P[H2:].transpose(1, 0, 2), extra.transpose(1, 0, 2), HsT[:-1, :H],
-                    HsT[:-1], HsT[1:, :H], _masks(L, T)):
-                xp.matmul(w_rz, h_aug, out=rz)
-                rz += p_rz
-                xp.tanh(rz, out=rz)
-                rz *= 0.5
-                rz += 0.5
-                xp.multiply(r, h, out=rh)
-                xp.matmul(w_n, rh, out=nn)
-                nn += p_n
-                xp.tanh(nn, out=nn)
-                _mix(h, nn, z, h_new, tmp, m, xp)
+            for t0, t1, P in _projections(w_ih, x, xp):
+                P[H2:] += b[H2:, None, None]
+                for rz, r, z, nn, p_rz, p_n, rh, h, h_aug, h_new, m in zip(
+                        G[t0:t1, :H2], G[t0:t1, :H], G[t0:t1, H:H2], G[t0:t1, H2:],
+                        P[:H2].transpose(1, 0, 2), P[H2:].transpose(1, 0, 2),
+                        extra[:, t0:t1].transpose(1, 0, 2), HsT[t0:t1, :H], HsT[t0:t1],
+                        HsT[t0 + 1:t1 + 1, :H], masks[t0:t1]):
+                    xp.matmul(w_rz, h_aug, out=rz)
+                    rz += p_rz
+                    xp.tanh(rz, out=rz)
+                    rz *= 0.5
+                    rz += 0.5
+                    xp.multiply(r, h, out=rh)
+                    xp.matmul(w_n, rh, out=nn)
+                    nn += p_n
+                    xp.tanh(nn, out=nn)
+                    _mix(h, nn, z, h_new, tmp, m, xp)
         self.save_for_backward(x, weight_ih, weight_hh, G, extra, Hs)
         return _outputs(Hs, L)
 
