@@ -390,13 +390,15 @@ class LSTMSequence(Function):
         gsteps, dh = _grad_init(L, gout, gh, xp)
         gcsteps, dc = _grad_init(L, None, gc, xp) if L is not None else (None, gc.T.copy())
         D = xp.empty((H4, T, B), dt)                          # rows o, i, f, g
-        D4T = D.reshape(4, H, T, B).transpose(2, 0, 1, 3)     # (T, 4, H, B)
         w_hhT = _rot(weight_hh, 3, H, xp).T
-        A, K = _scratch((H4, H), T, B, dt, xp)
+        # per block: the local factors A, K and the steps' pre-activation gradients Db, written
+        # step by step into the cache-sized Db and copied into D once per block (written
+        # straight into D, every step would touch 4H rows lying T B apart)
+        A, K, Db = _scratch((H4, H, H4), T, B, dt, xp)
         tmp = xp.empty((H, B), dt)
         for t0, t1 in _blocks(T, H4 * B):
             # local factors of the block's steps: a few ufunc calls over all of them
-            Gb, Ab, Kb = G[t0:t1], A[:t1 - t0], K[:t1 - t0]
+            Gb, Ab, Kb, Dk = G[t0:t1], A[:t1 - t0], K[:t1 - t0], Db[:t1 - t0]
             s3, o, i, g = Gb[:, :H3], Gb[:, :H], Gb[:, H:H2], Gb[:, H3:H4]
             xp.subtract(1.0, s3, out=Ab[:, :H3])
             Ab[:, :H3] *= s3                                  # s (1 - s)
@@ -410,9 +412,8 @@ class LSTMSequence(Function):
             # the recurrence: 6 ufunc calls and one product per step
             for t, gs, gcs, k, a_o, a_ifg, d_o, d_ifg, d, f in zip(
                     range(t1 - 1, t0 - 1, -1), _rev(gsteps, t0, t1), _rev(gcsteps, t0, t1),
-                    Kb[::-1], Ab[::-1, :H], Ab.reshape(-1, 4, H, B)[::-1, 1:],
-                    _rev(D4T, t0, t1)[:, 0], _rev(D4T, t0, t1)[:, 1:],
-                    _rev(D.transpose(1, 0, 2), t0, t1), Gb[::-1, H2:H3]):
+                    Kb[::-1], Ab[::-1, :H], Ab.reshape(-1, 4, H, B)[::-1, 1:], Dk[::-1, :H],
+                    Dk.reshape(-1, 4, H, B)[::-1, 1:], Dk[::-1], Gb[::-1, H2:H3]):
                 dh += gs
                 if gcs is not None:
                     dc += gcs
@@ -423,6 +424,7 @@ class LSTMSequence(Function):
                 dc *= f
                 if t or n[1]:
                     xp.matmul(w_hhT, d, out=dh)
+            D[:, t0:t1] = Dk.transpose(1, 0, 2)
         if L is not None:
             L.to_initial(dh.T, gh)
             L.to_initial(dc.T, gc)
