@@ -41,6 +41,12 @@ __all__ = ["lstm_step", "gru_step", "rnn_step", "lstm_sequence", "gru_sequence",
 def _sigmoid_(a, xp):
     """a <- sigmoid(a) in place, as 0.5 tanh(a / 2) + 0.5: no exp overflow, no temporaries."""
     a *= 0.5
+    return _sigmoid_of_half_(a, xp)
+
+
+def _sigmoid_of_half_(a, xp):
+    """a <- sigmoid(2 a) = 0.5 tanh(a) + 0.5 in place: for pre-activations whose weights carry
+    the 1/2 already."""
     xp.tanh(a, out=a)
     a *= 0.5
     a += 0.5
@@ -486,9 +492,7 @@ class GRUSequence(Function):
                         HsT[t0 + 1:t1 + 1, :H], masks[t0:t1]):
                     xp.matmul(w_hh, h_aug, out=a3)
                     rz += p_rz
-                    xp.tanh(rz, out=rz)
-                    rz *= 0.5
-                    rz += 0.5
+                    _sigmoid_of_half_(rz, xp)
                     xp.multiply(r, hn, out=nn)
                     nn += p_n
                     xp.tanh(nn, out=nn)
@@ -511,9 +515,7 @@ class GRUSequence(Function):
                         HsT[t0 + 1:t1 + 1, :H], masks[t0:t1]):
                     xp.matmul(w_rz, h_aug, out=rz)
                     rz += p_rz
-                    xp.tanh(rz, out=rz)
-                    rz *= 0.5
-                    rz += 0.5
+                    _sigmoid_of_half_(rz, xp)
                     xp.multiply(r, h, out=rh)
                     xp.matmul(w_n, rh, out=nn)
                     nn += p_n
