@@ -41,7 +41,7 @@ def _encode(obj, arrays: dict, where: str):
     """The JSON description of `obj`; arrays go to `arrays` (name -> host ndarray)."""
     if isinstance(obj, Tensor):
         obj = obj.data
-    if type(obj) in backend._by_type or isinstance(obj, np.ndarray):
+    if backend.is_array(obj) or isinstance(obj, np.ndarray):
         a = np.asarray(backend.to_host(obj))
         if a.dtype.kind not in "biufc":
             raise TypeError(f"save: {where} is an array of dtype {a.dtype}; only numbers can be "

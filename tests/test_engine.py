@@ -14,7 +14,7 @@ from hypothesis.extra import numpy as hnp
 
 import minigrad as mg
 from minigrad.autograd import backward
-from minigrad.engine import AnomalyError, Function, GraphFreedError, run_backward
+from minigrad.engine import AnomalyError, Function, GraphFreedError
 from minigrad.testing import gradcheck
 
 shapes = hnp.array_shapes(min_dims=1, max_dims=3, max_side=4)
@@ -252,11 +252,11 @@ def test_backward_from_several_outputs_at_once():
     np.testing.assert_allclose(x.grad.numpy(), 2 * x.numpy() + 3 * x.numpy() ** 2)
 
 
-def test_run_backward_with_a_root_that_feeds_another_root():
+def test_backward_with_a_root_that_feeds_another_root():
     x = f64([1.0, 2.0])
     y = x * 2
     z = y * y
-    run_backward([y, z], [np.array([1.0, 1.0]), np.array([1.0, 10.0])])
+    backward([y, z], [np.array([1.0, 1.0]), np.array([1.0, 10.0])])
     # dz/dx = 2 y * 2, plus dy/dx = 2 from the first root
     np.testing.assert_allclose(x.grad.numpy(), 2 + 4 * y.numpy() * [1.0, 10.0])
 

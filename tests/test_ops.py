@@ -858,11 +858,11 @@ def test_embedding_repeated_indices_accumulate():
     np.testing.assert_array_equal(w.grad.numpy(), [[1.0, 1.0], [0.0, 0.0], [3.0, 3.0]])
 
 
-def test_docstring_examples_of_the_ops_run():
+def test_docstring_examples_of_the_functions_run():
     import doctest
 
-    from minigrad import ops
-    result = doctest.testmod(ops, extraglobs={"mg": mg, "np": np},
+    from minigrad import functions
+    result = doctest.testmod(functions, extraglobs={"mg": mg, "np": np},
                              optionflags=doctest.NORMALIZE_WHITESPACE)
     assert result.attempted >= 10 and result.failed == 0
 

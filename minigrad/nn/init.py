@@ -17,7 +17,8 @@ import math
 import numpy as np
 
 from minigrad import backend
-from minigrad.tensor import Tensor, _rng
+from minigrad.random import as_generator as _rng
+from minigrad.tensor import Tensor
 
 __all__ = ["constant_", "normal_", "ones_", "orthogonal_", "uniform_", "xavier_normal_",
            "xavier_uniform_", "zeros_"]

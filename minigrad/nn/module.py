@@ -265,7 +265,7 @@ class Module:
             if k in state_dict:
                 v = state_dict[k]
                 v = v.data if isinstance(v, Tensor) else v
-                v = backend.to_host(v) if type(v) in backend._by_type else np.asarray(v)
+                v = backend.to_host(v) if backend.is_array(v) else np.asarray(v)
                 if v.dtype.kind not in "biuf":
                     raise TypeError(f"{cls}.load_state_dict: {k!r} holds dtype {v.dtype}, "
                                     "expected numbers")

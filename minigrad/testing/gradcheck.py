@@ -11,6 +11,7 @@ import numpy as np
 
 from minigrad import backend
 from minigrad.autograd import grad as _grad
+from minigrad.engine import no_grad
 from minigrad.tensor import Tensor
 
 
@@ -65,7 +66,6 @@ def gradcheck(fn, inputs, *, eps=1e-6, atol=1e-6, rtol=1e-4, mode="directional",
 
     def loss_with(v, values):
         """v . f(inputs with `values` substituted for the checked ones) (no graph)."""
-        from minigrad.engine import no_grad
         saved = [inputs[i].data for i in checked]
         try:
             for i, val in zip(checked, values):

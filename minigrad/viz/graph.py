@@ -171,7 +171,7 @@ def build(outputs) -> Graph:
 
 
 def _is_array(a) -> bool:
-    return type(a) in backend._by_type
+    return backend.is_array(a)
 
 
 def outputs_of(fn):
