@@ -5,7 +5,9 @@ Hypothesis draws the shapes (with broadcasting), axes, indices and values (kept 
 for each row; the tests below compare
 
   (a) forward values with the NumPy reference, in float64 and float32;
-  (b) gradients with central finite differences (`gradcheck`, float64, non-contiguous inputs);
+  (b) gradients with central finite differences (`gradcheck`, float64, non-contiguous inputs),
+      and second derivatives (`gradgradcheck`: the backward recorded under create_graph,
+      differentiated again, against finite differences of first-order gradients);
   (c) result dtype and shape with NumPy's (mixed float32/float64 inputs included), and gradient
       dtypes and shapes with the inputs';
   (d) bad input: ValueError/TypeError whose message names the op;
@@ -23,13 +25,13 @@ from typing import Callable
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import minigrad as mg
 from minigrad import backend
-from minigrad.testing import gradcheck
+from minigrad.testing import gradcheck, gradgradcheck
 from minigrad.testing import strategies as mst
 
 F64, F32 = np.dtype(np.float64), np.dtype(np.float32)
@@ -539,6 +541,18 @@ def test_gradcheck(name, data):
     case = data.draw(cases(row, F64), label="case")
     args = as_tensors(case, views=lambda a: data.draw(mst.views(a), label="view"))
     assert gradcheck(_checked(row, case), args)
+
+
+# (b2) second derivatives: the backward recorded under create_graph, differentiated again, against
+# finite differences of first-order gradients (gradgradcheck), every differentiable row --------
+
+@pytest.mark.parametrize("name", GRAD_NAMES)
+@settings(max_examples=8)
+@given(data=st.data())
+def test_gradgradcheck(name, data):
+    row = ROWS[name]
+    case = data.draw(cases(row, F64, small=True), label="case")
+    assert gradgradcheck(_checked(row, case), as_tensors(case))
 
 
 @pytest.mark.parametrize("name", ["div", "pow", "max", "logsumexp", "var", "matmul", "getitem",
