@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import numpy as np
 
+import minigrad as mg
 from minigrad import backend
 from minigrad.engine import Function
 from minigrad.ops import array_matmul
@@ -104,6 +105,82 @@ def _lengths(op, lengths, T, B):
     return a.astype(np.int64)
 
 
+# --- the composed twins: what create_graph differentiates ------------------------------------
+# A fused op's backward works on arrays only. Under create_graph=True (second derivatives, HVPs)
+# the engine re-runs the op's `composed` twin below, the same maths from minigrad primitives, and
+# differentiates that: one composed forward and backward more per op (a sequence op's twin runs
+# T composed steps), and the fused speed is lost for that pass only.
+
+def composed_lstm_step(gx, h, c, weight_hh):
+    a_i, a_f, a_g, a_o = mg.split(gx + h @ weight_hh.T, 4, axis=1)
+    c = mg.sigmoid(a_f) * c + mg.sigmoid(a_i) * mg.tanh(a_g)
+    return mg.sigmoid(a_o) * mg.tanh(c), c
+
+
+def composed_gru_step(gx, h, weight_hh, bias_hh, *, reset_after=False):
+    H = h.shape[1]
+    x_r, x_z, x_n = mg.split(gx, 3, axis=1)
+    if bias_hh is None:
+        bias_hh = mg.zeros(3 * H, dtype=gx.dtype, device=gx.device)
+    if reset_after:
+        h_r, h_z, h_n = mg.split(h @ weight_hh.T + bias_hh, 3, axis=1)
+        r, z = mg.sigmoid(x_r + h_r), mg.sigmoid(x_z + h_z)
+        n = mg.tanh(x_n + r * h_n)
+    else:
+        h_r, h_z = mg.split(h @ weight_hh[:2 * H].T + bias_hh[:2 * H], 2, axis=1)
+        r, z = mg.sigmoid(x_r + h_r), mg.sigmoid(x_z + h_z)
+        n = mg.tanh(x_n + (r * h) @ weight_hh[2 * H:].T + bias_hh[2 * H:])
+    return n + z * (h - n)
+
+
+def composed_rnn_step(gx, h, weight_hh, *, nonlinearity="tanh"):
+    a = gx + h @ weight_hh.T
+    return mg.relu(a) if nonlinearity == "relu" else mg.tanh(a)
+
+
+def _composed_loop(step, x, states, weight_ih, bias, lengths):
+    """The sequence twins' loop: step(gx_t, *states) -> new states (h first); outputs past each
+    sequence's end are zero and the final states are each row's at its own last step."""
+    T, B, _ = x.shape
+    states = [mg.zeros(B, s_h, dtype=x.dtype, device=x.device) if s is None else s
+              for s, s_h in states]
+    gx = x @ weight_ih.T if bias is None else x @ weight_ih.T + bias
+    outs, finals = [], list(states)
+    for t in range(T):
+        new = step(gx[t], *states)
+        states = list(new) if isinstance(new, tuple) else [new]
+        if lengths is None:
+            outs.append(states[0])
+            continue
+        keep = backend.to_device((t < lengths)[:, None], x.device)
+        last = backend.to_device((lengths == t + 1)[:, None], x.device)
+        outs.append(mg.where(keep, states[0], 0.0))
+        finals = [mg.where(last, s, f) for s, f in zip(states, finals)]
+    return (mg.stack(outs),) + tuple(states if lengths is None else finals)
+
+
+def composed_lstm_sequence(x, h0, c0, weight_ih, weight_hh, bias, *, lengths=None):
+    H = weight_hh.shape[1]
+    return _composed_loop(lambda g, h, c: composed_lstm_step(g, h, c, weight_hh), x,
+                          [(h0, H), (c0, H)], weight_ih, bias, lengths)
+
+
+def composed_gru_sequence(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, *, reset_after=False,
+                          lengths=None):
+    H = weight_hh.shape[1]
+    return _composed_loop(lambda g, h: composed_gru_step(g, h, weight_hh, bias_hh,
+                                                         reset_after=reset_after),
+                          x, [(h0, H)], weight_ih, bias_ih, lengths)
+
+
+def composed_rnn_sequence(x, h0, weight_ih, weight_hh, bias, *, nonlinearity="tanh",
+                          lengths=None):
+    H = weight_hh.shape[1]
+    return _composed_loop(lambda g, h: composed_rnn_step(g, h, weight_hh,
+                                                         nonlinearity=nonlinearity),
+                          x, [(h0, H)], weight_ih, bias, lengths)
+
+
 # --- one step -----------------------------------------------------------------------------------
 
 class LSTMStep(Function):
@@ -116,6 +193,8 @@ class LSTMStep(Function):
     Saves the activated gates (4 H per row: every derivative is a function of them), h and c
     (for gW and df) and tanh(c') (for do and dc): 7 (B, H) arrays, weight_hh aside.
     """
+
+    composed = staticmethod(composed_lstm_step)  # differentiated under create_graph
 
     def forward(self, gx, h, c, weight_hh):
         xp, H = self.xp, h.shape[1]
@@ -156,6 +235,8 @@ class GRUStep(Function):
     Saves the activated gates [r, z, n] (3 H per row), h, and r h (reset_after=False, for gW_hn)
     or h W_hn^T + b_hn (reset_after=True, for dr): 5 (B, H) arrays, the weights aside.
     """
+
+    composed = staticmethod(composed_gru_step)  # differentiated under create_graph
 
     def forward(self, gx, h, weight_hh, bias_hh, *, reset_after=False):
         xp, H = self.xp, h.shape[1]
@@ -210,6 +291,8 @@ class RNNStep(Function):
 
     Saves h' (the derivative is a function of it) and h (for gW): 2 (B, H) arrays.
     """
+
+    composed = staticmethod(composed_rnn_step)  # differentiated under create_graph
 
     def forward(self, gx, h, weight_hh, *, nonlinearity="tanh"):
         self.relu = nonlinearity == "relu"
@@ -346,6 +429,8 @@ class LSTMSequence(Function):
     its own last step.
     """
 
+    composed = staticmethod(composed_lstm_sequence)  # differentiated under create_graph
+
     def forward(self, x, h0, c0, weight_ih, weight_hh, bias, *, lengths=None):
         xp = self.xp
         T, B, I = x.shape
@@ -459,6 +544,8 @@ class GRUSequence(Function):
     gradients are the same; gates [r, z, n] (3 H) and r h (H, for gW_hn) are stored.
     Saves, per step, the gates, hn or r h, and h (H + 1); x and the weights: 5 (B, H) arrays.
     """
+
+    composed = staticmethod(composed_gru_sequence)  # differentiated under create_graph
 
     def forward(self, x, h0, weight_ih, weight_hh, bias_ih, bias_hh, *, reset_after=False,
                 lengths=None):
@@ -639,6 +726,8 @@ class RNNSequence(Function):
     Saves the states (H + 1 per step: the activation derivative is a function of them), x and
     the weights: one (B, H) array per step.
     """
+
+    composed = staticmethod(composed_rnn_sequence)  # differentiated under create_graph
 
     def forward(self, x, h0, weight_ih, weight_hh, bias, *, nonlinearity="tanh", lengths=None):
         xp = self.xp

@@ -13,25 +13,14 @@ import numpy as np
 
 import minigrad as mg
 from minigrad import backend
-from minigrad.engine import Function
 from minigrad.engine import state as _engine
 from rnn.cell import check_input, state_tensors
 
 
-class _Unstack(Function):
-    """outs = x[0], ..., x[T-1] (views);  gx = stack(gouts) (missing gouts arrive as zeros)"""
-    def forward(self, x):
-        return tuple(x[t] for t in range(x.shape[0]))
-
-    def backward(self, *gouts):
-        return self.xp.stack(gouts)
-
-
 def _steps(x):
-    """The T steps of x (T, ...) as T tensors through one op (slicing each would cost T ops and
-    T full-size gradient buffers in backward)."""
-    out = _Unstack.apply(x)
-    return out if isinstance(out, tuple) else (out,)
+    """The T steps of x (T, ...) as T tensors through one op, `mg.unstack` (slicing each would
+    cost T ops and T full-size gradient buffers in backward)."""
+    return mg.unstack(x)
 
 
 def _as_inputs(cell, inputs):
