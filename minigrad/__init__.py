@@ -8,8 +8,9 @@ tensor([2., 4., 6.], dtype=float32)
 """
 from minigrad import random
 from minigrad.backend import get_array_module, register_device
-from minigrad.engine import (AnomalyError, Function, GraphFreedError, detect_anomaly,
-                             enable_grad, is_grad_enabled, no_grad, tag_scope)
+from minigrad.modes import (AnomalyError, detect_anomaly, enable_grad, is_grad_enabled, no_grad,
+                            tag_scope)
+from minigrad.engine import Function, GraphFreedError
 from minigrad.tensor import Tensor
 from minigrad.functions import (abs, add, arange, argmax, argmin, astype,
                                 binary_cross_entropy_with_logits, broadcast_to, clip, concat,
@@ -48,7 +49,7 @@ def __getattr__(name):
     # Submodules and functions that live in modules users may not need are loaded on first use.
     import importlib
     if name in ("nn", "optim", "viz", "memory", "testing", "backend", "engine", "ops",
-                "functions", "autograd"):
+                "functions", "autograd", "modes"):
         return importlib.import_module(f"minigrad.{name}")
     if name in ("save", "load"):
         return getattr(importlib.import_module("minigrad.serialization"), name)

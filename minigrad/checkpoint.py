@@ -10,8 +10,8 @@ from __future__ import annotations
 import sys
 
 from minigrad import random
-from minigrad.engine import (Function, Identity, enable_grad, make_tensor, no_grad, run_backward,
-                             state)
+from minigrad.engine import Function, Identity, make_tensor, run_backward
+from minigrad.modes import enable_grad, no_grad, state
 from minigrad.tensor import Tensor
 
 __all__ = ["checkpoint"]

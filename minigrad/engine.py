@@ -1,6 +1,6 @@
 """The autograd engine: `Function` (one op), recording the graph, and the backward walk.
 
-Read in this order: the switches (`state`, `no_grad`, ...), `make_tensor`, `Function.apply`
+Read in this order: `make_tensor`, `Function.apply`
 (forward, then record the node), then `run_backward` and its named steps (count consumers, seed,
 run each node once every consumer has sent its gradient, send the results on, free) and
 `finish_leaves` (hooks, then `.grad`). With `create_graph=True` the walk runs every backward
@@ -10,74 +10,13 @@ apply ops) names that class with `use_tensor_class` when it loads.
 """
 from __future__ import annotations
 
-import contextlib
 import itertools
-import os
-import sys
 
 import numpy as np
 
-from minigrad.backend import array_types, device_of, get_array_module
-
-
-class state:
-    """Process-wide switches read by every op (not thread-safe, like the rest of minigrad)."""
-
-    grad_enabled = True
-    anomaly = False
-    tags = ()          # scope tags recorded on nodes, e.g. (("module", "cell"), ("time", 3))
-    tracker = None     # minigrad.memory tracker while one is active: hold(fn, inputs), release(fn)
-    collector = None   # list that gathers leaf tensors used (for checkpoint)
-    recorder = None    # mg.viz.record() while active: called as recorder(fn, inputs, results)
-
-
-@contextlib.contextmanager
-def switch(name: str, value):
-    """`state.<name>` set to `value` inside the block and restored after it (nests; also works
-    as a decorator, like every context manager below, which are all made with it)."""
-    prev = getattr(state, name)
-    setattr(state, name, value)
-    try:
-        yield
-    finally:
-        setattr(state, name, prev)
-
-
-def no_grad():
-    """Run ops without recording a graph (inference, optimizer updates).
-
-    >>> import minigrad as mg
-    >>> w = mg.tensor([1.0], requires_grad=True)
-    >>> with mg.no_grad():
-    ...     (w * 2).requires_grad
-    False
-    """
-    return switch("grad_enabled", False)
-
-
-def enable_grad():
-    """Record the graph again inside a `no_grad()` block."""
-    return switch("grad_enabled", True)
-
-
-def is_grad_enabled() -> bool:
-    """False inside `no_grad()` (unless an inner `enable_grad()` turned it back on)."""
-    return state.grad_enabled
-
-
-def detect_anomaly():
-    """Raise `AnomalyError` at the first op whose forward or backward yields NaN/Inf; the error
-    names the op and the line of user code that created it. Slow: use it to debug."""
-    return switch("anomaly", True)
-
-
-def tag_scope(key: str, value):
-    """Tag every node created inside with `(key, value)` (used to group drawings by module/time)."""
-    return switch("tags", state.tags + ((key, value),))
-
-
-class AnomalyError(RuntimeError):
-    """An op produced NaN or Inf while `detect_anomaly()` was active."""
+from minigrad.backend import array_types, device_of
+from minigrad.modes import (AnomalyError, all_finite, detect_anomaly, enable_grad,  # noqa: F401
+                            is_grad_enabled, no_grad, state, tag_scope, user_line)
 
 
 class GraphFreedError(RuntimeError):
@@ -295,8 +234,8 @@ def note_inplace(t) -> None:
 
 
 def _check_forward(fn, outs):
-    fn.origin = _user_line()
-    if not _all_finite(outs):
+    fn.origin = user_line()
+    if not all_finite(outs):
         raise AnomalyError(f"{fn.name} produced NaN/Inf in forward, created at {fn.origin}")
 
 
@@ -511,7 +450,7 @@ def _bad_backward(fn, gxs):
     if len(gxs) != len(fn.parents):
         raise RuntimeError(f"{fn.name}.backward returned {len(gxs)} gradients for "
                            f"{len(fn.parents)} inputs")
-    if not _all_finite([getattr(g, "data", g) for g in gxs]):
+    if not all_finite([getattr(g, "data", g) for g in gxs]):
         raise AnomalyError(f"{fn.name} produced NaN/Inf in backward, created at {fn.origin}")
 
 
@@ -652,27 +591,3 @@ def _run_hooks(hooks, g, graph):
         if r is not None:
             g = r if graph else (r.data if isinstance(r, Tensor) else r)
     return g
-
-
-# --- anomaly mode ----------------------------------------------------------------------------
-
-_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# frames in these folders are library code: anomaly mode reports the first frame outside them
-_PKG_DIRS = (os.path.join(_ROOT, "minigrad") + os.sep, os.path.join(_ROOT, "rnn") + os.sep)
-
-
-def _user_line() -> str:
-    """'file:line' of the innermost frame outside minigrad and rnn: the user's line."""
-    f = sys._getframe(1)
-    while f is not None and os.path.abspath(f.f_code.co_filename).startswith(_PKG_DIRS):
-        f = f.f_back
-    if f is None:
-        return "<unknown>"
-    return f"{f.f_code.co_filename}:{f.f_lineno}"
-
-
-def _all_finite(arrays) -> bool:
-    for a in arrays:
-        if a is not None and not bool(get_array_module(a).isfinite(a).all()):
-            return False
-    return True

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import weakref
 
-from minigrad.engine import state
+from minigrad.modes import state
 from minigrad.tensor import Tensor
 
 __all__ = ["Tracker", "track", "summary", "Summary", "saved_arrays"]

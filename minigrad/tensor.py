@@ -10,7 +10,8 @@ import weakref
 import numpy as np
 
 from minigrad import backend, engine, functions as F
-from minigrad.engine import make_tensor, run_backward, state
+from minigrad.engine import make_tensor, run_backward
+from minigrad.modes import state
 from minigrad.ops import (Abs, Add, Div, Exp, Log, MatMul, Mul, Neg, Pow, Relu, Reshape, Sigmoid,
                           Softplus, Sqrt, Sub, Tanh, ToDevice, Transpose)
 

@@ -18,7 +18,7 @@ from typing import Callable, Iterator, NamedTuple
 import numpy as np
 
 from minigrad import backend
-from minigrad.engine import state
+from minigrad.modes import state
 from minigrad.tensor import Tensor
 
 

@@ -20,7 +20,7 @@ import math
 import numpy as np
 
 from minigrad import backend
-from minigrad.engine import no_grad
+from minigrad.modes import no_grad
 from minigrad.tensor import Tensor
 
 __all__ = ["Adagrad", "Adam", "AdamW", "Optimizer", "RMSprop", "SGD"]

@@ -11,7 +11,7 @@ import numpy as np
 
 from minigrad import backend
 from minigrad.autograd import grad as _grad
-from minigrad.engine import no_grad
+from minigrad.modes import enable_grad, no_grad
 from minigrad.tensor import Tensor
 
 
@@ -151,8 +151,6 @@ def gradgradcheck(fn, inputs, *, eps=1e-6, atol=1e-5, rtol=1e-4, mode="direction
     >>> gradgradcheck(lambda x: mg.tanh(x) * x, [x])
     True
     """
-    from minigrad.engine import enable_grad
-
     inputs = list(inputs)
     checked = [i for i, t in enumerate(inputs) if isinstance(t, Tensor) and t.requires_grad]
     if not checked:

@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from minigrad import backend
-from minigrad.engine import Function, state
+from minigrad.engine import Function
+from minigrad.modes import state
 from minigrad.nn.module import Parameter
 from minigrad.tensor import Tensor
 
