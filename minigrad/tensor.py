@@ -1,7 +1,8 @@
 """`Tensor`: an array (NumPy or CuPy) plus what autograd needs to know about it, and its operators.
 
-Every operator and method applies an op of `minigrad.ops` (a primitive) or calls a function of
-`minigrad.functions`; `x + y` is `Add.apply(x, y)`, written below as `__add__`.
+Every operator applies an op of `minigrad.ops`: `x + y` is `Add.apply(x, y)`, written below as
+`__add__`. Shape, conversions, the named methods (`x.exp()`) and in-place changes come from
+`TensorMethods` (minigrad.tensor_methods).
 """
 from __future__ import annotations
 
@@ -11,12 +12,11 @@ import numpy as np
 
 from minigrad import backend, engine, functions as F
 from minigrad.engine import make_tensor, run_backward
-from minigrad.modes import state
-from minigrad.ops import (Abs, Add, Div, Exp, Log, MatMul, Mul, Neg, Pow, Relu, Reshape, Sigmoid,
-                          Softplus, Sqrt, Sub, Tanh, ToDevice, Transpose)
+from minigrad.ops import Abs, Add, Div, MatMul, Mul, Neg, Pow, Sub
+from minigrad.tensor_methods import TensorMethods
 
 
-class Tensor:
+class Tensor(TensorMethods):
     """An n-dimensional array that can record the ops applied to it for reverse-mode autodiff.
 
     `data` is the raw backend array (NumPy or CuPy), writable in place and assignable; `grad` is a
@@ -34,52 +34,6 @@ class Tensor:
         make_tensor(data, bool(requires_grad), into=self)
         self.name = name
 
-    shape = property(lambda self: tuple(self.data.shape))
-    ndim = property(lambda self: self.data.ndim)
-    dtype = property(lambda self: self.data.dtype)
-    size = property(lambda self: self.data.size)
-    device = property(lambda self: backend.device_of(self.data).name)
-    is_leaf = property(lambda self: self._node is None)
-    grad_fn = property(lambda self: self._node)
-
-    def __len__(self):
-        return len(self.data)
-
-    def __repr__(self):
-        extra = ", requires_grad=True" if self.requires_grad else ""
-        if self._node is not None:
-            extra += f", grad_fn={self._node.name}"
-        if self.name:
-            extra += f", name={self.name!r}"
-        dev = self.device
-        if dev != "cpu":
-            extra += f", device='{dev}'"
-        body = np.array2string(self.numpy(), separator=", ", prefix="tensor(")
-        return f"tensor({body}, dtype={self.dtype}{extra})"
-
-    def numpy(self) -> np.ndarray:
-        """A host NumPy copy of the data."""
-        return np.array(backend.to_host(self.data), copy=True)
-
-    def item(self):
-        if self.data.size != 1:
-            raise ValueError(f"item: tensor of shape {self.shape} has {self.data.size} elements")
-        return self.data.item()
-
-    def tolist(self):
-        return backend.to_host(self.data).tolist()
-
-    def __float__(self):
-        return float(self.item())
-
-    def __int__(self):
-        return int(self.item())
-
-    def __bool__(self):
-        if self.data.size != 1:
-            raise ValueError(f"the truth value of a tensor of shape {self.shape} is ambiguous")
-        return bool(self.item())
-
     def __hash__(self):
         return id(self)
 
@@ -88,14 +42,6 @@ class Tensor:
     def detach(self) -> Tensor:
         """The same data, cut from the graph."""
         return make_tensor(self.data)
-
-    def to(self, device) -> Tensor:
-        """This tensor on `device` (a differentiable copy, or self when already there)."""
-        dev = backend.get_device(device)
-        return self if dev is backend.device_of(self.data) else ToDevice.apply(self, device=dev)
-
-    def cpu(self) -> Tensor:
-        return self.to("cpu")
 
     # --- autograd --------------------------------------------------------------------------
     def backward(self, grad=None, retain_graph=None, create_graph=False) -> None:
@@ -159,7 +105,6 @@ class Tensor:
             raise RuntimeError("requires_grad_(False) on a non-leaf tensor: use .detach()")
         self.requires_grad = flag
         return self
-
     # --- operators -------------------------------------------------------------------------
     def __add__(self, other):
         return Add.apply(self, other)
@@ -231,151 +176,6 @@ class Tensor:
 
     def __ne__(self, other):
         return self._compare(other, backend.get_array_module(self.data).not_equal)
-
-    # --- methods: the functions of minigrad.functions with this tensor first ----------------
-    def exp(self):
-        return Exp.apply(self)
-
-    def log(self):
-        return Log.apply(self)
-
-    def sqrt(self):
-        return Sqrt.apply(self)
-
-    def tanh(self):
-        return Tanh.apply(self)
-
-    def sigmoid(self):
-        return Sigmoid.apply(self)
-
-    def relu(self):
-        return Relu.apply(self)
-
-    def softplus(self):
-        return Softplus.apply(self)
-
-    def abs(self):
-        return Abs.apply(self)
-
-    def pow(self, y):
-        return Pow.apply(self, y)
-
-    def matmul(self, y):
-        return MatMul.apply(self, y)
-
-    def reshape(self, *shape):
-        return F.reshape(self, *shape)
-
-    def transpose(self, *axes):
-        return F.transpose(self, *axes)
-
-    @property
-    def T(self):
-        return Transpose.apply(self, axes=None)
-
-    def flatten(self):
-        return Reshape.apply(self, shape=(-1,))
-
-    def astype(self, dtype):
-        return F.astype(self, dtype)
-
-    sum = F.sum
-    mean = F.mean
-    max = F.max
-    min = F.min
-    var = F.var
-    logsumexp = F.logsumexp
-    softmax = F.softmax
-    log_softmax = F.log_softmax
-    swapaxes = F.swapaxes
-    expand_dims = unsqueeze = F.expand_dims
-    squeeze = F.squeeze
-    broadcast_to = F.broadcast_to
-    split = F.split
-    flip = F.flip
-    roll = F.roll
-    clip = F.clip
-    gather = F.gather
-    take = F.take
-    leaky_relu = F.leaky_relu
-    elu = F.elu
-    maximum = F.maximum
-    minimum = F.minimum
-    argmax = F.argmax
-    argmin = F.argmin
-    topk = F.topk
-
-    # --- in place --------------------------------------------------------------------------
-    # Allowed off the graph (tensors that need no gradient, or inside no_grad) and counted in
-    # `_version`, so backward refuses an array that was saved and then changed. On a tensor that
-    # requires grad under grad mode, `x += y` (and -=, *=, /=) rebinds x to the out-of-place
-    # result, a new node; setitem, copy_, add_, ... raise. Writes to `.data` are not counted.
-    def _inplace(self, opname, fn):
-        if state.grad_enabled and self.requires_grad:
-            raise RuntimeError(f"{opname}: in-place change of a tensor that requires grad; "
-                               "wrap it in mg.no_grad() or use the out-of-place op")
-        fn()
-        self._version += 1
-        if self._node is not None:  # the op that made self may have saved its array
-            engine.note_inplace(self)
-        return self
-
-    def __setitem__(self, index, value):
-        value = value.data if isinstance(value, Tensor) else value
-        index = F.raw_index(index)
-
-        def do():
-            self.data[index] = value
-        self._inplace("__setitem__", do)
-
-    def _iop(self, other, name, ufunc_name, out_of_place):
-        if state.grad_enabled and self.requires_grad:
-            return out_of_place(self, other)
-        o = other.data if isinstance(other, Tensor) else other
-        ufunc = getattr(backend.get_array_module(self.data), ufunc_name)
-        return self._inplace(name, lambda: ufunc(self.data, o, out=self.data))
-
-    def __iadd__(self, other):
-        return self._iop(other, "__iadd__", "add", Tensor.__add__)
-
-    def __isub__(self, other):
-        return self._iop(other, "__isub__", "subtract", Tensor.__sub__)
-
-    def __imul__(self, other):
-        return self._iop(other, "__imul__", "multiply", Tensor.__mul__)
-
-    def __itruediv__(self, other):
-        return self._iop(other, "__itruediv__", "divide", Tensor.__truediv__)
-
-    def zero_(self) -> Tensor:
-        return self._inplace("zero_", lambda: self.data.fill(0))
-
-    def fill_(self, value) -> Tensor:
-        return self._inplace("fill_", lambda: self.data.fill(value))
-
-    def copy_(self, src) -> Tensor:
-        s = src.data if isinstance(src, Tensor) else src
-
-        def do():
-            self.data[...] = s
-        return self._inplace("copy_", do)
-
-    def add_(self, other, alpha=1.0) -> Tensor:
-        o = other.data if isinstance(other, Tensor) else other
-
-        def do():
-            if alpha == 1.0:
-                self.data += o
-            else:
-                self.data += alpha * o
-        return self._inplace("add_", do)
-
-    def mul_(self, other) -> Tensor:
-        o = other.data if isinstance(other, Tensor) else other
-
-        def do():
-            self.data *= o
-        return self._inplace("mul_", do)
 
 
 engine.use_tensor_class(Tensor)
