@@ -3,7 +3,10 @@ multi-output ops, shared values, anomaly mode, in-place detection and input erro
 
 References: NumPy maths done by hand in each test, or central finite differences (gradcheck).
 """
+import ast
 import gc
+import pathlib
+import re
 import weakref
 
 import numpy as np
@@ -450,3 +453,46 @@ def test_bad_inputs_name_the_op_and_shapes():
         mg.exp("x")
     with pytest.raises(TypeError, match="Mul: unsupported input type dict"):
         mg.mul(a, {})
+
+
+# --- the core's shape: docs/engine.md runs, modules import in dependency order -----------------
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+
+def test_docs_engine_blocks_run_each_alone():
+    doc = (ROOT / "docs" / "engine.md").read_text()
+    blocks = re.findall(r"^```python\n(.*?)^```", doc, re.S | re.M)
+    assert len(blocks) >= 3
+    for k, src in enumerate(blocks):
+        exec(compile(src, f"docs/engine.md block {k}", "exec"), {"__name__": f"engine_md_{k}"})
+
+
+def test_minigrad_modules_import_only_modules_below_them():
+    """No import cycle among minigrad's modules, and no private name imported from another."""
+    deps = {}
+    for path in (ROOT / "minigrad").rglob("*.py"):
+        name = ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+        found = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("minigrad"):
+                for a in node.names:
+                    assert not a.name.startswith("_"), f"{name} imports {node.module}.{a.name}"
+                    sub = f"{node.module}.{a.name}"
+                    found.add(sub if node.module == "minigrad" else node.module)
+        deps[name] = found - {name}
+    done, stack = set(), []
+
+    def visit(m):
+        assert m not in stack, "import cycle: " + " -> ".join(stack[stack.index(m):] + [m])
+        if m in done or m not in deps:
+            return
+        stack.append(m)
+        for d in deps[m]:
+            visit(d)
+        stack.pop()
+        done.add(m)
+
+    for m in deps:
+        if m != "minigrad":          # the package __init__ re-exports everything
+            visit(m)
