@@ -31,7 +31,7 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
     >>> x = mg.tensor(2.0, dtype="float64", requires_grad=True)
     >>> (dx,) = mg.grad(x ** 3, [x], create_graph=True)     # 3 x^2
     >>> mg.grad(dx, x)                                        # 6 x
-    tensor(12.)
+    tensor(12., dtype=float64)
     """
     single = isinstance(inputs, Tensor)
     outputs, grad_outputs = roots_and_grads("grad", outputs, grad_outputs)
@@ -139,13 +139,14 @@ def vjp(f, inputs, v=None, create_graph=False):
     >>> x = mg.tensor([1.0, 2.0], dtype="float64")
     >>> out, (g,) = mg.vjp(lambda x: x * x, [x], [mg.ones(2, dtype="float64")])
     >>> g
-    tensor([2., 4.])
+    tensor([2., 4.], dtype=float64)
     """
     xs, single = _inputs("vjp", inputs)
     outs = _outputs("vjp", f(*xs))
     vs = roots_and_grads("vjp", outs, v, ("outputs", "v"))[1]
     vs = [seed_grad(o, g, "vjp", True) for o, g in zip(outs, vs)]
     gs = _grads(outs, xs, vs, create_graph)
+    outs = outs if create_graph else [o.detach() for o in outs]
     out = outs[0] if len(outs) == 1 else tuple(outs)
     return out, (gs[0] if single else tuple(gs))
 
@@ -160,7 +161,7 @@ def jvp(f, inputs, v):
     >>> x = mg.tensor([1.0, 2.0], dtype="float64")
     >>> out, jv = mg.jvp(lambda x: x * x, [x], [mg.ones(2, dtype="float64")])
     >>> jv
-    tensor([2., 4.])
+    tensor([2., 4.], dtype=float64)
     """
     xs, single = _inputs("jvp", inputs)
     vs = [v] if isinstance(v, Tensor) else list(v)
@@ -175,7 +176,7 @@ def jvp(f, inputs, v):
     else:
         got = [None] * len(us)
     jv = [make_tensor(o.data * 0) if j is None else j for j, o in zip(got, outs)]
-    out = outs[0] if len(outs) == 1 else tuple(outs)
+    out = outs[0].detach() if len(outs) == 1 else tuple(o.detach() for o in outs)
     return out, (jv[0] if len(jv) == 1 else tuple(jv))
 
 
@@ -188,7 +189,7 @@ def jacobian(f, inputs):
     >>> x = mg.tensor([1.0, 2.0], dtype="float64")
     >>> mg.jacobian(lambda x: x * x, x)
     tensor([[2., 0.],
-            [0., 4.]])
+            [0., 4.]], dtype=float64)
     """
     xs, single = _inputs("jacobian", inputs)
     outs = _outputs("jacobian", f(*xs))
@@ -218,7 +219,7 @@ def hvp(f, inputs, v):
     >>> x = mg.tensor([1.0, 2.0], dtype="float64")
     >>> out, hv = mg.hvp(lambda x: (x ** 3).sum(), [x], [mg.ones(2, dtype="float64")])
     >>> hv                                              # 6 x * v
-    (tensor([ 6., 12.]),)
+    (tensor([ 6., 12.], dtype=float64),)
     """
     xs, single = _inputs("hvp", inputs)
     vs = [v] if isinstance(v, Tensor) else list(v)
@@ -232,10 +233,10 @@ def hvp(f, inputs, v):
     live = [(g, seed_grad(x, w, "hvp")) for g, x, w in zip(gs, xs, vs) if g.requires_grad]
     zeros = [make_tensor(x.data * 0) for x in xs]
     if not live:
-        return out, (zeros[0] if single else tuple(zeros))
+        return out.detach(), (zeros[0] if single else tuple(zeros))
     got = grad([g for g, _ in live], xs, [w for _, w in live], allow_unused=True)
     hv = [z if g is None else g for g, z in zip(got, zeros)]
-    return out, (hv[0] if single else tuple(hv))
+    return out.detach(), (hv[0] if single else tuple(hv))
 
 
 def hessian(f, inputs):
@@ -247,7 +248,7 @@ def hessian(f, inputs):
     >>> x = mg.tensor([1.0, 2.0], dtype="float64")
     >>> mg.hessian(lambda x: (x ** 3).sum(), x)
     tensor([[ 6.,  0.],
-            [ 0., 12.]])
+            [ 0., 12.]], dtype=float64)
     """
     xs, single = _inputs("hessian", inputs)
     out = f(*xs)

@@ -360,3 +360,12 @@ def test_a_create_graph_backward_leaves_no_reference_cycle():
         assert node() is None and gnode() is None     # freed by reference counting alone
     finally:
         gc.enable()
+
+
+def test_docstring_examples_of_the_transforms_and_gradgradcheck_run():
+    import doctest
+    import importlib
+    for name in ("minigrad.autograd", "minigrad.testing.gradcheck"):
+        result = doctest.testmod(importlib.import_module(name), extraglobs={"mg": mg, "np": np},
+                                 optionflags=doctest.NORMALIZE_WHITESPACE)
+        assert result.attempted >= 5 and result.failed == 0, name
