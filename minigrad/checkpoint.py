@@ -126,15 +126,10 @@ class _Checkpoint(Function):
             xs = [Identity.apply(t) if needs[i] else t for i, t in enumerate(self.saved)]
         else:
             xs = [make_tensor(a, bool(needs[i])) for i, a in enumerate(self.saved)]
-        # hooks on the parameters belong to the outer backward (they see the summed gradient):
-        # keep them from running inside this one as well
-        hooks = [p._hooks for p in self.params]
         now_rng, now_tags = random.get_state(), state.tags
         random.set_state(self.rng_state)
         state.tags = self.scope
         try:
-            for p in self.params:
-                p._hooks = None
             with enable_grad():
                 out = self.fn(*_with(self.args, self.slots, xs))
             outs = [out] if isinstance(out, Tensor) else [o for o in out if isinstance(o, Tensor)]
@@ -145,8 +140,6 @@ class _Checkpoint(Function):
                                create_graph=graph, capture=wrt, stop_at_capture=True
                                ) if live else [None] * len(wrt)
         finally:
-            for p, h in zip(self.params, hooks):
-                p._hooks = h
             random.set_state(now_rng)
             state.tags = now_tags
         grads = [None] * len(self.parents)

@@ -367,9 +367,9 @@ def run_backward(roots, seeds, *, retain_graph=False, create_graph=False, captur
         state.grad_enabled, state.tags = prev_grad, prev_tags
     if capture is None:
         return leaves
-    for k, t in enumerate(capture):
+    for k, t in enumerate(capture):  # with stop_at_capture, their hooks are the outer pass's
         if t._node is None and id(t) in leaves:
-            captured[k] = finish_leaf(t, leaves[id(t)], run_hooks)
+            captured[k] = finish_leaf(t, leaves[id(t)], run_hooks and not stop_at_capture)
     return captured
 
 

@@ -25,6 +25,14 @@ class TensorMethods:
     device = property(lambda self: backend.device_of(self.data).name)
     is_leaf = property(lambda self: self._node is None)
     grad_fn = property(lambda self: self._node)
+    output_index = property(lambda self: self._idx)   # which output of grad_fn this tensor is
+
+    def bump_version(self) -> None:
+        """Count an in-place change made through `.data`: backward then refuses a graph that
+        saved the old array instead of computing with the new one."""
+        self._version += 1
+        if self._node is not None:
+            engine.note_inplace(self)
 
     def __len__(self):
         return len(self.data)

@@ -32,7 +32,7 @@ def _check(t, op):
 def _write(t: Tensor, host) -> Tensor:
     # in place, off the graph, and counted: a graph that saved the old values will refuse backward
     t.data[...] = backend.to_device(np.asarray(host, dtype=t.dtype), backend.device_of(t.data))
-    t._version += 1
+    t.bump_version()
     return t
 
 

@@ -278,7 +278,7 @@ class Module:
             t = own[k]
             # in place, and counted, so a graph that saved the old values refuses to backprop
             t.data[...] = backend.to_device(v.astype(t.dtype), backend.device_of(t.data))
-            t._version += 1
+            t.bump_version()
         return IncompatibleKeys(missing, unexpected)
 
     def extra_repr(self) -> str:

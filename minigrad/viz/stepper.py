@@ -127,7 +127,7 @@ class Stepper:
             edge_text.update(self.edge_grads(s))
         marks[g.op_id(step.node)] = "current"
         for k, t in enumerate(self.roots):
-            edge_text[(g.op_id(t._node), f"out{k}", -1)] = "g = " + fmt_value(self.seeds[k])
+            edge_text[(g.op_id(t.grad_fn), f"out{k}", -1)] = "g = " + fmt_value(self.seeds[k])
         return {"marks": marks, "edge_text": edge_text, "op_grads": op_grads}
 
     def edge_grads(self, step: BackwardStep) -> dict:
