@@ -63,7 +63,8 @@ class Function:
     arrays and Tensors share may declare `differentiable_backward = True`; the engine then runs it
     on Tensors (the saved inputs and outputs as the live tensors, `self.xp` as `tensor_xp`).
     Otherwise a `composed` staticmethod, taking the op's inputs (Tensors) and keywords and
-    returning its outputs built from differentiable ops, is re-run and differentiated instead.
+    returning its outputs built from differentiable ops, is re-run and differentiated instead
+    (a node of such an op keeps its input tensors until its backward ran, to re-run it).
     """
 
     # parents: None when the node is not recorded, else per input None (no gradient),
@@ -335,6 +336,8 @@ def run_backward(roots, seeds, *, retain_graph=False, create_graph=False, captur
             if not retain_graph:  # free: this node's backward will not run again
                 fn.saved = ()
                 fn.freed = True
+                if fn.inputs is not None:  # kept for a composed twin (create_graph) only
+                    fn.inputs = None
                 if tracker is not None:
                     tracker.release(fn)
             # accumulate: each input's gradient goes to the node (or leaf) that made it; a node

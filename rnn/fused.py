@@ -109,7 +109,10 @@ def _lengths(op, lengths, T, B):
 # A fused op's backward works on arrays only. Under create_graph=True (second derivatives, HVPs)
 # the engine re-runs the op's `composed` twin below, the same maths from minigrad primitives, and
 # differentiates that: one composed forward and backward more per op (a sequence op's twin runs
-# T composed steps), and the fused speed is lost for that pass only.
+# T composed steps), and the fused speed is lost for that pass only. To re-run the twin, a node
+# keeps its input tensors until its backward ran: for the step kernels that is one more (B, G H)
+# array per step (the projected input gx_t, which they do not save), for the sequence kernels
+# only h0, c0 and the biases.
 
 def composed_lstm_step(gx, h, c, weight_hh):
     a_i, a_f, a_g, a_o = mg.split(gx + h @ weight_hh.T, 4, axis=1)
