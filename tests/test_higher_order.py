@@ -369,3 +369,18 @@ def test_docstring_examples_of_the_transforms_and_gradgradcheck_run():
         result = doctest.testmod(importlib.import_module(name), extraglobs={"mg": mg, "np": np},
                                  optionflags=doctest.NORMALIZE_WHITESPACE)
         assert result.attempted >= 5 and result.failed == 0, name
+
+
+def test_a_fused_node_drops_the_inputs_kept_for_its_twin_after_backward():
+    rng = np.random.default_rng(11)
+    B, H = 2, 3
+    gx = t64(rng.standard_normal((B, 4 * H)))
+    h, c = t64(rng.standard_normal((B, H))), t64(rng.standard_normal((B, H)))
+    w = t64(rng.standard_normal((4 * H, H)))
+    gx_t = gx * 1.0                                  # a non-leaf input, as unroll's steps are
+    h1, c1 = fused.lstm_step(gx_t, h, c, w)
+    ref = weakref.ref(gx_t)
+    del gx_t
+    assert ref() is not None                         # kept: a create_graph pass may re-run the twin
+    (h1.sum() + c1.sum()).backward()
+    assert ref() is None                             # dropped with the node's saved arrays
