@@ -384,3 +384,26 @@ def test_a_fused_node_drops_the_inputs_kept_for_its_twin_after_backward():
     assert ref() is not None                         # kept: a create_graph pass may re-run the twin
     (h1.sum() + c1.sum()).backward()
     assert ref() is None                             # dropped with the node's saved arrays
+
+
+def test_second_derivatives_on_the_fake_device_equal_the_cpus():
+    # the fake device refuses any NumPy call on its arrays: the create_graph path (TensorArrays,
+    # ScatterAdd, constants) must stay on the inputs' device
+    rng = np.random.default_rng(12)
+    a, w0 = rng.standard_normal((3, 4)), rng.standard_normal((4, 5))
+    targets = np.array([0, 4, 2])
+    v = rng.standard_normal((3, 4))
+
+    def hv(device):
+        x = mg.tensor(a, requires_grad=True, device=device)
+        w = mg.tensor(w0, requires_grad=True, device=device)
+        t = mg.tensor(targets, device=device)
+        h = mg.sigmoid(x[:, [0, 1, 1, 3]]) * mg.tanh(x)
+        loss = mg.cross_entropy(mg.log_softmax(h @ w, axis=-1), t.data) + mg.logsumexp(h).sum()
+        (gx,) = mg.grad(loss, [x], create_graph=True)
+        (hx, hw) = mg.grad((gx * mg.tensor(v, device=device)).sum(), [x, w])
+        assert hx.device == device
+        return hx.numpy(), hw.numpy()
+
+    for got, want in zip(hv("fake"), hv("cpu")):
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-14)
