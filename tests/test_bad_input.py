@@ -245,3 +245,36 @@ def test_bad_file_calls(tmp_path):
 def test_table_size():
     # the table covers every optimizer, schedule, clipping function, initialiser and layer
     assert len(TABLE) >= 120
+
+
+def _gradcheck_rows():
+    from minigrad.testing import gradcheck
+
+    def x():
+        return mg.tensor(np.array([0.3, -0.2]), requires_grad=True)
+    cases = [
+        lambda t: gradcheck(mg.tanh, [t], n_directions=0),
+        lambda t: gradcheck(mg.tanh, [t], n_directions=1.5),
+        lambda t: gradcheck(mg.tanh, [t], eps=0.0),
+        lambda t: gradcheck(mg.tanh, [t], eps=NAN),
+        lambda t: gradcheck(mg.tanh, [t], atol=-1.0),
+        lambda t: gradcheck(mg.tanh, [t], rtol=INF),
+        lambda t: gradcheck(mg.tanh, [t], mode="all"),
+        lambda t: gradcheck("tanh", [t]),
+        lambda t: gradcheck(mg.tanh, t),
+        lambda t: gradcheck(mg.tanh, [mg.tensor(np.array([0.3]))]),
+        lambda t: gradcheck(mg.tanh, [mg.tensor(np.array([0.3], np.float32),
+                                                requires_grad=True)]),
+    ]
+    return [(f"gradcheck-{i}", (TypeError, ValueError), "gradcheck",
+             lambda call=call: (lambda t=x(): call(t), []))
+            for i, call in enumerate(cases)]
+
+
+GRADCHECK_ROWS = _gradcheck_rows()
+
+
+@pytest.mark.parametrize("row", GRADCHECK_ROWS, ids=[r[0] for r in GRADCHECK_ROWS])
+def test_bad_gradcheck_call(row):
+    _, exc, fragment, make = row
+    _check_row(exc, fragment, make)
