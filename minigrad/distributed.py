@@ -147,8 +147,8 @@ def shard(n: int, rank: int, size: int, *, seed: int | None = None, epoch: int =
 
     * "drop": m = n // size; the last n % size of the order are left out of this epoch (with a
       seed, other examples each epoch); every example is seen at most once.
-    * "pad": m = ceil(n / size); the order is extended by repeating its first examples, so every
-      example is seen at least once and m * size - n of them twice.
+    * "pad": m = ceil(n / size); the order is repeated from its start to fill m * size places,
+      so every example is seen at least once (and, when n >= size, m * size - n of them twice).
 
     >>> import minigrad as mg
     >>> [mg.distributed.shard(10, r, 3).tolist() for r in range(3)]
