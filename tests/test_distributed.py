@@ -36,7 +36,10 @@ def mpi_missing():
     return None
 
 
-needs_mpi = pytest.mark.skipif(mpi_missing() is not None, reason=f"MPI: {mpi_missing()}")
+# CI installs the dist extra and sets MINIGRAD_REQUIRE_MPI=1: there a missing MPI is a failure
+REQUIRED = os.environ.get("MINIGRAD_REQUIRE_MPI") == "1"
+needs_mpi = pytest.mark.skipif(mpi_missing() is not None and not REQUIRED,
+                               reason=f"MPI: {mpi_missing()}")
 
 
 def plain_env():
@@ -49,6 +52,8 @@ def plain_env():
 
 def mpirun(n, args, expect_ok=True):
     """Run `python args...` on n processes with mpiexec from the repository root."""
+    if mpi_missing():
+        pytest.fail(f"MPI required (MINIGRAD_REQUIRE_MPI=1) but {mpi_missing()}")
     exe = find_mpiexec()
     cmd = [exe]
     version = subprocess.run([exe, "--version"], capture_output=True, text=True).stdout
@@ -220,7 +225,7 @@ def test_data_parallel_rejects_bad_arguments():
 def two_ranks(tmp_path_factory):
     """Every case of dist_scripts/cases.py, data-parallel on 2 processes (one mpiexec run)."""
     if mpi_missing():
-        pytest.skip(f"MPI: {mpi_missing()}")
+        (pytest.fail if REQUIRED else pytest.skip)(f"MPI: {mpi_missing()}")
     out = tmp_path_factory.mktemp("equivalence")
     mpirun(2, [SCRIPTS / "equivalence.py", out])
     return [mg.load(out / f"rank{r}.npz") for r in range(2)]
