@@ -346,3 +346,27 @@ def test_demo_trains_data_parallel(tmp_path):
                "--load", ckpt] + small)
     more = json.loads((tmp_path / "more" / "results.json").read_text())
     assert more["steps"] == 28
+
+
+def doc_blocks():
+    import re
+    text = (ROOT / "docs" / "distributed.md").read_text()
+    return re.findall(r"^```python\n(.*?)^```", text, re.S | re.M)
+
+
+def test_doc_examples_run_alone_in_a_plain_process():
+    blocks = doc_blocks()
+    assert blocks
+    for k, src in enumerate(blocks):
+        out = subprocess.run([sys.executable, "-c", src], cwd=ROOT, env=plain_env(),
+                             capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, f"docs/distributed.md block {k}:\n{out.stderr}"
+    assert "rank 0 of 1" in out.stdout
+
+
+@needs_mpi
+def test_doc_example_runs_unchanged_on_two_processes(tmp_path):
+    script = tmp_path / "loop.py"
+    script.write_text(doc_blocks()[0])
+    out = mpirun(2, [script]).stdout
+    assert "rank 0 of 2" in out and "rank 1 of 2" in out
