@@ -9,14 +9,17 @@ Run from the repository root (MPI from `pip install -e ".[dist]"`):
 Each row is one `mpiexec -n P` run of this file in worker mode: a char-LM-shaped model
 (Embedding(80, E), fused LSTMCell(E, H), Linear(H, 80), float32) trained with TBPTT windows of k
 characters on random text, Adam and gradient clipping, with the same global batch of B streams
-split over the P processes (strong scaling: P processes share one update's work). Every update
+split over the P processes. Every update
 is timed on rank 0 after warm-up; the table gives the median update time as updates/s, the
-characters per second over all ranks (B k / update time), the median time inside the allreduce
-calls (waiting for the slower rank included) and its share of the update, the median time of
-`average_gradients` (packing, host copies and the allreduce), and the ratios to the 1-process
-row. The "2 x 1" rows are strong scaling (B streams shared by two processes) and weak scaling
-(2B streams, B per process: more characters per update); "1 x 2" is one process with a
-two-thread BLAS, the other way to use two cores. Every process has one BLAS thread otherwise.
+characters per second over all ranks (B k / update time), the median wait for the slower rank
+before the gradients are averaged (a barrier, timed apart so that the next columns hold the
+communication alone), the median time inside the allreduce calls and its share of the update,
+the median time of `average_gradients` (packing, host copies and the allreduce), the median (and
+least) time of a bare allreduce of the same bytes with no training around it (the transfer's own
+cost at that moment), and the ratios to the 1-process row. The "2 x 1" rows are
+strong scaling (B streams shared by two processes) and weak scaling (2B streams, B per process:
+more characters per update); "1 x 2" is one process with a two-thread BLAS, the other way to use
+two cores. Every process has one BLAS thread otherwise.
 
 What the figures mean, and the cost of a ring allreduce on N machines: docs/distributed.md.
 """
@@ -69,7 +72,7 @@ def worker(config: str, steps: int, warmup: int, scale: int) -> None:
     dp = mg.distributed.DataParallel(model)
     params = model.parameters()
     opt = mg.optim.Adam(params, lr=1e-3)
-    state, update_times, reduce_times, sync_times = None, [], [], []
+    state, update_times, reduce_times, sync_times, wait_times = None, [], [], [], []
     for i in range(warmup + steps):
         group.barrier()  # every update starts together: its time is the slowest rank's
         start = time.perf_counter()
@@ -80,6 +83,8 @@ def worker(config: str, steps: int, warmup: int, scale: int) -> None:
         loss = rnn.sequence_cross_entropy(logits, y)
         opt.zero_grad()
         loss.backward()
+        wait_start = time.perf_counter()
+        group.barrier()  # split the wait for the slower rank from the allreduce itself
         in_allreduce, sync_start = dp.allreduce_seconds, time.perf_counter()
         dp.average_gradients()
         sync = time.perf_counter() - sync_start
@@ -89,11 +94,21 @@ def worker(config: str, steps: int, warmup: int, scale: int) -> None:
             update_times.append(time.perf_counter() - start)
             reduce_times.append(dp.allreduce_seconds - in_allreduce)
             sync_times.append(sync)
+            wait_times.append(sync_start - wait_start)
+    nbytes = sum(p.data.nbytes for p in params)
+    bare = np.ones(nbytes // 4, dtype=np.float32)  # the same bytes, with nothing else running
+    bare_times = []
+    for _ in range(steps):
+        group.barrier()
+        start = time.perf_counter()
+        group.allreduce_(bare)
+        bare_times.append(time.perf_counter() - start)
     if group.rank == 0:
-        nbytes = sum(p.data.nbytes for p in params)
         print("RESULT " + json.dumps({
             "update": statistics.median(update_times), "allreduce": statistics.median(reduce_times),
-            "sync": statistics.median(sync_times), "bytes": nbytes,
+            "sync": statistics.median(sync_times), "wait": statistics.median(wait_times),
+            "bare": statistics.median(bare_times), "bare_min": min(bare_times),
+            "bytes": nbytes,
             "params": sum(p.data.size for p in params), "buckets": len(dp.buckets)}))
 
 
@@ -147,9 +162,9 @@ def main(argv=None) -> None:
         pass
     print(f"medians of {args.steps} updates after {args.warmup} warm-up, one run each\n")
     print("| config | processes x BLAS threads | streams (per process) | updates/s | chars/s "
-          "| allreduce ms (share) | average_gradients ms | gradient MiB | updates/s, chars/s "
-          "vs 1 x 1 |")
-    print("|---|---|---|---|---|---|---|---|---|")
+          "| wait ms | allreduce ms (share) | average_gradients ms | bare allreduce ms (min) "
+          "| gradient MiB | updates/s, chars/s vs 1 x 1 |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for config in args.configs.split(","):
         E, H, B, k = CONFIGS[config]
         base = None
@@ -161,7 +176,9 @@ def main(argv=None) -> None:
             share = res["allreduce"] / res["update"]
             print(f"| {config} (E={E}, H={H}, k={k}) | {procs} x {threads} | {B * scale} "
                   f"({B * scale // procs}) | {rate:.2f} | {chars:,.0f} | "
-                  f"{1e3 * res['allreduce']:.1f} ({share:.0%}) | {1e3 * res['sync']:.1f} | "
+                  f"{1e3 * res['wait']:.1f} | {1e3 * res['allreduce']:.1f} ({share:.0%}) | "
+                  f"{1e3 * res['sync']:.1f} | "
+                  f"{1e3 * res['bare']:.2f} ({1e3 * res['bare_min']:.2f}) | "
                   f"{res['bytes'] / 2**20:.2f} | {rate / base[0]:.2f}, {chars / base[1]:.2f} |")
 
 

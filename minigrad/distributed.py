@@ -297,7 +297,8 @@ class DataParallel:
         return [[self.named_params[i][0] for i in idx] for idx in self._buckets()]
 
     def _check_same_model(self) -> None:
-        layout = [(n, tuple(t.shape), str(t.dtype)) for n, t in self.module.state_dict().items()]
+        tensors = list(self.module.named_parameters()) + list(self.module.named_buffers())
+        layout = [(n, tuple(t.shape), str(t.dtype)) for n, t in tensors]
         layout.append(("(parameters that require grad)", tuple(n for n, _ in self.named_params)))
         layouts = self.group.allgather_object(layout)
         for r, other in enumerate(layouts):  # every rank sees every layout, so all raise together
