@@ -370,3 +370,21 @@ def test_doc_example_runs_unchanged_on_two_processes(tmp_path):
     script.write_text(doc_blocks()[0])
     out = mpirun(2, [script]).stdout
     assert "rank 0 of 2" in out and "rank 1 of 2" in out
+
+
+@needs_mpi
+def test_gradients_present_on_some_ranks_and_buffers(two_ranks):
+    """Rank 0's loss uses layers a and b, rank 1's only a, nobody's c: the averaged gradient is
+    that of the mean of the two losses (b's counts as zero on rank 1), c's stays None; and a
+    buffer that differed (5 and 6) is rank 0's everywhere."""
+    cases = load_cases()
+    model = cases.ThreeLinears()
+    ((cases.partial_loss(model, 0) + cases.partial_loss(model, 1)) / 2).backward()
+    for r in two_ranks:
+        assert r["count"].tolist() == [5.0]
+        assert r["partial"]["c.weight"] is None and r["partial"]["c.bias"] is None
+        for name, p in model.named_parameters():
+            if p.grad is not None:
+                np.testing.assert_allclose(r["partial"][name], p.grad.numpy(), rtol=1e-13,
+                                           atol=1e-15)
+    assert np.abs(two_ranks[0]["partial"]["b.weight"]).max() > 0

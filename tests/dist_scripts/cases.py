@@ -118,3 +118,19 @@ def train(case, columns, wrap, init_seed=1, poison=False, hidden=H):
             update()
     return {"params": model.state_dict(), "norms": norms, "took": took,
             "skipped": guard.skipped}
+
+
+class ThreeLinears(mg.nn.Module):
+    """Three Linear(3, 2) layers, float64: rank 0 uses a and b, rank 1 only a, nobody c."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.b, self.c = (mg.nn.Linear(3, 2, rng=seed) for seed in (10, 11, 12))
+        self.to(dtype="float64")
+
+
+def partial_loss(model, rank):
+    """The loss of `rank`: b gets a gradient on rank 0 only, c on no rank."""
+    x = mg.tensor(np.random.default_rng(50 + rank).standard_normal((4, 3)))
+    out = model.a(x) if rank == 1 else model.a(x) + model.b(x)
+    return (out * out).mean()

@@ -8,7 +8,7 @@ import os
 import sys
 
 import minigrad as mg
-from cases import B, CASES, Model, train
+from cases import B, CASES, Model, ThreeLinears, partial_loss, train
 from minigrad.testing.fakedevice import FakeArray, fake_xp, to_device, to_host
 
 mg.register_device("fake", FakeArray, fake_xp, to_device, to_host)
@@ -23,6 +23,16 @@ for name, case in CASES.items():
         return dp.average_gradients
     results[name] = train(case, columns, wrap, init_seed=1 + group.rank,
                           poison=group.rank == 1)
+
+# gradients that exist on some ranks only; a buffer that differs until the broadcast
+model = ThreeLinears()
+model.register_buffer("count", mg.tensor([5.0 + group.rank]))
+dp = mg.distributed.DataParallel(model)
+partial_loss(model, group.rank).backward()
+dp.average_gradients()
+results["partial"] = {n: None if p.grad is None else p.grad.numpy()
+                      for n, p in model.named_parameters()}
+results["count"] = model.count.numpy()
 
 # a rank whose model differs must make every rank raise, not hang
 try:
