@@ -116,6 +116,9 @@ def init(comm=None) -> ProcessGroup:
     (0, 1)
     """
     if comm is not None:
+        if not all(hasattr(comm, m) for m in ("Get_rank", "Get_size", "Allreduce", "bcast")):
+            raise TypeError(f"init: comm must be an mpi4py communicator, got "
+                            f"{type(comm).__name__}")
         _default_group[0] = ProcessGroup(comm)
     elif _default_group[0] is None:
         _default_group[0] = ProcessGroup(_launched_world())

@@ -64,10 +64,18 @@ def mpirun(n, args, expect_ok=True):
     # CI runs as root; Open MPI refuses that unless told; one BLAS thread per process
     env.update(OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
                OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    r = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=TIMEOUT)
-    if expect_ok and r.returncode != 0:
-        pytest.fail(f"{' '.join(cmd)} failed ({r.returncode}):\n{r.stdout}\n{r.stderr}")
-    return r
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        out, err = proc.communicate(timeout=TIMEOUT)
+    except subprocess.TimeoutExpired:
+        proc.terminate()  # SIGTERM: mpiexec ends its ranks (SIGKILL would leave them running)
+        out, err = proc.communicate()
+        pytest.fail(f"{' '.join(cmd)} ran past {TIMEOUT} s (a collective that not every rank "
+                    f"called?):\n{out}\n{err}")
+    if expect_ok and proc.returncode != 0:
+        pytest.fail(f"{' '.join(cmd)} failed ({proc.returncode}):\n{out}\n{err}")
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
 
 
 def load_cases():
@@ -210,6 +218,11 @@ def test_bucket_plan_by_hand():
     model.head.requires_grad_(False)  # frozen parameters are not reduced
     assert dist.DataParallel(model).buckets == [["cell.weight_ih", "cell.weight_hh",
                                                  "cell.bias"]]
+
+
+def test_init_rejects_what_is_not_a_communicator():
+    with pytest.raises(TypeError, match="init: comm must be an mpi4py communicator"):
+        dist.init(comm=[0, 1])
 
 
 def test_data_parallel_rejects_bad_arguments():
