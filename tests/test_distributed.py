@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 import minigrad as mg
+import rnn
 from minigrad import distributed as dist
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -401,3 +402,28 @@ def test_gradients_present_on_some_ranks_and_buffers(two_ranks):
                 np.testing.assert_allclose(r["partial"][name], p.grad.numpy(), rtol=1e-13,
                                            atol=1e-15)
     assert np.abs(two_ranks[0]["partial"]["b.weight"]).max() > 0
+
+
+@needs_mpi
+def test_masked_loss_recipe_gives_the_mean_over_all_tokens(two_ranks):
+    """Sequences of different lengths: rank 0's half holds 15 real steps, rank 1's 13. The
+    recipe of docs/distributed.md gives the gradient of the mean over all 28 tokens, which the
+    plain mean per rank would not."""
+    cases = load_cases()
+    model = cases.Model("lstm", np.random.default_rng(1))
+    everything = np.arange(cases.B)
+    y = cases.batch(0)[1]
+    rnn.sequence_cross_entropy(cases.masked_logits(model, everything), y,
+                               lengths=cases.LENGTHS).backward()
+    for r in two_ranks:
+        for name, p in model.named_parameters():
+            np.testing.assert_allclose(r["masked"][name], p.grad.numpy(), rtol=1e-12,
+                                       atol=1e-15)
+    # the naive way, the mean of the two halves' means, weighs rank 1's tokens more
+    naive = cases.Model("lstm", np.random.default_rng(1))
+    halves = [rnn.sequence_cross_entropy(cases.masked_logits(naive, cols), y[:, cols],
+                                         lengths=cases.LENGTHS[cols])
+              for cols in (everything[:4], everything[4:])]
+    ((halves[0] + halves[1]) / 2).backward()
+    assert max_diff({n: p.grad.numpy() for n, p in naive.named_parameters()},
+                    {n: p.grad.numpy() for n, p in model.named_parameters()}) > 1e-4

@@ -134,3 +134,13 @@ def partial_loss(model, rank):
     x = mg.tensor(np.random.default_rng(50 + rank).standard_normal((4, 3)))
     out = model.a(x) if rank == 1 else model.a(x) + model.b(x)
     return (out * out).mean()
+
+
+LENGTHS = np.array([6, 1, 3, 5, 2, 6, 4, 1])  # (B,): rank 0's shard has 15 real steps, rank 1's 13
+
+
+def masked_logits(model, columns):
+    """Logits (T, len(columns), C) of the columns of batch 0, each sequence to its length."""
+    x, _ = batch(0)
+    out, _ = rnn.unroll(model.cell, mg.tensor(x[:, columns]), lengths=LENGTHS[columns])
+    return model.head(out)

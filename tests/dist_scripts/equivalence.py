@@ -7,8 +7,12 @@ replace them by rank 0's, which are the reference's (seed 1).
 import os
 import sys
 
+import numpy as np
+
 import minigrad as mg
-from cases import B, CASES, Model, ThreeLinears, partial_loss, train
+import rnn
+from cases import (B, CASES, LENGTHS, Model, ThreeLinears, batch, masked_logits, partial_loss,
+                   train)
 from minigrad.testing.fakedevice import FakeArray, fake_xp, to_device, to_host
 
 mg.register_device("fake", FakeArray, fake_xp, to_device, to_host)
@@ -33,6 +37,18 @@ dp.average_gradients()
 results["partial"] = {n: None if p.grad is None else p.grad.numpy()
                       for n, p in model.named_parameters()}
 results["count"] = model.count.numpy()
+
+# a masked loss with unequal token counts: docs/distributed.md's recipe (sum, divide by the
+# total count over ranks, times the number of ranks)
+model = Model("lstm", np.random.default_rng(1))
+dp = mg.distributed.DataParallel(model)
+y = batch(0)[1][:, columns]
+n_tokens = group.sum(float(LENGTHS[columns].sum()))
+loss = rnn.sequence_cross_entropy(masked_logits(model, columns), y, lengths=LENGTHS[columns],
+                                  reduction="sum") * (group.size / n_tokens)
+loss.backward()
+dp.average_gradients()
+results["masked"] = {n: p.grad.numpy() for n, p in model.named_parameters()}
 
 # a rank whose model differs must make every rank raise, not hang
 try:
