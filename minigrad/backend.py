@@ -80,9 +80,9 @@ def device_of(array) -> Device:
     return _devices["cpu"]
 
 
-def is_array(a) -> bool:
-    """Whether `a` is an array of a registered device (a NumPy ndarray, a CuPy array, ...)."""
-    return type(a) in array_types
+def is_array(obj) -> bool:
+    """True for an array of a registered device (a NumPy ndarray, a CuPy array, ...)."""
+    return type(obj) in array_types or isinstance(obj, np.ndarray)
 
 
 def get_array_module(*arrays):
