@@ -76,7 +76,7 @@ def checkpoint(fn, *inputs):
     out_slots = [i for i, o in enumerate(outs) if isinstance(o, Tensor)]
     if not out_slots:
         raise TypeError("checkpoint: fn returned no Tensor")
-    results = _Checkpoint.apply(
+    results = Checkpoint.apply(
         *tensors, *params, fn=fn, inputs=inputs, slots=slots, params=params,
         outs=tuple(outs[i].data for i in out_slots), rng_state=rng_state, tags=tags)
     results = results if isinstance(results, tuple) else (results,)
@@ -100,7 +100,7 @@ def _with(inputs, slots, tensors):
     return args
 
 
-class _Checkpoint(Function):
+class Checkpoint(Function):
     """outs = fn(*inputs) computed without a graph;  backward: re-run fn with the graph on (same
     random draws), then backpropagate `gouts` through it to the inputs and the leaves fn used.
 

@@ -315,7 +315,8 @@ def test_gradgradcheck_of_the_fused_and_composed_cells(kind):
             "gru": lambda f: rnn.GRUCell(I, H, fused=f, rng=1, dtype=F64),
             "gru_reset_after": lambda f: rnn.GRUCell(I, H, fused=f, rng=1, dtype=F64,
                                                      reset_after=True)}[kind]
-    for fused_cell in (False, True):
+    # composed cell; fused cell through its step kernels; fused cell through its sequence kernel
+    for fused_cell, per_step in ((False, True), (True, True), (True, False)):
         cell = make(fused_cell)
         x = t64(rng.standard_normal((3, B, I)))
         h0 = t64(rng.standard_normal((B, H)))
@@ -324,7 +325,7 @@ def test_gradgradcheck_of_the_fused_and_composed_cells(kind):
         def f(x, h0, w):
             cell.weight_hh = w
             s = (h0, state[1]) if kind == "lstm" else h0
-            out, _ = rnn.unroll(cell, x, s)
+            out, _ = rnn.unroll(cell, x, s, per_step=per_step)
             return out
         assert gradgradcheck(f, [x, h0, t64(cell.weight_hh.numpy())])
 
