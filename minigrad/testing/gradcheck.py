@@ -37,7 +37,7 @@ def _host(a):
 
 
 def gradcheck(fn, inputs, *, eps=1e-6, atol=1e-6, rtol=1e-4, mode="directional",
-              n_directions=2, seed=0, _what="gradcheck") -> bool:
+              n_directions=2, seed=0) -> bool:
     """Check the gradients of `fn(*inputs)` for every input Tensor that requires grad.
 
     `inputs` should be float64 Tensors (others are passed through unchanged). `fn` may return a
@@ -49,6 +49,12 @@ def gradcheck(fn, inputs, *, eps=1e-6, atol=1e-6, rtol=1e-4, mode="directional",
     >>> gradcheck(lambda x: mg.tanh(x) * x, [x])
     True
     """
+    return _check("gradcheck", fn, inputs, eps=eps, atol=atol, rtol=rtol, mode=mode,
+                  n_directions=n_directions, seed=seed)
+
+
+def _check(what, fn, inputs, *, eps, atol, rtol, mode, n_directions, seed) -> bool:
+    """gradcheck's work; `what` names the check in its errors (gradcheck, gradgradcheck)."""
     if mode not in ("directional", "elementwise"):
         raise ValueError(f"gradcheck: mode must be 'directional' or 'elementwise', got {mode!r}")
     eps = checks.real(eps, "gradcheck", "eps", low=0, low_open=True)
@@ -116,7 +122,7 @@ def gradcheck(fn, inputs, *, eps=1e-6, atol=1e-6, rtol=1e-4, mode="directional",
             exact = sum(float((a * u).sum()) for a, u in zip(analytic, us))
             if not abs(exact - numeric) <= atol + rtol * abs(numeric):
                 raise GradcheckError(
-                    f"{_what} failed for {where}, direction {d}: backward gives "
+                    f"{what} failed for {where}, direction {d}: backward gives "
                     f"{exact:.10g}, finite differences give {numeric:.10g} "
                     f"(difference {abs(exact - numeric):.3g})")
         else:
@@ -139,7 +145,7 @@ def gradcheck(fn, inputs, *, eps=1e-6, atol=1e-6, rtol=1e-4, mode="directional",
             if worst[1] is not None:
                 i, idx, exact, numeric = worst[1]
                 raise GradcheckError(
-                    f"{_what} failed for {where}: worst at input {i}, index {idx}: backward "
+                    f"{what} failed for {where}: worst at input {i}, index {idx}: backward "
                     f"gives {exact:.10g}, finite differences give {numeric:.10g}")
     return True
 
@@ -180,5 +186,5 @@ def gradgradcheck(fn, inputs, *, eps=1e-6, atol=1e-5, rtol=1e-4, mode="direction
                      if g is None else g for i, g in zip(checked, got))
 
     first_gradients.__qualname__ = f"the gradients of {_name(fn)}"
-    return gradcheck(first_gradients, inputs + vs, eps=eps, atol=atol, rtol=rtol, mode=mode,
-                     n_directions=n_directions, seed=seed, _what="gradgradcheck")
+    return _check("gradgradcheck", first_gradients, inputs + vs, eps=eps, atol=atol, rtol=rtol,
+                  mode=mode, n_directions=n_directions, seed=seed)
