@@ -591,6 +591,14 @@ def finish_leaves(leaves) -> None:
 def _run_hooks(hooks, g, graph):
     for hook in hooks:
         r = hook(g if graph else make_tensor(g))
-        if r is not None:
-            g = r if graph else (r.data if isinstance(r, Tensor) else r)
+        if r is None:
+            continue
+        if graph and g.requires_grad and not getattr(r, "requires_grad", False):
+            # a hook that rebuilt the gradient from its array would cut the recorded backward:
+            # second derivatives through it would silently miss its part
+            raise RuntimeError(
+                f"hook {getattr(hook, '__qualname__', hook)!r} returned a gradient without a "
+                "graph during a create_graph=True backward; compute it from the gradient "
+                "Tensor with minigrad ops (not from its .data) so it can be differentiated")
+        g = r if graph else (r.data if isinstance(r, Tensor) else r)
     return g

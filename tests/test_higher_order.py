@@ -408,3 +408,21 @@ def test_second_derivatives_on_the_fake_device_equal_the_cpus():
 
     for got, want in zip(hv("fake"), hv("cpu")):
         np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-14)
+
+
+def test_hooks_under_create_graph_keep_the_graph_or_refuse():
+    x = t64([0.5, -1.5])
+    y = mg.tanh(x)
+    y.register_hook(lambda g: g * 2.0)                       # written with ops: differentiable
+    (gx,) = mg.grad((y ** 2).sum(), [x], create_graph=True)  # 2 * 2 y (1 - y^2)
+    t = np.tanh([0.5, -1.5])
+    np.testing.assert_allclose(gx.numpy(), 4 * t * (1 - t * t), rtol=1e-13)
+    # the second pass goes through y again, so the hook doubles its gradient there too (as in
+    # PyTorch): d sum(gx)/dy = 4 (1 - 3 y^2), doubled, times dy/dx = 1 - y^2
+    (h,) = mg.grad(gx.sum(), [x])
+    np.testing.assert_allclose(h.numpy(), 8 * (1 - t * t) * (1 - 3 * t * t), rtol=1e-12)
+
+    z = mg.tanh(x)
+    z.register_hook(lambda g: mg.tensor(g.data * 2.0))       # from .data: would cut the graph
+    with pytest.raises(RuntimeError, match="create_graph=True backward"):
+        mg.grad((z ** 2).sum(), [x], create_graph=True)
