@@ -61,7 +61,8 @@ class Function:
 
     Higher order (`create_graph=True`): a backward written only with operators and methods that
     arrays and Tensors share may declare `differentiable_backward = True`; the engine then runs it
-    on Tensors (the saved inputs and outputs as the live tensors, `self.xp` as `tensor_xp`).
+    on Tensors (saved inputs, and the outputs named in `saved_outputs`, as the live tensors;
+    anything else saved as a constant; `self.xp` as `tensor_xp`).
     Otherwise a `composed` staticmethod, taking the op's inputs (Tensors) and keywords and
     returning its outputs built from differentiable ops, is re-run and differentiated instead
     (a node of such an op keeps its input tensors until its backward ran, to re-run it).

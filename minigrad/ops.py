@@ -138,7 +138,8 @@ class Div(Primitive):
 
 class Pow(Primitive):
     """out = x ** y;  gx = gout * y * x**(y-1), gy = gout * out * log(x)"""
-    saved_outputs = ((2, 0),)  # (position in saved, output): live under create_graph
+    saved_outputs = ((2, 0),)  # saved[2] is output 0 (a live tensor under create_graph)
+
     def forward(self, x, y):
         out = x ** y
         self.save_for_backward(x, y, out)
@@ -206,7 +207,8 @@ class Neg(Primitive):
 
 class Exp(Primitive):
     """out = exp(x);  gx = gout * out"""
-    saved_outputs = ((0, 0),)  # (position in saved, output): live under create_graph
+    saved_outputs = ((0, 0),)  # saved[0] is output 0 (a live tensor under create_graph)
+
     def forward(self, x):
         out = self.xp.exp(x)
         self.save_for_backward(out)
@@ -228,7 +230,8 @@ class Log(Primitive):
 
 class Sqrt(Primitive):
     """out = sqrt(x);  gx = gout / (2 out)"""
-    saved_outputs = ((0, 0),)  # (position in saved, output): live under create_graph
+    saved_outputs = ((0, 0),)  # saved[0] is output 0 (a live tensor under create_graph)
+
     def forward(self, x):
         out = self.xp.sqrt(x)
         self.save_for_backward(out)
@@ -250,7 +253,8 @@ class Abs(Primitive):
 
 class Tanh(Primitive):
     """out = tanh(x);  gx = gout * (1 - out**2)"""
-    saved_outputs = ((0, 0),)  # (position in saved, output): live under create_graph
+    saved_outputs = ((0, 0),)  # saved[0] is output 0 (a live tensor under create_graph)
+
     def forward(self, x):
         out = self.xp.tanh(x)
         self.save_for_backward(out)
@@ -269,7 +273,8 @@ class Sigmoid(Primitive):
     relative precision (0 below x = -37 in float64, -17 in float32): for log-probabilities use
     `-softplus(-x)` or `binary_cross_entropy_with_logits`, which are exact there.
     """
-    saved_outputs = ((0, 0),)  # (position in saved, output): live under create_graph
+    saved_outputs = ((0, 0),)  # saved[0] is output 0 (a live tensor under create_graph)
+
     def forward(self, x):
         out = self.xp.tanh(x * 0.5)
         out *= 0.5
@@ -284,7 +289,8 @@ class Sigmoid(Primitive):
 
 class Relu(Primitive):
     """out = max(x, 0);  gx = gout * (x > 0)"""
-    saved_outputs = ((0, 0),)  # (position in saved, output): live under create_graph
+    saved_outputs = ((0, 0),)  # saved[0] is output 0 (a live tensor under create_graph)
+
     def forward(self, x):
         out = self.xp.maximum(x, 0)
         self.save_for_backward(out)
@@ -308,7 +314,8 @@ class LeakyRelu(Primitive):
 
 class Elu(Primitive):
     """out = x if x > 0 else alpha * (exp(x) - 1);  gx = gout * (1 if x > 0 else out + alpha)"""
-    saved_outputs = ((1, 0),)  # (position in saved, output): live under create_graph
+    saved_outputs = ((1, 0),)  # saved[1] is output 0 (a live tensor under create_graph)
+
     def forward(self, x, *, alpha):
         self.alpha = alpha
         xp = self.xp
@@ -460,7 +467,8 @@ class Min(Max):
 class LogSumExp(Primitive):
     """out = log(sum(exp(x), axis)), shifted by the max so it never overflows;
     gx = gout * exp(x - out)"""
-    saved_outputs = ((1, 0),)  # (position in saved, output): live under create_graph
+    saved_outputs = ((1, 0),)  # saved[1] is output 0 (a live tensor under create_graph)
+
     def forward(self, x, *, axis=None, keepdims=False):
         xp = self.xp
         self.axes = norm_axis(axis, x.ndim)
@@ -727,7 +735,8 @@ class Gather(Primitive):
 
 class Softmax(Primitive):
     """out = exp(x - logsumexp(x));  gx = out * (gout - sum(gout * out))"""
-    saved_outputs = ((0, 0),)  # (position in saved, output): live under create_graph
+    saved_outputs = ((0, 0),)  # saved[0] is output 0 (a live tensor under create_graph)
+
     def forward(self, x, *, axis=-1):
         self.axis = axis
         e = _exp_neg(self.xp, x - x.max(axis=axis, keepdims=True))
@@ -742,7 +751,8 @@ class Softmax(Primitive):
 
 class LogSoftmax(Primitive):
     """out = x - logsumexp(x);  gx = gout - exp(out) * sum(gout)"""
-    saved_outputs = ((0, 0),)  # (position in saved, output): live under create_graph
+    saved_outputs = ((0, 0),)  # saved[0] is output 0 (a live tensor under create_graph)
+
     def forward(self, x, *, axis=-1):
         xp = self.xp
         self.axis = axis
