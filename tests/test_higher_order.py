@@ -225,6 +225,31 @@ def test_a_user_function_with_a_differentiable_backward_works_at_any_order():
     np.testing.assert_allclose([d1.item(), d2.item(), d3.item()], [6.75, 9.0, 6.0], rtol=1e-14)
 
 
+class UserExp(mg.Function):
+    """out = exp(x);  gx = gout * out, reading its saved output (declared in saved_outputs)."""
+
+    differentiable_backward = True
+    saved_outputs = ((0, 0),)
+
+    def forward(self, x):
+        out = np.exp(x)
+        self.save_for_backward(out)
+        return out
+
+    def backward(self, gout):
+        return gout * self.saved[0]
+
+
+def test_a_user_function_reading_its_saved_output_declares_it_and_gets_exact_derivatives():
+    x = t64(0.7)
+    (d1,) = mg.grad(UserExp.apply(x) * 3.0, [x], create_graph=True)
+    (d2,) = mg.grad(d1, [x], create_graph=True)
+    (d3,) = mg.grad(d2, [x])
+    np.testing.assert_allclose([d1.item(), d2.item(), d3.item()], [3 * np.exp(0.7)] * 3,
+                               rtol=1e-14)
+    assert gradgradcheck(UserExp.apply, [t64([0.3, -0.8])])
+
+
 def test_gradgradcheck_catches_a_backward_that_is_wrong_at_second_order():
     class BadSquare(mg.Function):
         differentiable_backward = True   # claimed, but x is read through a copy: a constant
