@@ -265,6 +265,11 @@ def stack_case(draw, dtype, small):
     return Case(tuple(_x(draw, shape, dtype) for _ in range(k)), {"axis": axis}, tuple(range(k)))
 
 
+def unstack_case(draw, dtype, small):
+    shape, axis = _shape_and_axis(draw, small)
+    return Case((_x(draw, shape, dtype),), {"axis": axis}, (0,))
+
+
 def split_case(draw, dtype, small):
     shape, axis = _shape_and_axis(draw, small)
     n = shape[axis]
@@ -435,6 +440,7 @@ TABLE = [
     Row("stack", lambda *xs, axis: mg.stack(xs, axis=axis),
         lambda *xs, axis: np.stack(xs, axis=axis), case=stack_case),
     Row("split", mg.split, np_split, case=split_case),
+    Row("unstack", mg.unstack, lambda x, axis: tuple(np.moveaxis(x, axis, 0)), case=unstack_case),
     Row("pad", mg.pad, lambda x, pad_width, value: np.pad(x, pad_width, constant_values=value),
         case=pad_case),
     Row("roll", mg.roll, np.roll, case=roll_case),
@@ -675,6 +681,7 @@ BAD = [
     Bad("concat", lambda: mg.concat([t(2, 3), t(2, 3)], axis=2), ValueError, ("Concat", "axis 2")),
     Bad("stack", lambda: mg.stack([t(2), t(3)]), ValueError, ("Stack", "(3,)")),
     Bad("split", lambda: mg.split(t(5), 2), ValueError, ("Split", "(5,)")),
+    Bad("unstack", lambda: mg.unstack(t(2, 3), axis=2), ValueError, ("Unstack", "axis 2")),
     Bad("pad", lambda: mg.pad(t(2, 3), ((1, 1), (1, 1), (1, 1))), ValueError, ("Pad", "2 dims")),
     Bad("pad", lambda: mg.pad(t(2), -1), ValueError, ("Pad", "non-negative")),
     Bad("roll", lambda: mg.roll(t(2, 3), 1, axis=2), ValueError, ("Roll", "axis 2")),
