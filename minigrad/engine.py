@@ -82,7 +82,7 @@ class Function:
     n_out = 1
     out_meta = None    # ((shape, dtype), ...) of each output when n_out > 1
     out_hooks = None   # {output index: [hook, ...]} from Tensor.register_hook on an output
-    checks = None      # [(tensor, version), ...] for saved inputs: see `note_saved`
+    checks = None      # [(tensor, version), ...] for saved inputs: see `_note_saved`
     saved_outputs = ()  # ((position in saved, output index), ...): the outputs it saves
     inputs = None      # (inputs, kwargs), kept for `composed` only
     origin = "<unknown>"  # "file:line" of the user code that made the node, in anomaly mode
@@ -159,7 +159,15 @@ class Function:
         if parents is None:
             return make_tensor(out)
         t = make_tensor(out, True, fn)
-        _record(fn, inputs, (t,), kwargs)
+        # record the node (as `_record`, written out here: this line runs for every op)
+        fn.gouts = None
+        fn.freed = False
+        fn.tags = state.tags
+        fn.seq = _next_seq()
+        if fn.saved:
+            _note_saved(fn, inputs, kwargs)
+        if state.recorder is not None:
+            state.recorder(fn, inputs, (t,))
         return t
 
 
@@ -197,18 +205,19 @@ def _record(fn, inputs, results, kwargs):
     fn.tags = state.tags
     fn.seq = _next_seq()
     if fn.saved:
-        note_saved(fn, inputs)
-        if fn.composed is not None:
-            fn.inputs = (inputs, kwargs)
-        if state.tracker is not None:
-            state.tracker.hold(fn, inputs)
+        _note_saved(fn, inputs, kwargs)
     if state.recorder is not None:
         state.recorder(fn, inputs, results)
 
 
-def note_saved(fn, inputs) -> None:
+def _note_saved(fn, inputs, kwargs) -> None:
     """Record (tensor, version) in `fn.checks` for every input whose array `fn` saved: backward
-    refuses one that was changed in place since, and under create_graph uses the live tensor."""
+    refuses one that was changed in place since, and under create_graph uses the live tensor.
+    A node with a composed twin keeps its inputs (to re-run it); the memory tracker counts."""
+    if fn.composed is not None:
+        fn.inputs = (inputs, kwargs)
+    if state.tracker is not None:
+        state.tracker.hold(fn, inputs)
     checks = None
     for t in inputs:
         if isinstance(t, Tensor):
@@ -288,30 +297,14 @@ def run_backward(roots, seeds, *, retain_graph=False, create_graph=False, captur
     for every node run (viz.Stepper), with gradients already summed to the inputs' shapes.
     """
     graph = create_graph
-    stops = ({t._node for t in capture if t._node is not None}
-             if stop_at_capture and capture else None)
-    deps = count_consumers(roots, stops=stops)
-    want = {}   # node -> [(output index, position in capture)]
-    if capture is not None:
-        for k, t in enumerate(capture):
-            if t._node is not None:
-                want.setdefault(t._node, []).append((t._idx, k))
-    captured = [None] * (len(capture) if capture is not None else 0)
-    leaves, ready = {}, []
-    for t, g in zip(roots, seeds):
-        node = t._node
-        if node is None:
-            if t.requires_grad:
-                _add_leaf(leaves, t, g, graph)
-            continue
-        _add_gout(node, t._idx, g)
-        if deps[node] == 0 and node not in ready:
-            ready.append(node)
+    want, stops, captured = _capture_plan(capture, stop_at_capture)
+    deps = count_consumers(roots, stops=stops)                      # 1. order
+    leaves, ready = _seed(roots, seeds, deps, graph)                # 2. seed
     prev_grad, prev_tags, tracker, anomaly = (state.grad_enabled, state.tags, state.tracker,
                                               state.anomaly)
     state.grad_enabled = graph  # a graph-mode backward records; an array one never needs to
     try:
-        while ready:
+        while ready:                                                # 3. run each ready node
             fn = ready.pop()
             gouts = fn.gouts
             fn.gouts = None
@@ -334,15 +327,15 @@ def run_backward(roots, seeds, *, retain_graph=False, create_graph=False, captur
                 gxs = [None if g is None or p is None else fit(g, p, fn)
                        for g, p in zip(gxs or _NO_GRADIENTS, fn.parents)]
                 visit(fn, gouts, gxs)
-            if not retain_graph:  # free: this node's backward will not run again
+            if not retain_graph:                                    # 4. free what it saved
                 fn.saved = ()
                 fn.freed = True
                 if fn.inputs is not None:  # kept for a composed twin (create_graph) only
                     fn.inputs = None
                 if tracker is not None:
                     tracker.release(fn)
-            # accumulate: each input's gradient goes to the node (or leaf) that made it; a node
-            # whose consumers have all sent theirs is ready
+            # 5. accumulate: each input's gradient goes to the node (or leaf) that made it,
+            # summed back to the input's shape; a node whose consumers all sent theirs is ready
             for p, g in zip(fn.parents, gxs or _NO_GRADIENTS):
                 if p is None:
                     continue
@@ -377,6 +370,37 @@ def run_backward(roots, seeds, *, retain_graph=False, create_graph=False, captur
     return captured
 
 
+def _capture_plan(capture, stop_at_capture):
+    """For `mg.grad`: node -> [(output index, position in capture)], the nodes the walk stops
+    at (stop_at_capture) or None, and the list the captured gradients go into."""
+    if capture is None:
+        return {}, None, []
+    want = {}
+    for k, t in enumerate(capture):
+        if t._node is not None:
+            want.setdefault(t._node, []).append((t._idx, k))
+    stops = set(want) if stop_at_capture else None
+    return want, stops, [None] * len(capture)
+
+
+def _seed(roots, seeds, deps, graph):
+    """Each root's gradient into its node's slot (or its leaf's sum); the nodes ready to run."""
+    leaves, ready = {}, []
+    for t, g in zip(roots, seeds):
+        node = t._node
+        if node is None:
+            if t.requires_grad:
+                _add_leaf(leaves, t, g, graph)
+            continue
+        gouts = node.gouts
+        if gouts is None:
+            node.gouts = gouts = [None] * node.n_out
+        gouts[t._idx] = g if gouts[t._idx] is None else gouts[t._idx] + g
+        if deps[node] == 0 and node not in ready:
+            ready.append(node)
+    return leaves, ready
+
+
 def count_consumers(roots, freed_hint="pass retain_graph=True to the first call to keep them",
                     stops=None) -> dict:
     """node -> how many recorded consumers it has among the nodes reachable from `roots`
@@ -405,13 +429,6 @@ def count_consumers(roots, freed_hint="pass retain_graph=True to the first call 
                     deps[parent] = 1
                     stack.append(parent)
     return deps
-
-
-def _add_gout(node, idx, g):
-    gouts = node.gouts
-    if gouts is None:
-        node.gouts = gouts = [None] * node.n_out
-    gouts[idx] = g if gouts[idx] is None else gouts[idx] + g
 
 
 def _gouts_filled(fn, gouts, graph):
