@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 import minigrad as mg
-from rnn import fused as kernels
+from rnn import kernels
 from rnn.cell import Cell, check_input
 
 

@@ -15,7 +15,7 @@ import minigrad as mg
 from minigrad import backend
 from minigrad.testing import gradcheck
 from minigrad.testing.strategies import sequences
-from rnn import fused
+from rnn import kernels as fused
 
 F64 = np.float64
 
