@@ -47,7 +47,7 @@ class DropElman(rnn.Cell):
 
 def _loss(out, state, v):
     """A loss that uses every output and the final state (so both gradient paths count)."""
-    return (out * v).sum() + sum((s * s).sum() for s in rnn.cell.state_tensors(state))
+    return (out * v).sum() + sum((s * s).sum() for s in rnn.state.flatten(state)[0])
 
 
 def _grads(cell, x, loss, extra=()):
@@ -215,7 +215,7 @@ def test_tbptt_equals_windows_by_hand(kind, seqs, k1, k2, seed):
     # the final state is the plain run's, and carries no graph
     with mg.no_grad():
         _, s = rnn.unroll(cell, x, lengths=lengths)
-    for a, b in zip(rnn.cell.state_tensors(res.state), rnn.cell.state_tensors(s)):
+    for a, b in zip(rnn.state.flatten(res.state)[0], rnn.state.flatten(s)[0]):
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-12, atol=1e-14)
         assert not a.requires_grad
     for w in windows:
