@@ -125,8 +125,8 @@ def _flatten(x, out: list, path: str) -> Spec:
     if isinstance(x, (tuple, list)):
         kind = "tuple" if isinstance(x, tuple) else "list"
         return Spec(kind, None, tuple(_flatten(v, out, f"{path}[{i}]") for i, v in enumerate(x)))
-    raise StateError(f"{path} is a {type(x).__name__}: a state holds Tensors in tuples, lists, "
-                     "NamedTuples and dicts only")
+    raise StateError(f"{path} is of type {type(x).__name__}: a state holds Tensors in tuples, "
+                     "lists, NamedTuples and dicts only")
 
 
 def unflatten(spec: Spec, tensors):
