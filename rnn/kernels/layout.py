@@ -46,20 +46,19 @@ class SequenceLengths:
     """
 
     def __init__(self, lengths, T, B, dtype, dev):
-        lengths = backend.to_host(lengths)
-        steps = np.arange(T)[:, None]
-        self.mask = dev.to_device((steps < lengths).astype(dtype)[:, :, None])    # (T, B, 1)
-        self.last = dev.to_device(lengths.astype(np.int64))                       # (B,)
-        self.rows = dev.to_device(np.arange(B))
-        ended = np.nonzero(lengths > 0)[0]
+        self.lengths, self.dev = backend.to_host(lengths), dev
+        lengths = self.lengths
+        self.mask = dev.to_device((np.arange(T)[:, None] < lengths).astype(dtype)[:, :, None])
+        ended = np.nonzero(lengths)[0]
         self.end_t = dev.to_device(lengths[ended] - 1)  # step that produced each final state
         self.end_b = dev.to_device(ended)
         self.empty = dev.to_device((lengths == 0).astype(dtype)[:, None]) if (
-            lengths == 0).any() else None
+            len(ended) < B) else None
 
     def final(self, states):
         """Each row's state at its own last step, from states (T + 1, B, H) with states[0] = h0."""
-        return states[self.last, self.rows]
+        to = self.dev.to_device
+        return states[to(self.lengths), to(np.arange(len(self.lengths)))]
 
     def step_grads(self, gout, gfinal, xp):
         """(T, B, H) gradient reaching each step's state: masked gout plus gfinal at the end."""
@@ -186,8 +185,8 @@ def check_operands(op, specs):
            if t is not None and shape_of(t) != want]
     if bad:
         raise ValueError(f"{op}: wrong shapes: " + "; ".join(bad))
-    dtypes = {str(t.dtype) for _, t, _ in specs if t is not None}
-    if len(dtypes) > 1 or not all(np.dtype(d).kind == "f" for d in dtypes):
+    dtypes = {t.dtype for _, t, _ in specs if t is not None}
+    if len(dtypes) > 1 or not all(d.kind == "f" for d in dtypes):
         named = ", ".join(f"{name} {t.dtype}" for name, t, _ in specs if t is not None)
         raise TypeError(f"{op}: inputs must share one float dtype, got {named}")
 
