@@ -109,24 +109,55 @@ def flatten(state, root: str = "state") -> tuple:
     tuple, list, NamedTuple or dict; `root` names the whole (e.g. "context").
     """
     tensors: list = []
-    return tensors, _flatten(state, tensors, root)
+    try:
+        return tensors, _flatten(state, tensors)
+    except _NotAState:
+        pass
+    path, bad = _first_bad(state, root)
+    raise StateError(f"{path} is of type {type(bad).__name__}: a state holds Tensors in tuples, "
+                     "lists, NamedTuples and dicts only")
 
 
-def _flatten(x, out: list, path: str) -> Spec:
+class _NotAState(Exception):
+    """Raised inside `_flatten`, which builds no paths (it runs at every step of a loop)."""
+
+
+def _flatten(x, out: list) -> Spec:
     if isinstance(x, Tensor):
         out.append(x)
         return _TENSOR
+    kind = type(x)
+    if kind is tuple or kind is list:
+        return Spec("tuple" if kind is tuple else "list", None,
+                    tuple([_flatten(v, out) for v in x]))
     if isinstance(x, dict):
         keys = _sorted_keys(x)
-        return Spec("dict", keys, tuple(_flatten(x[k], out, f"{path}[{k!r}]") for k in keys))
+        return Spec("dict", keys, tuple([_flatten(x[k], out) for k in keys]))
     if _is_namedtuple(x):
-        return Spec("namedtuple", type(x), tuple(
-            _flatten(v, out, f"{path}.{f}") for f, v in zip(type(x)._fields, x)))
+        return Spec("namedtuple", kind, tuple([_flatten(v, out) for v in x]))
     if isinstance(x, (tuple, list)):
-        kind = "tuple" if isinstance(x, tuple) else "list"
-        return Spec(kind, None, tuple(_flatten(v, out, f"{path}[{i}]") for i, v in enumerate(x)))
-    raise StateError(f"{path} is of type {type(x).__name__}: a state holds Tensors in tuples, "
-                     "lists, NamedTuples and dicts only")
+        return Spec("tuple" if isinstance(x, tuple) else "list", None,
+                    tuple([_flatten(v, out) for v in x]))
+    raise _NotAState
+
+
+def _first_bad(x, path: str):
+    """(path, item) of the first item of `x` that a state cannot hold, or None."""
+    if isinstance(x, Tensor):
+        return None
+    if isinstance(x, dict):
+        children = [(f"{path}[{k!r}]", x[k]) for k in _sorted_keys(x)]
+    elif _is_namedtuple(x):
+        children = [(f"{path}.{f}", v) for f, v in zip(type(x)._fields, x)]
+    elif isinstance(x, (tuple, list)):
+        children = [(f"{path}[{i}]", v) for i, v in enumerate(x)]
+    else:
+        return path, x
+    for p, v in children:
+        found = _first_bad(v, p)
+        if found is not None:
+            return found
+    return None
 
 
 def unflatten(spec: Spec, tensors):
@@ -157,14 +188,14 @@ def map(fn: Callable, *states):  # noqa: A001 - the module's name space is rnn.s
     if not states:
         raise TypeError("rnn.state.map: give at least one state")
     tensors, spec = flatten(states[0])
-    others = []
+    columns = [tensors]
     for k, s in enumerate(states[1:], start=1):
         t, other = flatten(s)
         if other != spec:
             raise StateError(f"rnn.state.map: state {k} is {other.describe()}, state 0 is "
                              f"{spec.describe()}")
-        others.append(t)
-    return unflatten(spec, builtins.map(fn, tensors, *others))
+        columns.append(t)
+    return _build(spec, builtins.map(fn, *columns))
 
 
 def check(state, like, who: str, root: str = "state") -> list:

@@ -80,7 +80,7 @@ def check_context(cell, context, who: str = "unroll") -> None:
     if context is None:
         return
     name = type(cell).__name__
-    if not getattr(cell, "takes_context", False):
+    if not cell.takes_context:
         raise TypeError(f"{who}: {name} takes no context (its forward is forward(x_t, state)); "
                         "a cell that reads one defines forward(self, x_t, state, context)")
     try:
@@ -106,6 +106,14 @@ def _check_step(who: str, result, state, B: int, batch_axis: int = 0):
                             f"{got}")
     st.check(new, state, f"{who}: the new state")
     return out, new
+
+
+def _keep_ended(m, new, old):
+    """new where m (rows still running), else old, tensor by tensor; a bare Tensor directly (the
+    common case, and a per-step cost)."""
+    if isinstance(new, mg.Tensor):
+        return mg.where(m, new, old)
+    return st.map(lambda a, b: mg.where(m, a, b), new, old)
 
 
 def run_steps(cell, inputs, state, lengths=None, *, context=None, t0: int = 0,
@@ -156,7 +164,7 @@ def run_steps(cell, inputs, state, lengths=None, *, context=None, t0: int = 0,
             m = masks[t]
             if m is not None:
                 out = mg.where(m, out, 0.0)
-                new = st.map(lambda a, b: mg.where(m, a, b), new, state)  # noqa: B023
+                new = _keep_ended(m, new, state)
             if state_hook is not None:
                 new = state_hook(t0 + t, new)
             outputs.append(out)
