@@ -6,15 +6,17 @@ a hand-derived backward, in place on preallocated buffers, through `self.xp` (Nu
 tests/test_fused.py proves each one equal to its composition from minigrad primitives (values
 and every gradient), and benchmarks/rnn.py measures what they buy (docs/performance.md).
 
-One module per family: `elman`, `lstm`, `gru` (its two reset forms as two sequence ops); the
+One module per family: `elman`, `lstm`, `gru` (its two reset forms as two ops each); the
 feature-major layout, blocks of steps and argument checks they share are in `layout`. What each
 op keeps for backward, lengths included, goes through `save_for_backward` and is written in its
 docstring.
 """
 from rnn.kernels.elman import RNNSequence, RNNStep, rnn_sequence, rnn_step
-from rnn.kernels.gru import GRUSequence, GRUSequenceResetAfter, GRUStep, gru_sequence, gru_step
+from rnn.kernels.gru import (GRUSequence, GRUSequenceResetAfter, GRUStep, GRUStepResetAfter,
+                             gru_sequence, gru_step)
 from rnn.kernels.lstm import LSTMSequence, LSTMStep, lstm_sequence, lstm_step
 
-__all__ = ["GRUSequence", "GRUSequenceResetAfter", "GRUStep", "LSTMSequence", "LSTMStep",
+__all__ = ["GRUSequence", "GRUSequenceResetAfter", "GRUStep", "GRUStepResetAfter", "LSTMSequence",
+           "LSTMStep",
            "RNNSequence", "RNNStep", "gru_sequence", "gru_step", "lstm_sequence", "lstm_step",
            "rnn_sequence", "rnn_step"]

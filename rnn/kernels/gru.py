@@ -1,7 +1,7 @@
-"""The fused GRU: one step (`GRUStep`, both reset forms) or a whole sequence as ONE graph node
-with a hand-derived backward: `GRUSequence` for Cho's form (the reset gate scales h before
-W_hn) and `GRUSequenceResetAfter` for cuDNN's (it scales W_hn h + b_hn). tests/test_fused.py
-proves each equal to the same maths composed from minigrad primitives.
+"""The fused GRU: one step or a whole sequence as ONE graph node with a hand-derived backward,
+each form its own op: `GRUStep`, `GRUSequence` for Cho's form (the reset gate scales h before
+W_hn) and `GRUStepResetAfter`, `GRUSequenceResetAfter` for cuDNN's (it scales W_hn h + b_hn).
+tests/test_fused.py proves each equal to the same maths composed from minigrad primitives.
 
 The sequence ops use the layout and the blocked backward of `rnn.kernels.layout` (see
 `rnn.kernels.lstm`); the two forms share the update of h and the gate factors of backward.
@@ -17,65 +17,90 @@ from rnn.kernels.layout import (block_scratch, check_lengths, check_operands, di
                                 rotate_gates, sigmoid_, sigmoid_of_half_, state_buffer,
                                 step_blocks, step_masks, with_bias)
 
-__all__ = ["GRUSequence", "GRUSequenceResetAfter", "GRUStep", "gru_sequence", "gru_step"]
+__all__ = ["GRUSequence", "GRUSequenceResetAfter", "GRUStep", "GRUStepResetAfter",
+           "gru_sequence", "gru_step"]
+
+
+def _step_common(gout, a, h):
+    """What both forms' step backward share: the gates, dn = gh' (1 - z)(1 - n^2),
+    dz = gh' (h - n) z (1 - z) and the direct path gh = gh' z."""
+    H = h.shape[1]
+    r, z, n = a[:, :H], a[:, H:2 * H], a[:, 2 * H:]
+    return r, n, gout * (1 - z) * (1 - n * n), gout * (h - n) * z * (1 - z), gout * z
 
 
 class GRUStep(Function):
-    """One GRU step from gx = x_t W_ih^T + b_ih (B, 3H), h (B, H), weight_hh (3H, H), bias_hh:
+    """One GRU step, Cho's form, from gx = x_t W_ih^T + b_ih (B, 3H), h (B, H), weight_hh
+    (3H, H), bias_hh (3H):
 
         r = sig(gx_r + h W_hr^T + b_hr),  z = sig(gx_z + h W_hz^T + b_hz)
-        n = tanh(gx_n + (r h) W_hn^T + b_hn)      (reset_after=False)
-        n = tanh(gx_n + r (h W_hn^T + b_hn))      (reset_after=True)
-        h' = z h + (1 - z) n
+        n = tanh(gx_n + (r h) W_hn^T + b_hn),  h' = z h + (1 - z) n
 
-    Backward: dn = gh' (1 - z)(1 - n^2), dz = gh' (h - n) z (1 - z), and dr through r's product;
-    gh = gh' z + (the gradient of the hidden-side pre-activations) W_hh.
-    Saves the activated gates [r, z, n] (3 H per row), h, and r h (reset_after=False, for gW_hn)
-    or h W_hn^T + b_hn (reset_after=True, for dr): 5 (B, H) arrays, the weights aside.
+    Backward: dn = gh' (1 - z)(1 - n^2), dz = gh' (h - n) z (1 - z), d(r h) = dn W_hn,
+    dr = d(r h) h r (1 - r); gh = gh' z + d(r h) r + [dr, dz] W_hrz.
+    Saves the activated gates [r, z, n] (3 H per row), h, and r h (for gW_hn): 5 (B, H) arrays,
+    the weights aside.
     """
 
-    def forward(self, gx, h, weight_hh, bias_hh, *, reset_after=False):
+    def forward(self, gx, h, weight_hh, bias_hh):
         xp, H = self.xp, h.shape[1]
-        self.reset_after = reset_after
         a = gx.copy()
-        if reset_after:
-            hw = h @ weight_hh.T
-            hw += bias_hh
-            a[:, :2 * H] += hw[:, :2 * H]
-            sigmoid_(a[:, :2 * H], xp)
-            extra = hw[:, 2 * H:].copy()                # h W_hn^T + b_hn
-            a[:, 2 * H:] += a[:, :H] * extra
-        else:
-            a[:, :2 * H] += h @ weight_hh[:2 * H].T + bias_hh[:2 * H]
-            sigmoid_(a[:, :2 * H], xp)
-            extra = a[:, :H] * h                        # r h
-            a[:, 2 * H:] += extra @ weight_hh[2 * H:].T + bias_hh[2 * H:]
+        a[:, :2 * H] += h @ weight_hh[:2 * H].T + bias_hh[:2 * H]
+        sigmoid_(a[:, :2 * H], xp)
+        rh = a[:, :H] * h
+        a[:, 2 * H:] += rh @ weight_hh[2 * H:].T + bias_hh[2 * H:]
         n = xp.tanh(a[:, 2 * H:], out=a[:, 2 * H:])
         z = a[:, H:2 * H]
-        self.save_for_backward(a, h, extra, weight_hh)
+        self.save_for_backward(a, h, rh, weight_hh)
         return n + z * (h - n)
 
     def backward(self, gout):
-        a, h, extra, weight_hh = self.saved
+        a, h, rh, weight_hh = self.saved
         xp, H = self.xp, h.shape[1]
-        r, z, n = a[:, :H], a[:, H:2 * H], a[:, 2 * H:]
-        dn = gout * (1 - z) * (1 - n * n)
-        dz = gout * (h - n) * z * (1 - z)
-        gh = gout * z                                       # the direct path h -> h'
-        if self.reset_after:
-            dr = dn * extra * r * (1 - r)
-            dhw = xp.concatenate([dr, dz, dn * r], axis=1)  # d(h W_hh^T + b_hh)
-            ga = xp.concatenate([dr, dz, dn], axis=1)
-            gh += dhw @ weight_hh
-            gw = array_matmul(dhw.T, h)
-        else:
-            drh = dn @ weight_hh[2 * H:]                    # d(r h)
-            dr = drh * h * r * (1 - r)
-            ga = dhw = xp.concatenate([dr, dz, dn], axis=1)  # b_hh sits outside every product
-            gh += drh * r + dhw[:, :2 * H] @ weight_hh[:2 * H]
-            gw = xp.concatenate([array_matmul(dhw[:, :2 * H].T, h), array_matmul(dn.T, extra)])
+        r, n, dn, dz, gh = _step_common(gout, a, h)
+        drh = dn @ weight_hh[2 * H:]                        # d(r h)
+        dr = drh * h * r * (1 - r)
+        ga = xp.concatenate([dr, dz, dn], axis=1)           # b_hh sits outside every product
+        gh += drh * r + ga[:, :2 * H] @ weight_hh[:2 * H]
+        gw = xp.concatenate([array_matmul(ga[:, :2 * H].T, h), array_matmul(dn.T, rh)])
         n_ = self.needs_input_grad
         return (ga if n_[0] else None, gh if n_[1] else None, gw if n_[2] else None,
+                ga if n_[3] else None)
+
+
+class GRUStepResetAfter(Function):
+    """One GRU step, cuDNN's form: as `GRUStep` but n = tanh(gx_n + r (h W_hn^T + b_hn)).
+
+    Backward: dn, dz as in `GRUStep`, dr = dn hn r (1 - r) with hn = h W_hn^T + b_hn;
+    d(h W_hh^T + b_hh) = [dr, dz, dn r]; gh = gh' z + that W_hh.
+    Saves the activated gates [r, z, n] (3 H per row), h and hn (for dr): 5 (B, H) arrays, the
+    weights aside.
+    """
+
+    def forward(self, gx, h, weight_hh, bias_hh):
+        xp, H = self.xp, h.shape[1]
+        a = gx.copy()
+        hw = h @ weight_hh.T
+        hw += bias_hh
+        a[:, :2 * H] += hw[:, :2 * H]
+        sigmoid_(a[:, :2 * H], xp)
+        hn = hw[:, 2 * H:].copy()                           # h W_hn^T + b_hn
+        a[:, 2 * H:] += a[:, :H] * hn
+        n = xp.tanh(a[:, 2 * H:], out=a[:, 2 * H:])
+        z = a[:, H:2 * H]
+        self.save_for_backward(a, h, hn, weight_hh)
+        return n + z * (h - n)
+
+    def backward(self, gout):
+        a, h, hn, weight_hh = self.saved
+        xp = self.xp
+        r, n, dn, dz, gh = _step_common(gout, a, h)
+        dr = dn * hn * r * (1 - r)
+        dhw = xp.concatenate([dr, dz, dn * r], axis=1)      # d(h W_hh^T + b_hh)
+        gh += dhw @ weight_hh
+        n_ = self.needs_input_grad
+        return (xp.concatenate([dr, dz, dn], axis=1) if n_[0] else None,
+                gh if n_[1] else None, array_matmul(dhw.T, h) if n_[2] else None,
                 dhw if n_[3] else None)
 
 
@@ -297,7 +322,8 @@ class GRUSequenceResetAfter(Function):
 
 def gru_step(gx_t: Tensor, h: Tensor, weight_hh: Tensor, bias_hh: Tensor,
              reset_after: bool = False) -> Tensor:
-    """One GRU step as one op: returns h' (B, H). See `GRUStep` for the maths.
+    """One GRU step as one op: returns h' (B, H). See `GRUStep` and
+    `GRUStepResetAfter` for the maths.
 
     gx_t = x_t W_ih^T + b_ih (B, 3H) is the precomputed input projection, blocks (r, z, n).
 
@@ -309,7 +335,7 @@ def gru_step(gx_t: Tensor, h: Tensor, weight_hh: Tensor, bias_hh: Tensor,
     B, H = dims_of("gru_step", "h", h, 2)
     check_operands("gru_step", [("gx_t", gx_t, (B, 3 * H)), ("h", h, (B, H)),
                         ("weight_hh", weight_hh, (3 * H, H)), ("bias_hh", bias_hh, (3 * H,))])
-    return GRUStep.apply(gx_t, h, weight_hh, bias_hh, reset_after=bool(reset_after))
+    return (GRUStepResetAfter if reset_after else GRUStep).apply(gx_t, h, weight_hh, bias_hh)
 
 
 def gru_sequence(x: Tensor, h0: Tensor | None, weight_ih: Tensor, weight_hh: Tensor,
