@@ -344,14 +344,16 @@ def test_wrong_initial_state_names_the_path():
         rnn.unroll(cell, mg.zeros(4, 2, 3), ((mg.zeros(2, 2), mg.zeros(2, 2)), [1]))
 
 
-def test_docs_state_and_context_block_runs_alone():
-    """The worked example of docs/rnn.md ("States and context") runs as written, by itself, in
-    a fresh process (its asserts check the shapes and that the encoder got a gradient)."""
+def test_docs_rnn_blocks_run_alone():
+    """Every python block of docs/rnn.md, the worked example of "States and context" among them,
+    runs as written, by itself, in a fresh process (its asserts check the shapes and that the
+    encoder got a gradient)."""
     root = pathlib.Path(__file__).resolve().parents[1]
-    text = (root / "docs" / "rnn.md").read_text()
-    section = text.split("## States and context", 1)[1].split("\n## ", 1)[0]
-    block = re.search(r"^```python\n(.*?)^```", section, re.S | re.M).group(1)
+    blocks = re.findall(r"^```python\n(.*?)^```", (root / "docs" / "rnn.md").read_text(),
+                        re.S | re.M)
+    assert any("AttentiveCell" in b and "context=" in b for b in blocks)
     env = dict(os.environ, PYTHONPATH=str(root))
-    run = subprocess.run([sys.executable, "-c", block], cwd=root, env=env, capture_output=True,
-                         text=True, timeout=120)
-    assert run.returncode == 0, run.stderr
+    for block in blocks:
+        run = subprocess.run([sys.executable, "-c", block], cwd=root, env=env,
+                             capture_output=True, text=True, timeout=120)
+        assert run.returncode == 0, run.stderr
