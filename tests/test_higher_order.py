@@ -15,7 +15,7 @@ import minigrad as mg
 from minigrad.testing import GradcheckError, gradgradcheck
 
 import rnn
-from rnn import fused
+from rnn import kernels
 
 F64 = "float64"
 
@@ -355,19 +355,42 @@ def test_gradgradcheck_of_the_fused_and_composed_cells(kind):
         assert gradgradcheck(f, [x, h0, t64(cell.weight_hh.numpy())])
 
 
-def test_fused_kernels_declare_composed_twins_equal_to_them():
+@pytest.mark.parametrize("kind", ["lstm", "gru", "gru_reset_after", "rnn", "rnn_relu"])
+def test_every_fused_kernel_declares_a_composed_twin_equal_to_it(kind):
     rng = np.random.default_rng(10)
-    T, B, I, H = 4, 2, 3, 2
-    x = t64(rng.standard_normal((T, B, I)), False)
-    h0, c0 = t64(rng.standard_normal((B, H)), False), t64(rng.standard_normal((B, H)), False)
-    w_ih, w_hh = t64(rng.standard_normal((4 * H, I)), False), t64(rng.standard_normal((4 * H, H)),
-                                                                 False)
-    b = t64(rng.standard_normal(4 * H), False)
-    lengths = np.array([4, 2])
-    got = fused.lstm_sequence(x, h0, c0, w_ih, w_hh, b, lengths=lengths)
-    twin = fused.LSTMSequence.composed(x, h0, c0, w_ih, w_hh, b, lengths=lengths)
-    for g, w in zip(got, twin):
-        np.testing.assert_allclose(g.numpy(), w.numpy(), rtol=1e-12, atol=1e-14)
+    T, B, I, H = 4, 3, 3, 2
+    G = {"lstm": 4, "gru": 3, "gru_reset_after": 3}.get(kind, 1)
+
+    def r(*shape):
+        return t64(rng.standard_normal(shape), False)
+    x, h, c, w_ih, w_hh, b, b2 = (r(T, B, I), r(B, H), r(B, H), r(G * H, I), r(G * H, H),
+                                  r(G * H), r(G * H))
+    lengths = np.array([4, 2, 0])
+    if kind == "lstm":
+        calls = [(kernels.lstm_step, (x[0] @ w_ih.T, h, c, w_hh), {}),
+                 (kernels.lstm_sequence, (x, h, c, w_ih, w_hh, b), {"lengths": lengths})]
+    elif kind.startswith("gru"):
+        ra = {"reset_after": kind == "gru_reset_after"}
+        calls = [(kernels.gru_step, (x[0] @ w_ih.T, h, w_hh, b2), ra),
+                 (kernels.gru_sequence, (x, h, w_ih, w_hh, b, b2), dict(ra, lengths=lengths))]
+    else:
+        nl = {"nonlinearity": "relu" if kind == "rnn_relu" else "tanh"}
+        calls = [(kernels.rnn_step, (x[0] @ w_ih.T, h, w_hh), nl),
+                 (kernels.rnn_sequence, (x, h, w_ih, w_hh, b), dict(nl, lengths=lengths))]
+    for fn, args, kw in calls:
+        got = fn(*args, **kw)
+        got = got if isinstance(got, tuple) else (got,)
+        # the same call recorded: its node names the op class and the keywords it was given
+        recorded = fn(*[t64(a.numpy()) for a in args], **kw)
+        node = (recorded if isinstance(recorded, tuple) else (recorded,))[0].grad_fn
+        twin_kw = {k: v for k, v in kw.items() if k != "reset_after"}
+        if "lengths" in twin_kw:
+            twin_kw["lengths"] = node.inputs[1]["lengths"]
+        twin = type(node).composed(*args, **twin_kw)
+        twin = twin if isinstance(twin, tuple) else (twin,)
+        assert len(twin) == len(got)
+        for g, w in zip(got, twin):
+            np.testing.assert_allclose(g.numpy(), w.numpy(), rtol=1e-12, atol=1e-14)
 
 
 # --- the graph of a create_graph backward is freed like any other ---------------------------
@@ -404,7 +427,7 @@ def test_a_fused_node_drops_the_inputs_kept_for_its_twin_after_backward():
     h, c = t64(rng.standard_normal((B, H))), t64(rng.standard_normal((B, H)))
     w = t64(rng.standard_normal((4 * H, H)))
     gx_t = gx * 1.0                                  # a non-leaf input, as unroll's steps are
-    h1, c1 = fused.lstm_step(gx_t, h, c, w)
+    h1, c1 = kernels.lstm_step(gx_t, h, c, w)
     ref = weakref.ref(gx_t)
     del gx_t
     assert ref() is not None                         # kept: a create_graph pass may re-run the twin
