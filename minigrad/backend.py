@@ -11,7 +11,6 @@ import numpy as np
 _devices: dict[str, "Device"] = {}
 # array type -> Device, the hot lookup made by every op (read it, never write it: register_device)
 array_types: dict[type, "Device"] = {}
-_by_type = array_types  # the old name, still read by rnn/ until its rework moves to is_array
 
 
 class Device:

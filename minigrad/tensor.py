@@ -37,8 +37,6 @@ class Tensor(TensorMethods):
     def __hash__(self):
         return id(self)
 
-    _wrap = staticmethod(make_tensor)  # the old name, still used by rnn/ until its rework
-
     def detach(self) -> Tensor:
         """The same data, cut from the graph."""
         return make_tensor(self.data)

@@ -24,7 +24,7 @@ __all__ = ["eigenvalues", "saturation", "scale_spectral_radius", "spectral_radiu
 
 def _square(weight, op: str) -> np.ndarray:
     a = weight.data if isinstance(weight, mg.Tensor) else weight
-    a = np.asarray(backend.to_host(a) if type(a) in backend._by_type else a)
+    a = np.asarray(backend.to_host(a) if backend.is_array(a) else a)
     if a.ndim != 2 or a.shape[0] != a.shape[1]:
         raise ValueError(f"{op}: expected a square recurrent matrix (H, H), got shape {a.shape}; "
                          "for a gated cell pass one gate block, e.g. weight_hh[:H]")

@@ -496,3 +496,14 @@ def test_minigrad_modules_import_only_modules_below_them():
     for m in deps:
         if m != "minigrad":          # the package __init__ re-exports everything
             visit(m)
+
+
+def test_no_private_name_of_a_minigrad_module_is_read_from_outside_it():
+    pattern = re.compile(r"\b(?:backend|engine|ops|functions|modes|autograd|random|checkpoint|"
+                         r"memory|mg|F)\._[a-zA-Z]\w*|\bTensor\._[a-z]\w*")
+    found = []
+    for folder in ("minigrad", "rnn"):
+        for path in (ROOT / folder).rglob("*.py"):
+            for k, line in enumerate(path.read_text().splitlines(), 1):
+                found += [f"{path.relative_to(ROOT)}:{k}: {m}" for m in pattern.findall(line)]
+    assert found == []
