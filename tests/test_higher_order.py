@@ -474,3 +474,13 @@ def test_hooks_under_create_graph_keep_the_graph_or_refuse():
     z.register_hook(lambda g: mg.tensor(g.data * 2.0))       # from .data: would cut the graph
     with pytest.raises(RuntimeError, match="create_graph=True backward"):
         mg.grad((z ** 2).sum(), [x], create_graph=True)
+
+
+def test_hessian_of_two_inputs_gives_every_block():
+    x0, y0 = np.array([0.5, -1.0]), np.array([2.0, 3.0])
+    (hxx, hxy), (hyx, hyy) = mg.hessian(lambda x, y: (x * x * y).sum(),
+                                        [t64(x0, False), t64(y0, False)])
+    np.testing.assert_allclose(hxx.numpy(), np.diag(2 * y0), rtol=1e-14)
+    np.testing.assert_allclose(hxy.numpy(), np.diag(2 * x0), rtol=1e-14)
+    np.testing.assert_allclose(hyx.numpy(), np.diag(2 * x0), rtol=1e-14)
+    np.testing.assert_allclose(hyy.numpy(), np.zeros((2, 2)), atol=0)
