@@ -1,0 +1,321 @@
+"""The attention decoder and the encoder-decoder: the decoder against NumPy maths written here,
+gradcheck (float64, drawn sizes and lengths), a padded batch equal to each example alone
+(outputs, weights, every gradient), checkpointed == plain (the encoder's outputs getting their
+gradient through the context), the step function equal to teacher forcing, the fake device."""
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import minigrad as mg
+import rnn
+from minigrad.testing import gradcheck
+
+F64 = "float64"
+
+
+# --- independent NumPy reference: GRU inner cell, additive attention, Luong's output layer -------
+
+def sig(a):
+    return 1.0 / (1.0 + np.exp(-a))
+
+
+def np_gru(p, x, h):
+    H = h.shape[1]
+    gi = x @ p["weight_ih"].T + p["bias_ih"]
+    w, b = p["weight_hh"], p["bias_hh"]
+    r = sig(gi[:, :H] + h @ w[:H].T + b[:H])
+    z = sig(gi[:, H:2 * H] + h @ w[H:2 * H].T + b[H:2 * H])
+    n = np.tanh(gi[:, 2 * H:] + (r * h) @ w[2 * H:].T + b[2 * H:])
+    return (1 - z) * n + z * h
+
+
+def np_decoder(p, xs, h, enc, src_lengths, tgt_lengths, feeding):
+    """xs (T, B, I), enc (S, B, D): outputs (T, B, H_o) and weights (T, B, S), zero past ends,
+    and each sequence's final (h, o, a): at its own last step."""
+    T, B = xs.shape[:2]
+    S = enc.shape[0]
+    keys = enc.transpose(1, 0, 2)
+    mask = np.arange(S)[None] < np.asarray(src_lengths)[:, None]
+    feed = np.zeros((B, p["output_proj.weight"].shape[0]))
+    outs, weights = np.zeros((T, B, feed.shape[1])), np.zeros((T, B, S))
+    last_a = np.zeros((B, S))
+    for t in range(T):
+        x = np.concatenate([xs[t], feed], axis=1) if feeding else xs[t]
+        h_new = np_gru({k[5:]: v for k, v in p.items() if k.startswith("cell.")}, x, h)
+        e = np.tanh(keys @ p["attention.key_proj.weight"].T
+                    + (h_new @ p["attention.query_proj.weight"].T
+                       + p["attention.query_proj.bias"])[:, None]) @ p["attention.v"]
+        e = np.where(mask, e, -np.inf)
+        a = np.exp(e - e.max(axis=1, keepdims=True))
+        a /= a.sum(axis=1, keepdims=True)
+        c = np.einsum("bs,bsd->bd", a, keys)
+        o = np.tanh(np.concatenate([c, h_new], axis=1) @ p["output_proj.weight"].T
+                    + p["output_proj.bias"])
+        live = (t < np.asarray(tgt_lengths))[:, None]
+        outs[t], weights[t] = np.where(live, o, 0), np.where(live, a, 0)
+        h, feed = np.where(live, h_new, h), np.where(live, o, feed)
+        last_a = np.where(live, a, last_a)
+    return outs, weights, (h, feed, last_a)
+
+
+def make_decoder(I, H, D, feeding, seed, attention="additive", inner="gru"):
+    g = np.random.default_rng(seed)
+    n_in = I + (H if feeding else 0)
+    cell = (rnn.GRUCell(n_in, H, rng=g, dtype=F64) if inner == "gru"
+            else rnn.LSTMCell(n_in, H, rng=g, dtype=F64))
+    att = (rnn.AdditiveAttention(H, D, 4, rng=g, dtype=F64) if attention == "additive" else
+           rnn.LocationAwareAttention(H, D, 4, filters=2, width=3, rng=g, dtype=F64))
+    return rnn.AttentionDecoderCell(cell, att, input_feeding=feeding, rng=g, dtype=F64)
+
+
+@st.composite
+def decoder_cases(draw):
+    return dict(B=draw(st.integers(1, 3)), S=draw(st.integers(1, 4)), T=draw(st.integers(1, 4)),
+                I=draw(st.integers(1, 3)), H=draw(st.integers(1, 3)), D=draw(st.integers(1, 3)),
+                feeding=draw(st.booleans()), seed=draw(st.integers(0, 2**16)),
+                data=draw(st.data()))
+
+
+def draw_arrays(c):
+    rng = np.random.default_rng(c["seed"])
+    src_lengths = c["data"].draw(st.lists(st.integers(1, c["S"]), min_size=c["B"],
+                                          max_size=c["B"]))
+    tgt_lengths = c["data"].draw(st.lists(st.integers(1, c["T"]), min_size=c["B"],
+                                          max_size=c["B"]))
+    xs = rng.standard_normal((c["T"], c["B"], c["I"]))
+    enc = rng.standard_normal((c["S"], c["B"], c["D"]))
+    h0 = rng.standard_normal((c["B"], c["H"])) * 0.5
+    return xs, enc, h0, np.array(src_lengths), np.array(tgt_lengths)
+
+
+def decoder_run(dec, xs, enc, h0, src_lengths, tgt_lengths, **kw):
+    ctx = dec.context(enc, src_lengths)
+    _, feed, a = dec.initial_state(xs.shape[1], ctx)
+    return rnn.run_decoder(dec, xs, (h0, feed, a), ctx, tgt_lengths, **kw)
+
+
+@settings(max_examples=12)
+@given(c=decoder_cases())
+def test_decoder_equals_numpy(c):
+    xs, enc, h0, src_lengths, tgt_lengths = draw_arrays(c)
+    dec = make_decoder(c["I"], c["H"], c["D"], c["feeding"], c["seed"])
+    out, final, weights = decoder_run(dec, mg.tensor(xs), mg.tensor(enc), mg.tensor(h0),
+                                      src_lengths, tgt_lengths)
+    p = {n: v.numpy() for n, v in dec.named_parameters()}
+    ref_out, ref_w, ref_final = np_decoder(p, xs, h0, enc, src_lengths, tgt_lengths,
+                                           c["feeding"])
+    for got, want in zip(final, ref_final):
+        np.testing.assert_allclose(got.numpy(), want, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(out.numpy(), ref_out, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(weights.numpy(), ref_w, rtol=1e-10, atol=1e-12)
+
+
+@settings(max_examples=8)
+@given(c=decoder_cases(), attention=st.sampled_from(["additive", "location"]))
+def test_decoder_gradcheck(c, attention):
+    xs, enc, h0, src_lengths, tgt_lengths = draw_arrays(c)
+    dec = make_decoder(c["I"], c["H"], c["D"], c["feeding"], c["seed"], attention)
+
+    def f(xs, enc, h0, *params):
+        out, state, w = decoder_run(dec, xs, enc, h0, src_lengths, tgt_lengths)
+        return out, w, state[0]
+
+    ts = [mg.tensor(a, dtype=F64, requires_grad=True) for a in (xs, enc, h0)]
+    assert gradcheck(f, ts + dec.parameters(), seed=c["seed"])
+
+
+@pytest.mark.parametrize("inner", ["gru", "lstm"])
+@pytest.mark.parametrize("attention", ["additive", "location"])
+def test_checkpointed_decoder_equals_plain(inner, attention):
+    """Gradients to every parameter, the inputs, the first state and the encoder outputs (reached
+    through the context only) are the plain run's."""
+    rng = np.random.default_rng(0)
+    T, B, S = 7, 3, 5
+    dec = make_decoder(2, 3, 4, True, 0, attention, inner)
+    xs0, enc0 = rng.standard_normal((T, B, 2)), rng.standard_normal((S, B, 4))
+    src_lengths, tgt_lengths = [5, 2, 4], [7, 3, 6]
+    results = []
+    for k in (None, 1, 3):
+        xs, enc = mg.tensor(xs0, requires_grad=True), mg.tensor(enc0, requires_grad=True)
+        dec.zero_grad()
+        ctx = dec.context(enc, src_lengths)
+        state = dec.initial_state(B, ctx)
+        out, final, w = rnn.run_decoder(dec, xs, state, ctx, tgt_lengths, checkpoint_every=k)
+        h_final = final[0][0] if inner == "lstm" else final[0]
+        ((out * out).sum() + (w * w).sum()).backward()
+        results.append([out.numpy(), w.numpy(), h_final.numpy(), xs.grad.numpy(),
+                        enc.grad.numpy()] + [p.grad.numpy() for p in dec.parameters()])
+    assert np.abs(results[0][4]).sum() > 0  # the encoder got a gradient, through the context
+    for other in results[1:]:
+        for a, b in zip(results[0], other):
+            np.testing.assert_allclose(b, a, rtol=1e-10, atol=1e-12)
+
+
+# --- the encoder-decoder --------------------------------------------------------------------------
+
+V_SRC, V_TGT, E = 7, 6, 3
+
+
+def make_model(attention=True, seed=0, cell="lstm", layers=2):
+    g = np.random.default_rng(seed)
+    enc = (rnn.LSTM if cell == "lstm" else rnn.GRU)(E, 3, num_layers=layers, bidirectional=True,
+                                                    rng=g, dtype=F64)
+    if attention:
+        dec = rnn.AttentionDecoderCell(rnn.GRUCell(E + 4, 4, rng=g, dtype=F64),
+                                       rnn.AdditiveAttention(4, 6, 5, rng=g, dtype=F64),
+                                       rng=g, dtype=F64)
+    else:
+        dec = rnn.GRUCell(E, 4, rng=g, dtype=F64)
+    return rnn.Seq2Seq(V_SRC, V_TGT, E, enc, dec, rng=g, dtype=F64)
+
+
+def batch(rng, B, S, T):
+    src_lengths = rng.integers(1, S + 1, B)
+    tgt_lengths = rng.integers(1, T + 1, B)
+    src = rng.integers(0, V_SRC, (S, B))
+    tgt = rng.integers(0, V_TGT, (T + 1, B))
+    return src, src_lengths, tgt[:-1], tgt[1:], tgt_lengths
+
+
+@pytest.mark.parametrize("attention", [True, False])
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_padded_batch_equals_each_example_alone(attention, cell):
+    """log-probs, attention weights and every parameter's gradient (a sum over the examples)."""
+    model = make_model(attention, cell=cell)
+    rng = np.random.default_rng(1)
+    src, sl, tin, tout, tl = batch(rng, 4, 5, 4)
+    sl[0], tl[0] = 5, 4  # one full-length example, the rest padded
+
+    def run(src, sl, tin, tout, tl):
+        model.zero_grad()
+        log_p, w = model(src, sl, tin, tl)
+        loss = rnn.sequence_cross_entropy(log_p, tout, tl, reduction="sum")
+        loss.backward()
+        return (log_p.numpy(), None if w is None else w.numpy(),
+                {n: p.grad.numpy().copy() for n, p in model.named_parameters()})
+
+    log_p, w, grads = run(src, sl, tin, tout, tl)
+    summed = {n: np.zeros_like(g) for n, g in grads.items()}
+    for b in range(4):
+        s, t = sl[b], tl[b]
+        one = run(src[:s, b:b + 1], sl[b:b + 1], tin[:t, b:b + 1], tout[:t, b:b + 1],
+                  tl[b:b + 1])
+        np.testing.assert_allclose(log_p[:t, b:b + 1], one[0], rtol=1e-9, atol=1e-12)
+        if attention:
+            np.testing.assert_allclose(w[:t, b:b + 1, :s], one[1], rtol=1e-9, atol=1e-12)
+            assert (w[:, b, s:] == 0).all() and (w[t:, b] == 0).all()
+        for n in summed:
+            summed[n] += one[2][n]
+    for n, g in grads.items():
+        np.testing.assert_allclose(g, summed[n], rtol=1e-8, atol=1e-11, err_msg=n)
+
+
+@settings(max_examples=5)
+@given(seed=st.integers(0, 2**16), attention=st.booleans())
+def test_seq2seq_gradcheck(seed, attention):
+    model = make_model(attention, seed=seed % 7, cell="gru", layers=1)
+    src, sl, tin, tout, tl = batch(np.random.default_rng(seed), 2, 3, 3)
+
+    def f(*params):
+        return model.loss(src, sl, tin, tout, tl)
+
+    assert gradcheck(f, model.parameters(), seed=seed)
+
+
+def test_key_projection_once_per_source():
+    model = make_model(True)
+    calls = []
+    att = model.decoder.attention
+    original = att.precompute
+    att.precompute = lambda keys: calls.append(keys.shape) or original(keys)
+    src, sl, tin, tout, tl = batch(np.random.default_rng(0), 3, 4, 6)
+    model.loss(src, sl, tin, tout, tl).backward()
+    assert calls == [(3, 4, 6)]  # one call for 6 decoder steps
+
+
+@pytest.mark.parametrize("attention", [True, False])
+def test_step_function_equals_teacher_forcing(attention):
+    model = make_model(attention)
+    src, sl, tin, tout, tl = batch(np.random.default_rng(2), 3, 5, 4)
+    tl[:] = 4
+    log_p, w = model(src, sl, tin, tl)
+    state = model.start(src, sl)
+    for t in range(4):
+        lp, state = model.step(tin[t], state)
+        np.testing.assert_allclose(lp.numpy(), log_p.numpy()[t], rtol=1e-10, atol=1e-12)
+        if attention:
+            np.testing.assert_allclose(model.weights(state).numpy(), w.numpy()[t], rtol=1e-10)
+    np.testing.assert_allclose(np.exp(lp.numpy()).sum(axis=1), 1.0)
+
+
+def test_greedy_follows_the_argmax_and_stops_at_eos():
+    model = make_model(True)
+    src, sl, *_ = batch(np.random.default_rng(3), 3, 5, 4)
+    tokens, weights = model.greedy(src, sl, bos=0, eos=1, max_len=6)
+    state, prev = model.start(src, sl), np.zeros(3, dtype=np.int64)
+    for t in range(tokens.shape[0]):
+        lp, state = model.step(prev, state)
+        want = lp.numpy().argmax(axis=1)
+        ended = (tokens[:t] == 1).any(axis=0)
+        np.testing.assert_array_equal(tokens[t][~ended], want[~ended])
+        assert (tokens[t][ended] == 1).all()
+        prev = tokens[t]
+    assert weights.shape == (tokens.shape[0], 3, 5)
+    np.testing.assert_allclose(weights.sum(axis=2), 1.0)
+
+
+def test_seq2seq_on_fake_device_equals_cpu():
+    src, sl, tin, tout, tl = batch(np.random.default_rng(4), 3, 4, 3)
+    got = {}
+    for device in ("cpu", "fake"):
+        model = make_model(True, cell="gru").to(device=device)
+        loss = model.loss(src, sl, tin, tout, tl)
+        loss.backward()
+        assert loss.device == device
+        got[device] = [loss.numpy()] + [p.grad.numpy() for p in model.parameters()]
+    for a, b in zip(got["cpu"], got["fake"]):
+        np.testing.assert_allclose(b, a, rtol=1e-10, atol=1e-12)
+
+
+def test_learns_to_reverse():
+    """A few hundred updates take a copy-in-reverse task far below chance (log 6 per token)."""
+    g = np.random.default_rng(0)
+    enc = rnn.GRU(8, 16, bidirectional=True, rng=g)
+    dec = rnn.AttentionDecoderCell(rnn.GRUCell(8 + 16, 16, rng=g),
+                                   rnn.AdditiveAttention(16, 32, 16, rng=g), rng=g)
+    model = rnn.Seq2Seq(6, 6, 8, enc, dec, rng=g)
+    opt = mg.optim.Adam(model.parameters(), lr=0.02)
+    for _ in range(150):
+        lengths = g.integers(2, 6, 16)
+        src = g.integers(2, 6, (5, 16))
+        tgt = np.ones((6, 16), dtype=np.int64)          # 0 start, 1 end
+        for b, n in enumerate(lengths):
+            tgt[:n, b] = src[:n, b][::-1]
+        tin = np.concatenate([np.zeros((1, 16), dtype=np.int64), tgt[:-1]])
+        loss = model.loss(src, lengths, tin, tgt, lengths + 1)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert float(loss) < 0.3 * np.log(6)
+
+
+def test_errors():
+    gru = rnn.GRUCell(5, 4)
+    with pytest.raises(ValueError, match="query_size 3 must be the cell's hidden size 4"):
+        rnn.AttentionDecoderCell(gru, rnn.AdditiveAttention(3, 2, 2))
+    with pytest.raises(TypeError, match="must be an rnn.Attention"):
+        rnn.AttentionDecoderCell(gru, object())
+    with pytest.raises(ValueError, match="attentional features"):
+        rnn.AttentionDecoderCell(rnn.GRUCell(4, 4), rnn.AdditiveAttention(4, 2, 2))
+    dec = rnn.AttentionDecoderCell(gru, rnn.AdditiveAttention(4, 2, 2))
+    with pytest.raises(ValueError, match="needs the context"):
+        dec.initial_state(2)
+    with pytest.raises(ValueError, match="the decoder takes 1 input features"):
+        rnn.Seq2Seq(3, 3, 2, rnn.GRU(2, 1, bidirectional=True), dec)
+    model = make_model(True)
+    with pytest.raises(ValueError, match="src must be int token ids"):
+        model.loss(np.zeros((2, 2)), [2, 2], np.zeros((2, 2), int), np.zeros((2, 2), int), [2, 2])
+    with pytest.raises(ValueError, match="run_decoder: lengths"):
+        model.loss(np.zeros((2, 2), int), [2, 2], np.zeros((2, 2), int), np.zeros((2, 2), int),
+                   [3, 2])
