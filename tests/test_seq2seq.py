@@ -319,3 +319,19 @@ def test_errors():
     with pytest.raises(ValueError, match="run_decoder: lengths"):
         model.loss(np.zeros((2, 2), int), [2, 2], np.zeros((2, 2), int), np.zeros((2, 2), int),
                    [3, 2])
+
+
+def test_docs_attention_blocks_each_run_alone():
+    """Every ```python block of docs/attention.md runs by itself in a fresh process."""
+    import pathlib
+    import re
+    import subprocess
+    import sys
+    root = pathlib.Path(__file__).resolve().parent.parent
+    blocks = re.findall(r"^```python\n(.*?)^```", (root / "docs" / "attention.md").read_text(),
+                        re.S | re.M)
+    assert len(blocks) >= 5
+    for k, src in enumerate(blocks):
+        run = subprocess.run([sys.executable, "-c", src], cwd=root, capture_output=True,
+                             text=True, timeout=120)
+        assert run.returncode == 0, f"docs/attention.md block {k}:\n{src}\n{run.stderr}"
