@@ -22,7 +22,8 @@ from minigrad.nn import Embedding, Linear, Module
 from rnn.attention import Attention, source_mask
 from rnn.cell import Cell
 
-__all__ = ["AttentionDecoderCell", "Seq2Seq", "Seq2SeqState", "SourceContext", "run_decoder"]
+__all__ = ["AttentionDecoderCell", "Seq2Seq", "Seq2SeqState", "SourceContext", "greedy_decode",
+           "run_decoder"]
 
 
 class SourceContext(NamedTuple):
@@ -353,22 +354,38 @@ class Seq2Seq(Module):
         return state.decoder[2] if self.attentive else None
 
     def greedy(self, src, src_lengths, bos: int, eos: int, max_len: int) -> tuple:
-        """Greedy decoding: (tokens (max_len, B) host ints, eos then padding with eos after
-        each end; weights (max_len, B, S) host floats or None)."""
+        """Greedy decoding (`greedy_decode` on `step`): (tokens (max_len, B), weights
+        (max_len, B, S) or None), host arrays."""
         with mg.no_grad():
             state = self.start(src, src_lengths)
-            B = np.asarray(src).shape[1]
-            tokens = np.full(B, bos, dtype=np.int64)
-            done = np.zeros(B, dtype=bool)
-            out, weights = np.full((max_len, B), eos, dtype=np.int64), []
-            for t in range(max_len):
-                log_p, state = self.step(tokens, state)
-                tokens = np.asarray(backend.to_host(log_p.data)).argmax(axis=1)
-                tokens = np.where(done, eos, tokens)
-                out[t] = tokens
-                if self.attentive:
-                    weights.append(backend.to_host(self.weights(state).data))
-                done |= tokens == eos
-                if done.all():
-                    break
-        return out, (np.stack(weights) if weights else None)
+        return greedy_decode(self.step, state, np.asarray(src).shape[1], bos, eos, max_len,
+                             self.weights if self.attentive else None)
+
+
+def greedy_decode(step, state, batch_size: int, bos: int, eos: int, max_len: int,
+                  weights=None) -> tuple:
+    """Drive a step function `step(tokens (B,), state) -> (log_probs (B, V), state)` from the
+    start token `bos`, taking the most likely token each time, until every row wrote `eos` or
+    `max_len` tokens. Returns host arrays: tokens (max_len, B) (eos after each end) and, when
+    `weights(state) -> (B, S)` is given, the stacked weights (steps, B, S) (else None).
+
+    >>> import numpy as np, minigrad as mg
+    >>> def count(tokens, state):                 # the next token is one more, up to 3 (the end)
+    ...     return mg.tensor(np.log(np.eye(4)[np.minimum(tokens + 1, 3)] + 1e-9)), state
+    >>> greedy_decode(count, None, 2, bos=0, eos=3, max_len=5)[0][:, 0].tolist()
+    [1, 2, 3, 3, 3]
+    """
+    tokens = np.full(batch_size, bos, dtype=np.int64)
+    done = np.zeros(batch_size, dtype=bool)
+    out, kept = np.full((max_len, batch_size), eos, dtype=np.int64), []
+    with mg.no_grad():
+        for t in range(max_len):
+            log_p, state = step(tokens, state)
+            tokens = np.where(done, eos, backend.to_host(log_p.data).argmax(axis=1))
+            out[t] = tokens
+            if weights is not None:
+                kept.append(backend.to_host(weights(state).data))
+            done |= tokens == eos
+            if done.all():
+                break
+    return out, (np.stack(kept) if kept else None)
