@@ -20,6 +20,7 @@ import numpy as np
 import minigrad as mg
 import rnn
 from demos import _common
+from rnn.decoding import greedy
 
 DAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
 MONTHS = ["January", "February", "March", "April", "May", "June", "July", "August",
@@ -125,11 +126,12 @@ def evaluate(model, pairs, batch: int = 500) -> dict:
     outputs, weights = [], []
     for i in range(0, len(pairs), batch):
         src, src_len, _, _ = encode(pairs[i:i + batch])
-        tokens, w = model.greedy(src, src_len, BOS, EOS, TGT_LEN + 1)
-        for b in range(tokens.shape[1]):
+        with mg.no_grad():
+            start = model.start(src, src_len)
+        for hyp, n in zip(greedy(model, start, BOS, EOS, TGT_LEN + 1), src_len):
             outputs.append("".join(TGT_CHARS[k] if k < len(TGT_CHARS) else "#"
-                                   for k in tokens[:TGT_LEN, b]))
-            weights.append(None if w is None else w[:TGT_LEN, b, :src_len[b]])
+                                   for k in hyp.tokens[:TGT_LEN]))
+            weights.append(None if hyp.attention is None else hyp.attention[:TGT_LEN, :n])
     right = np.array([o == t for o, (_, t) in zip(outputs, pairs)])
     chars = np.mean([sum(a == b for a, b in zip(o, t)) / TGT_LEN
                      for o, (_, t) in zip(outputs, pairs)])

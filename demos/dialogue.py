@@ -18,6 +18,7 @@ import numpy as np
 import minigrad as mg
 import rnn
 from demos import _common
+from rnn.decoding import greedy
 
 NAMES = ["anna", "bob", "carla", "dev", "emil", "fatima", "gus", "hana"]
 CITIES = ["paris", "lima", "oslo", "tokyo", "cairo", "quito", "rome", "seoul"]
@@ -138,12 +139,13 @@ def evaluate(model, rng, pairs, n: int) -> dict:
     source, (_, tgt, reply_lengths), talks = batch(rng, pairs, n)
     with mg.no_grad():
         state = model.start(*source)
-    tokens, _ = rnn.greedy_decode(model.step, state, n, BOS, EOS, tgt.shape[0])
-    right = [(tokens[:k, b] == tgt[:k, b]).all() for b, k in enumerate(reply_lengths)]
+    hyps = greedy(model, state, BOS, EOS, tgt.shape[0])
+    right = [np.array_equal(h.tokens, tgt[:k, b]) for b, (h, k) in enumerate(zip(hyps,
+                                                                              reply_lengths))]
     inverse = {i: w for w, i in IDS.items()}
     shown = [" | ".join(" ".join(u) for u in t) + " -> "
-             + " ".join(inverse.get(int(k), "<end>") for k in tokens[:reply_lengths[b] - 1, b])
-             for b, (t, _) in enumerate(talks[:4])]
+             + " ".join(inverse.get(int(k), "<end>") for k in h.tokens[:-1])
+             for (t, _), h in zip(talks[:4], hyps)]
     return {"exact_match": float(np.mean(right)), "examples": shown}
 
 

@@ -22,8 +22,7 @@ from minigrad.nn import Embedding, Linear, Module
 from rnn.attention import Attention, source_mask
 from rnn.cell import Cell
 
-__all__ = ["AttentionDecoderCell", "Seq2Seq", "Seq2SeqState", "SourceContext", "greedy_decode",
-           "run_decoder"]
+__all__ = ["AttentionDecoderCell", "Seq2Seq", "Seq2SeqState", "SourceContext", "run_decoder"]
 
 
 class SourceContext(NamedTuple):
@@ -247,8 +246,8 @@ class Seq2Seq(Module):
     `bridge=False` starts the decoder from zeros.
 
     Token ids are time-major (S, B) / (T, B) int arrays. For decoding, `start(src, lengths)` gives
-    the first state and `step(tokens (N,), state) -> (log_probs (N, V), state)` one more token;
-    `greedy` drives them.
+    the first state and `step(tokens (N,), state) -> (log_probs (N, V), state, weights (N, S))`
+    one more token: the protocol that `rnn.decoding` (greedy, sampling, beam search) drives.
 
     >>> import numpy as np, minigrad as mg, rnn
     >>> enc = rnn.GRU(4, 5, bidirectional=True, rng=0)
@@ -258,9 +257,9 @@ class Seq2Seq(Module):
     >>> src, tgt = np.array([[1, 2], [3, 0]]), np.array([[1, 1], [4, 5], [2, 0]])
     >>> loss = model.loss(src, [2, 1], tgt[:-1], tgt[1:], [2, 1])
     >>> loss.backward()
-    >>> log_p, state = model.step(np.array([1, 1]), model.start(src, [2, 1]))
-    >>> log_p.shape
-    (2, 9)
+    >>> log_p, state, weights = model.step(np.array([1, 1]), model.start(src, [2, 1]))
+    >>> log_p.shape, weights.shape
+    ((2, 9), (2, 2))
     """
 
     def __init__(self, src_vocab: int, tgt_vocab: int, embed_size: int, encoder: Module,
@@ -341,51 +340,12 @@ class Seq2Seq(Module):
         return self.encode(src, src_lengths)[1]
 
     def step(self, tokens, state: Seq2SeqState) -> tuple:
-        """One decoding step: tokens (N,) ints -> (log_probs (N, V), next state)."""
+        """One decoding step (the protocol of `rnn.decoding`): tokens (N,) ints ->
+        (log_probs (N, V), next state, attention weights (N, S) or None without attention)."""
         x = self.tgt_embed(np.asarray(tokens))
-        if self.attentive:
-            out, dec = self.decoder(x, state.decoder, state.context)
-        else:
+        if not self.attentive:
             out, dec = self.decoder(x, state.decoder)
-        return mg.log_softmax(self.out_proj(out), axis=-1), Seq2SeqState(dec, state.context)
-
-    def weights(self, state: Seq2SeqState):
-        """The attention weights (N, S) of the last step (None without attention)."""
-        return state.decoder[2] if self.attentive else None
-
-    def greedy(self, src, src_lengths, bos: int, eos: int, max_len: int) -> tuple:
-        """Greedy decoding (`greedy_decode` on `step`): (tokens (max_len, B), weights
-        (max_len, B, S) or None), host arrays."""
-        with mg.no_grad():
-            state = self.start(src, src_lengths)
-        return greedy_decode(self.step, state, np.asarray(src).shape[1], bos, eos, max_len,
-                             self.weights if self.attentive else None)
-
-
-def greedy_decode(step, state, batch_size: int, bos: int, eos: int, max_len: int,
-                  weights=None) -> tuple:
-    """Drive a step function `step(tokens (B,), state) -> (log_probs (B, V), state)` from the
-    start token `bos`, taking the most likely token each time, until every row wrote `eos` or
-    `max_len` tokens. Returns host arrays: tokens (max_len, B) (eos after each end) and, when
-    `weights(state) -> (B, S)` is given, the stacked weights (steps, B, S) (else None).
-
-    >>> import numpy as np, minigrad as mg
-    >>> def count(tokens, state):                 # the next token is one more, up to 3 (the end)
-    ...     return mg.tensor(np.log(np.eye(4)[np.minimum(tokens + 1, 3)] + 1e-9)), state
-    >>> greedy_decode(count, None, 2, bos=0, eos=3, max_len=5)[0][:, 0].tolist()
-    [1, 2, 3, 3, 3]
-    """
-    tokens = np.full(batch_size, bos, dtype=np.int64)
-    done = np.zeros(batch_size, dtype=bool)
-    out, kept = np.full((max_len, batch_size), eos, dtype=np.int64), []
-    with mg.no_grad():
-        for t in range(max_len):
-            log_p, state = step(tokens, state)
-            tokens = np.where(done, eos, backend.to_host(log_p.data).argmax(axis=1))
-            out[t] = tokens
-            if weights is not None:
-                kept.append(backend.to_host(weights(state).data))
-            done |= tokens == eos
-            if done.all():
-                break
-    return out, (np.stack(kept) if kept else None)
+            return mg.log_softmax(self.out_proj(out), axis=-1), Seq2SeqState(dec, None), None
+        out, dec = self.decoder(x, state.decoder, state.context)
+        return (mg.log_softmax(self.out_proj(out), axis=-1), Seq2SeqState(dec, state.context),
+                dec[2])

@@ -124,3 +124,25 @@ def test_dates_data_is_exact_and_split():
     src, src_len, tgt_in, tgt = dates.encode([("24.09.84", "1984-09-24")])
     assert src_len.tolist() == [8] and tgt[:, 0].tolist()[:4] == [1, 9, 8, 4]
     assert tgt_in[0, 0] == dates.BOS and tgt[-1, 0] == dates.EOS
+
+
+def test_dialogue_learns(tmp_path):
+    from demos import dialogue
+    res = dialogue.main(common(tmp_path) + ["--quick"])
+    for name in ("hred", "last_turn_seq2seq"):
+        # far below a uniform guess over the vocabulary, per reply token
+        assert res[name]["loss_last"] < 0.5 * math.log(dialogue.VOCAB)
+        assert res[name]["loss_last"] < 0.7 * res[name]["loss_first"]
+
+
+def test_dialogue_data_needs_an_earlier_turn():
+    from demos import dialogue
+    rng = np.random.default_rng(0)
+    train, test = dialogue.split_pairs(rng)
+    assert not set(train) & set(test) and len(train) + len(test) == 64
+    for _ in range(50):
+        pair = test[rng.integers(len(test))]
+        turns, reply = dialogue.dialogue(rng, pair)
+        answer = reply[-2]
+        assert answer in (dialogue.NAMES[pair[0]], dialogue.CITIES[pair[1]])
+        assert answer not in turns[-1] and any(answer in t for t in turns[:-1])

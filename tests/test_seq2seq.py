@@ -242,27 +242,32 @@ def test_step_function_equals_teacher_forcing(attention):
     log_p, w = model(src, sl, tin, tl)
     state = model.start(src, sl)
     for t in range(4):
-        lp, state = model.step(tin[t], state)
+        lp, state, weights = model.step(tin[t], state)
         np.testing.assert_allclose(lp.numpy(), log_p.numpy()[t], rtol=1e-10, atol=1e-12)
         if attention:
-            np.testing.assert_allclose(model.weights(state).numpy(), w.numpy()[t], rtol=1e-10)
+            np.testing.assert_allclose(weights.numpy(), w.numpy()[t], rtol=1e-10)
+        else:
+            assert weights is None
     np.testing.assert_allclose(np.exp(lp.numpy()).sum(axis=1), 1.0)
 
 
-def test_greedy_follows_the_argmax_and_stops_at_eos():
+def test_decodes_with_rnn_decoding():
+    """rnn.decoding's greedy search drives the step function: its tokens are the argmax of each
+    step fed its own output, and the attention it keeps is the step's."""
+    from rnn.decoding import beam_search, greedy
     model = make_model(True)
     src, sl, *_ = batch(np.random.default_rng(3), 3, 5, 4)
-    tokens, weights = model.greedy(src, sl, bos=0, eos=1, max_len=6)
-    state, prev = model.start(src, sl), np.zeros(3, dtype=np.int64)
-    for t in range(tokens.shape[0]):
-        lp, state = model.step(prev, state)
-        want = lp.numpy().argmax(axis=1)
-        ended = (tokens[:t] == 1).any(axis=0)
-        np.testing.assert_array_equal(tokens[t][~ended], want[~ended])
-        assert (tokens[t][ended] == 1).all()
-        prev = tokens[t]
-    assert weights.shape == (tokens.shape[0], 3, 5)
-    np.testing.assert_allclose(weights.sum(axis=2), 1.0)
+    hyps = greedy(model, model.start(src, sl), bos=0, eos=1, max_len=6)
+    for b, hyp in enumerate(hyps):
+        state, prev = model.start(src[:, b:b + 1], sl[b:b + 1]), np.zeros(1, dtype=np.int64)
+        for t, token in enumerate(hyp.tokens):
+            lp, state, w = model.step(prev, state)
+            if t + 1 < 6:                      # the last step may only write the end token
+                assert token == lp.numpy()[0].argmax()
+            np.testing.assert_allclose(hyp.attention[t], w.numpy()[0], rtol=1e-6)
+            prev = np.array([token])
+    best = beam_search(model, model.start(src, sl), 0, 1, beam_size=3, max_len=6)
+    assert len(best) == 3 and all(h[0].score >= -1e9 for h in best)
 
 
 def test_seq2seq_on_fake_device_equals_cpu():
@@ -429,5 +434,5 @@ def test_hred_step_equals_teacher_forcing():
     log_p = model(turns, tl, nt, tin).numpy()
     state = model.start(turns, tl, nt)
     for t in range(tin.shape[0]):
-        lp, state = model.step(tin[t], state)
+        lp, state = model.step(tin[t], state)  # HRED has no attention: a 2-tuple
         np.testing.assert_allclose(lp.numpy(), log_p[t], rtol=1e-10, atol=1e-12)
