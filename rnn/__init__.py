@@ -12,8 +12,9 @@ gradients over long sequences. See docs/rnn.md.
 (5, 2, 8)
 """
 from rnn import analysis
+from rnn import reinforce
 from rnn.attention import (AdditiveAttention, Attention, BilinearAttention, DotAttention,
-                           LocationAwareAttention, masked_softmax, source_mask)
+                           HardAttention, LocationAwareAttention, masked_softmax, source_mask)
 from rnn.cell import Cell
 from rnn.cells import GRUCell, LSTMCell, MUT1Cell, MUT2Cell, MUT3Cell, PhasedLSTMCell, RNNCell
 from rnn.checkpointing import unroll_checkpointed
@@ -27,8 +28,8 @@ from rnn.tbptt import TBPTTResult, Window, tbptt  # the function shadows the mod
 from rnn.unroll import mask_from_lengths, pad_sequences, unroll
 
 __all__ = [
-    "AdditiveAttention", "Attention", "BilinearAttention", "DotAttention",
-    "LocationAwareAttention", "masked_softmax", "source_mask",
+    "AdditiveAttention", "Attention", "BilinearAttention", "DotAttention", "HardAttention",
+    "LocationAwareAttention", "reinforce", "masked_softmax", "source_mask",
     "AttentionDecoderCell", "HRED", "Seq2Seq", "Seq2SeqState", "SourceContext", "run_decoder",
     "Bidirectional", "Cell", "DeepTransitionCell", "GRU", "GRUCell", "LSTM", "LSTMCell",
     "MUT1Cell", "MUT2Cell", "MUT3Cell", "PhasedLSTMCell", "RNN", "RNNCell", "Stacked",

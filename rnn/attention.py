@@ -22,8 +22,9 @@ import numpy as np
 import minigrad as mg
 from minigrad import backend
 from minigrad.nn import Linear, Module, Parameter
+from rnn.reinforce import sample_categorical
 
-__all__ = ["AdditiveAttention", "Attention", "BilinearAttention", "DotAttention",
+__all__ = ["AdditiveAttention", "Attention", "BilinearAttention", "DotAttention", "HardAttention",
            "LocationAwareAttention", "masked_softmax", "source_mask"]
 
 
@@ -261,3 +262,52 @@ class LocationAwareAttention(AdditiveAttention):
     def extra_repr(self):
         return (f"{self.query_size}, {self.key_size}, {self.attention_size}, "
                 f"filters={self.num_filters}, width={self.width}")
+
+
+class HardAttention(Module):
+    """Hard attention (Xu et al. 2015, "Show, attend and tell"): the weights of a soft attention
+    module `soft` are a distribution over the S positions; one position j_b per row is sampled
+    from it (or the most likely one, `sample=False`) and the context is its value alone.
+
+    `attn(query, keys, values, mask=None, *, projected=None, previous=None, sample=True)
+    -> (context (B, Dv), weights (B, S), log_prob (B,), index (B,) host ints)`, with
+    `log_prob = log weights[b, j_b]`. The choice has no gradient: train the score with
+    `rnn.reinforce.reinforce_loss(log_prob, reward, baseline)` and everything after the choice
+    (the values, the decoder) by ordinary backpropagation through `context`. Draws come from
+    minigrad's default generator.
+
+    >>> import minigrad as mg, rnn
+    >>> hard = rnn.HardAttention(rnn.AdditiveAttention(4, 6, 8, rng=0))
+    >>> c, w, logp, j = hard(mg.randn(2, 4), mg.randn(2, 5, 6), mg.randn(2, 5, 3))
+    >>> c.shape, w.shape, logp.shape, j.shape
+    ((2, 3), (2, 5), (2,), (2,))
+    """
+
+    def __init__(self, soft: Attention):
+        super().__init__()
+        if not isinstance(soft, Attention):
+            raise TypeError(f"HardAttention: expected a soft attention module (rnn.Attention), "
+                            f"got {type(soft).__name__}")
+        self.soft = soft
+
+    @property
+    def uses_previous(self) -> bool:
+        return self.soft.uses_previous
+
+    def precompute(self, keys):
+        return self.soft.precompute(keys)
+
+    def forward(self, query, keys, values, mask=None, *, projected=None, previous=None,
+                sample: bool = True) -> tuple:
+        _, weights = self.soft(query, keys, values, mask, projected=projected, previous=previous)
+        if sample:
+            index = sample_categorical(weights)
+        else:
+            index = np.asarray(backend.to_host(mg.argmax(weights, axis=1).data), dtype=np.int64)
+        B, S = weights.shape
+        one_hot = mg.one_hot(backend.to_device(index, weights.device), S, dtype=values.dtype)
+        context = mg.squeeze(mg.matmul(mg.expand_dims(one_hot, 1), values), 1)
+        # gathered, not log(weights) * one_hot: masked positions hold log 0 = -inf
+        chosen = backend.to_device(index[:, None], weights.device)
+        log_prob = mg.squeeze(mg.log(mg.gather(weights, chosen, axis=1)), 1)
+        return context, weights, log_prob, index

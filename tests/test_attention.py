@@ -241,3 +241,106 @@ def test_errors_name_the_module():
         rnn.source_mask([7, 1], 6)
     with pytest.raises(ValueError, match="width must be an odd"):
         rnn.LocationAwareAttention(3, 4, 5, width=4)
+
+
+# --- REINFORCE and hard attention -----------------------------------------------------------------
+
+@settings(max_examples=15)
+@given(K=st.integers(2, 5), seed=st.integers(0, 2**16), b=st.floats(-3, 3))
+def test_reinforce_is_unbiased_by_enumeration(K, seed, b):
+    """sum_k p_k * (gradient of the surrogate when action k is drawn) = -grad E[R], exactly,
+    whatever the baseline."""
+    from rnn.reinforce import reinforce_loss
+    rng = np.random.default_rng(seed)
+    theta, R = rng.standard_normal(K), rng.standard_normal(K)
+    p = np.exp(theta - theta.max())
+    p /= p.sum()
+    expected = np.zeros(K)
+    for k in range(K):
+        t = mg.tensor(theta, dtype=F64, requires_grad=True)
+        reinforce_loss(mg.log_softmax(t)[k:k + 1], [R[k]], baseline=[b]).backward()
+        expected += p[k] * t.grad.numpy()
+    exact = -(p * (R - p @ R))                   # -d/dtheta sum_k softmax(theta)_k R_k
+    np.testing.assert_allclose(expected, exact, rtol=1e-10, atol=1e-12)
+
+
+def test_reinforce_loss_value_and_errors():
+    from rnn.reinforce import reinforce_loss
+    rng = np.random.default_rng(0)
+    logp, R = rng.standard_normal((3, 4)), rng.standard_normal((3, 4))
+    base, mask = rng.standard_normal(3)[:, None], rng.random((3, 4)) > 0.3
+    got = reinforce_loss(mg.tensor(logp, dtype=F64), R, base, mask)
+    np.testing.assert_allclose(float(got), -(mask * (R - base) * logp).sum() / 4, rtol=1e-12)
+    with pytest.raises(ValueError, match="do not broadcast"):
+        reinforce_loss(mg.tensor(logp), np.ones(3))
+    with pytest.raises(TypeError, match="log_probs must be a Tensor"):
+        reinforce_loss(logp, R)
+    with pytest.raises(ValueError, match="rewards must be finite"):
+        reinforce_loss(mg.tensor(logp), np.full((3, 4), np.nan))
+
+
+def test_moving_average_baseline():
+    from rnn.reinforce import MovingAverageBaseline
+    b = MovingAverageBaseline(0.75, shape=(2,))
+    b.update(np.array([[1.0, 3.0], [2.0, 2.0]]))             # (steps, batch): means 2, 2
+    np.testing.assert_allclose(b.value, [2.0, 2.0])
+    b.update(np.array([[6.0, 6.0], [0.0, 0.0]]))
+    np.testing.assert_allclose(b.value, [0.75 * 2 + 0.25 * 6, 0.75 * 2])
+    with pytest.raises(ValueError, match="decay"):
+        MovingAverageBaseline(1.0)
+    with pytest.raises(ValueError, match="baseline"):
+        b.update(np.ones((3, 4)))
+
+
+def test_sample_categorical_frequencies_and_replay():
+    from rnn.reinforce import sample_categorical
+    p = np.array([[0.1, 0.0, 0.6, 0.3]] * 20000)
+    mg.manual_seed(3)
+    j = sample_categorical(mg.tensor(p, dtype=F64))
+    freq = np.bincount(j, minlength=4) / len(j)
+    assert freq[1] == 0.0                                     # zero probability, never drawn
+    np.testing.assert_allclose(freq, p[0], atol=0.015)        # ~4.5 standard errors
+    mg.manual_seed(3)
+    np.testing.assert_array_equal(sample_categorical(mg.tensor(p, dtype=F64)), j)
+
+
+def test_hard_attention_against_numpy():
+    rng = np.random.default_rng(0)
+    soft = make_additive(3, 4, 0)
+    hard = rnn.HardAttention(soft)
+    q, k, v = rng.standard_normal((5, 3)), rng.standard_normal((5, 6, 4)), rng.standard_normal(
+        (5, 6, 2))
+    lengths = np.array([6, 1, 3, 2, 6])
+    mask = rnn.source_mask(lengths, 6)
+    p = {n: a.numpy() for n, a in soft.named_parameters()}
+    w_ref = np_masked_softmax(np_additive(p, q, k, None), mask)
+    vt = mg.tensor(v, dtype=F64, requires_grad=True)
+    for _ in range(20):
+        ctx, w, logp, j = hard(mg.tensor(q, dtype=F64), mg.tensor(k, dtype=F64), vt, mask)
+        assert (j < lengths).all()                            # never a padded position
+        np.testing.assert_allclose(w.numpy(), w_ref, rtol=1e-10)
+        np.testing.assert_allclose(ctx.numpy(), v[np.arange(5), j], rtol=1e-12)
+        np.testing.assert_allclose(logp.numpy(), np.log(w_ref[np.arange(5), j]), rtol=1e-10)
+    vt.grad = None
+    ctx.sum().backward()
+    chosen = np.zeros((5, 6), dtype=bool)
+    chosen[np.arange(5), j] = True
+    assert (vt.grad.numpy()[~chosen] == 0).all() and (vt.grad.numpy()[chosen] == 1).all()
+    _, _, _, j_max = hard(mg.tensor(q), mg.tensor(k), mg.tensor(v), mask, sample=False)
+    np.testing.assert_array_equal(j_max, w_ref.argmax(axis=1))
+
+
+@settings(max_examples=8)
+@given(data=st.data())
+def test_hard_attention_gradcheck(data):
+    """With the location fixed (sample=False picks the argmax), context and log_prob are smooth
+    functions of query, keys, values and the score's parameters."""
+    c = data.draw(cases())
+    hard = rnn.HardAttention(make_additive(c["Dq"], c["Dk"], c["seed"]))
+    mask = rnn.source_mask(c["lengths"], c["S"])
+
+    def f(q, k, v, *params):
+        ctx, _, logp, _ = hard(q, k, v, mask, sample=False)
+        return ctx, logp
+
+    assert gradcheck(f, tensors(c)[:3] + hard.parameters(), seed=c["seed"])
