@@ -174,17 +174,17 @@ def main(argv=None) -> dict:
     p.add_argument("--hidden", type=int, default=64)
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--test", type=int, default=1000, help="held-out strips")
-    p.add_argument("--reinforce-weight", type=float, default=0.2,
+    p.add_argument("--reinforce-weight", type=float, default=0.05,
                    help="weight of the REINFORCE term beside the cross-entropy")
     p.add_argument("--soft-mix", type=float, default=0.5,
                    help="share of the hard model's batches trained with the soft context")
-    p.add_argument("--quick", action="store_true", help="a few seconds: 60 steps, 200 strips")
+    p.add_argument("--quick", action="store_true", help="a few seconds: 120 steps, 200 strips")
     return _common.launch(p, argv, run)
 
 
 def run(args) -> dict:
     if args.quick:
-        args.steps, args.test, args.features, args.hidden = 60, 200, 32, 32
+        args.steps, args.test, args.features, args.hidden = 120, 200, 32, 32
     rng, out, clock = _common.start(args)
     train_data, (test_images, test_labels) = load(args.seed)
     canvas, _, tgt, lengths = strips(np.random.default_rng(args.seed + 1), test_images,

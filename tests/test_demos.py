@@ -146,3 +146,30 @@ def test_dialogue_data_needs_an_earlier_turn():
         answer = reply[-2]
         assert answer in (dialogue.NAMES[pair[0]], dialogue.CITIES[pair[1]])
         assert answer not in turns[-1] and any(answer in t for t in turns[:-1])
+
+
+def test_digit_strip_learns(tmp_path):
+    from demos import digit_strip
+    res = digit_strip.main(common(tmp_path, plots=True) + ["--quick"])
+    for name in ("soft", "hard"):
+        # below a uniform guess over the 11 outputs (the quick run learns where strips end; the
+        # digits themselves need the default run)
+        assert res[name]["nll_last"] < 0.85 * math.log(11)
+        assert res[name]["nll_last"] < 0.9 * res[name]["nll_first"]
+    for name in ("soft", "hard"):
+        assert (tmp_path / "out" / f"{name}_attention.png").stat().st_size > 0
+
+
+def test_digit_strip_data():
+    """Labels are the digits placed; windows are the 8 x 8 slices of the grid, row-major."""
+    from demos import digit_strip as ds
+    images = np.stack([np.full((8, 8), d / 10.0) for d in range(10)])   # digit d: value d/10
+    canvas, tgt_in, tgt, lengths = ds.strips(np.random.default_rng(0), images, np.arange(10), 20)
+    for b in range(20):
+        n = lengths[b] - 1
+        assert tgt[n, b] == ds.EOS and tgt_in[0, b] == ds.BOS and 3 <= n <= 4
+        values = sorted(set(np.round(canvas[b][canvas[b] > 0] * 10).astype(int)))
+        assert values == sorted(set(tgt[:n, b].tolist()) - {0})
+    w = ds.windows(canvas)
+    assert w.shape == (20, 45, 64)
+    np.testing.assert_array_equal(w[3, 1 * 15 + 4].reshape(8, 8), canvas[3, 2:10, 8:16])
