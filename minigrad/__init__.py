@@ -44,7 +44,7 @@ __all__ = [
 def __getattr__(name):
     # Submodules and functions that live in modules users may not need are loaded on first use.
     import importlib
-    if name in ("nn", "optim", "viz", "memory", "testing", "backend", "engine"):
+    if name in ("nn", "optim", "viz", "memory", "testing", "backend", "engine", "distributed"):
         return importlib.import_module(f"minigrad.{name}")
     if name in ("save", "load"):
         return getattr(importlib.import_module("minigrad.serialization"), name)
