@@ -22,7 +22,8 @@ from rnn.clip import clip_state_grad
 from rnn.generate import generate  # the function shadows the module
 from rnn.layers import GRU, LSTM, RNN, Bidirectional, DeepTransitionCell, Stacked, reverse_sequences
 from rnn.losses import sequence_cross_entropy
-from rnn.seq2seq import AttentionDecoderCell, Seq2Seq, Seq2SeqState, SourceContext, run_decoder
+from rnn.seq2seq import (AttentionDecoderCell, Seq2Seq, Seq2SeqState, SourceContext, StepStack,
+                         run_decoder)
 from rnn.hred import HRED
 from rnn.tbptt import TBPTTResult, Window, tbptt  # the function shadows the module: take all
 from rnn.unroll import mask_from_lengths, pad_sequences, unroll
@@ -30,7 +31,8 @@ from rnn.unroll import mask_from_lengths, pad_sequences, unroll
 __all__ = [
     "AdditiveAttention", "Attention", "BilinearAttention", "DotAttention", "HardAttention",
     "LocationAwareAttention", "reinforce", "masked_softmax", "source_mask",
-    "AttentionDecoderCell", "HRED", "Seq2Seq", "Seq2SeqState", "SourceContext", "run_decoder",
+    "AttentionDecoderCell", "HRED", "Seq2Seq", "Seq2SeqState", "SourceContext", "StepStack",
+    "run_decoder",
     "Bidirectional", "Cell", "DeepTransitionCell", "GRU", "GRUCell", "LSTM", "LSTMCell",
     "MUT1Cell", "MUT2Cell", "MUT3Cell", "PhasedLSTMCell", "RNN", "RNNCell", "Stacked",
     "TBPTTResult", "Window", "analysis", "clip_state_grad", "generate", "mask_from_lengths",

@@ -22,7 +22,8 @@ from minigrad.nn import Embedding, Linear, Module
 from rnn.attention import Attention, source_mask
 from rnn.cell import Cell
 
-__all__ = ["AttentionDecoderCell", "Seq2Seq", "Seq2SeqState", "SourceContext", "run_decoder"]
+__all__ = ["AttentionDecoderCell", "Seq2Seq", "Seq2SeqState", "SourceContext", "StepStack",
+           "run_decoder"]
 
 
 class SourceContext(NamedTuple):
@@ -59,6 +60,48 @@ def rebuild(like, tensors):
         items = [build(x) for x in s]
         return type(s)(*items) if hasattr(type(s), "_fields") else type(s)(items)
     return build(like)
+
+
+class StepStack(Cell):
+    """Cells applied one above another *within* each time step: a deep decoder whose top output
+    can be fed back to its bottom at the next step (input feeding), which `rnn.Stacked` (one whole
+    layer over all steps, then the next) cannot do.
+
+        h^1 = cells[0](x_t, s^1), h^l = cells[l-1](h^(l-1), s^l);  output h^L, state (s^1..s^L)
+
+    >>> import minigrad as mg, rnn
+    >>> deep = rnn.StepStack([rnn.LSTMCell(3, 4, rng=0), rnn.GRUCell(4, 5, rng=1)])
+    >>> out, state = deep(mg.randn(2, 3), deep.initial_state(2))
+    >>> out.shape, len(state)
+    ((2, 5), 2)
+    """
+
+    def __init__(self, cells):
+        cells = list(cells)
+        if not cells:
+            raise ValueError("StepStack: no cells given")
+        for i, (below, above) in enumerate(zip(cells, cells[1:])):
+            if above.in_features is not None and below.hidden_size != above.in_features:
+                raise ValueError(f"StepStack: cell {i} outputs {below.hidden_size} features, "
+                                 f"cell {i + 1} expects {above.in_features}")
+        super().__init__(cells[0].in_features, cells[-1].hidden_size)
+        self.num_cells = len(cells)
+        for i, c in enumerate(cells):
+            setattr(self, f"cell{i}", c)
+
+    @property
+    def cells(self) -> list:
+        return [getattr(self, f"cell{i}") for i in range(self.num_cells)]
+
+    def initial_state(self, batch_size: int):
+        return tuple(c.initial_state(batch_size) for c in self.cells)
+
+    def forward(self, x_t, state):
+        new = []
+        for c, s in zip(self.cells, state):
+            x_t, s = c(x_t, s)
+            new.append(s)
+        return x_t, tuple(new)
 
 
 class AttentionDecoderCell(Cell):

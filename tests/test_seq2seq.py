@@ -63,7 +63,9 @@ def make_decoder(I, H, D, feeding, seed, attention="additive", inner="gru"):
     g = np.random.default_rng(seed)
     n_in = I + (H if feeding else 0)
     cell = (rnn.GRUCell(n_in, H, rng=g, dtype=F64) if inner == "gru"
-            else rnn.LSTMCell(n_in, H, rng=g, dtype=F64))
+            else rnn.LSTMCell(n_in, H, rng=g, dtype=F64) if inner == "lstm"
+            else rnn.StepStack([rnn.LSTMCell(n_in, H, rng=g, dtype=F64),    # a deep decoder
+                                rnn.GRUCell(H, H, rng=g, dtype=F64)]))
     att = (rnn.AdditiveAttention(H, D, 4, rng=g, dtype=F64) if attention == "additive" else
            rnn.LocationAwareAttention(H, D, 4, filters=2, width=3, rng=g, dtype=F64))
     return rnn.AttentionDecoderCell(cell, att, input_feeding=feeding, rng=g, dtype=F64)
@@ -112,20 +114,28 @@ def test_decoder_equals_numpy(c):
 
 
 @settings(max_examples=8)
-@given(c=decoder_cases(), attention=st.sampled_from(["additive", "location"]))
-def test_decoder_gradcheck(c, attention):
+@given(c=decoder_cases(), attention=st.sampled_from(["additive", "location"]),
+       inner=st.sampled_from(["gru", "deep"]))
+def test_decoder_gradcheck(c, attention, inner):
     xs, enc, h0, src_lengths, tgt_lengths = draw_arrays(c)
-    dec = make_decoder(c["I"], c["H"], c["D"], c["feeding"], c["seed"], attention)
+    dec = make_decoder(c["I"], c["H"], c["D"], c["feeding"], c["seed"], attention, inner)
+    B = c["B"]
 
     def f(xs, enc, h0, *params):
-        out, state, w = decoder_run(dec, xs, enc, h0, src_lengths, tgt_lengths)
-        return out, w, state[0]
+        ctx = dec.context(enc, src_lengths)
+        first, feed, a = dec.initial_state(B, ctx)
+        if inner == "deep":             # h0 starts the top cell; the LSTM below starts at zero
+            first = (first[0], h0)
+        else:
+            first = h0
+        out, state, w = rnn.run_decoder(dec, xs, (first, feed, a), ctx, tgt_lengths)
+        return out, w
 
     ts = [mg.tensor(a, dtype=F64, requires_grad=True) for a in (xs, enc, h0)]
     assert gradcheck(f, ts + dec.parameters(), seed=c["seed"])
 
 
-@pytest.mark.parametrize("inner", ["gru", "lstm"])
+@pytest.mark.parametrize("inner", ["gru", "lstm", "deep"])
 @pytest.mark.parametrize("attention", ["additive", "location"])
 def test_checkpointed_decoder_equals_plain(inner, attention):
     """Gradients to every parameter, the inputs, the first state and the encoder outputs (reached
@@ -142,7 +152,7 @@ def test_checkpointed_decoder_equals_plain(inner, attention):
         ctx = dec.context(enc, src_lengths)
         state = dec.initial_state(B, ctx)
         out, final, w = rnn.run_decoder(dec, xs, state, ctx, tgt_lengths, checkpoint_every=k)
-        h_final = final[0][0] if inner == "lstm" else final[0]
+        h_final = {"gru": final[0], "lstm": final[0][0], "deep": final[0][1]}[inner]
         ((out * out).sum() + (w * w).sum()).backward()
         results.append([out.numpy(), w.numpy(), h_final.numpy(), xs.grad.numpy(),
                         enc.grad.numpy()] + [p.grad.numpy() for p in dec.parameters()])
@@ -157,12 +167,15 @@ def test_checkpointed_decoder_equals_plain(inner, attention):
 V_SRC, V_TGT, E = 7, 6, 3
 
 
-def make_model(attention=True, seed=0, cell="lstm", layers=2):
+def make_model(attention=True, seed=0, cell="lstm", layers=2, deep=False):
     g = np.random.default_rng(seed)
     enc = (rnn.LSTM if cell == "lstm" else rnn.GRU)(E, 3, num_layers=layers, bidirectional=True,
                                                     rng=g, dtype=F64)
     if attention:
-        dec = rnn.AttentionDecoderCell(rnn.GRUCell(E + 4, 4, rng=g, dtype=F64),
+        inner = (rnn.StepStack([rnn.LSTMCell(E + 4, 4, rng=g, dtype=F64),
+                                rnn.LSTMCell(4, 4, rng=g, dtype=F64)]) if deep
+                 else rnn.GRUCell(E + 4, 4, rng=g, dtype=F64))
+        dec = rnn.AttentionDecoderCell(inner,
                                        rnn.AdditiveAttention(4, 6, 5, rng=g, dtype=F64),
                                        rng=g, dtype=F64)
     else:
@@ -178,11 +191,12 @@ def batch(rng, B, S, T):
     return src, src_lengths, tgt[:-1], tgt[1:], tgt_lengths
 
 
-@pytest.mark.parametrize("attention", [True, False])
-@pytest.mark.parametrize("cell", ["lstm", "gru"])
-def test_padded_batch_equals_each_example_alone(attention, cell):
+@pytest.mark.parametrize("attention,cell,deep", [(True, "lstm", False), (True, "gru", False),
+                                                 (True, "gru", True), (False, "lstm", False),
+                                                 (False, "gru", False)])
+def test_padded_batch_equals_each_example_alone(attention, cell, deep):
     """log-probs, attention weights and every parameter's gradient (a sum over the examples)."""
-    model = make_model(attention, cell=cell)
+    model = make_model(attention, cell=cell, deep=deep)
     rng = np.random.default_rng(1)
     src, sl, tin, tout, tl = batch(rng, 4, 5, 4)
     sl[0], tl[0] = 5, 4  # one full-length example, the rest padded
@@ -306,6 +320,8 @@ def test_learns_to_reverse():
 
 
 def test_errors():
+    with pytest.raises(ValueError, match="StepStack: cell 0 outputs 4 features, cell 1 expects 3"):
+        rnn.StepStack([rnn.GRUCell(2, 4), rnn.GRUCell(3, 4)])
     gru = rnn.GRUCell(5, 4)
     with pytest.raises(ValueError, match="query_size 3 must be the cell's hidden size 4"):
         rnn.AttentionDecoderCell(gru, rnn.AdditiveAttention(3, 2, 2))
