@@ -452,3 +452,16 @@ def test_hred_step_equals_teacher_forcing():
     for t in range(tin.shape[0]):
         lp, state = model.step(tin[t], state)  # HRED has no attention: a 2-tuple
         np.testing.assert_allclose(lp.numpy(), log_p[t], rtol=1e-10, atol=1e-12)
+
+
+def test_graph_viewer_shows_each_decoder_step_and_one_key_projection():
+    import re
+    dec = rnn.AttentionDecoderCell(rnn.GRUCell(3 + 4, 4, rng=0, fused=False),
+                                   rnn.AdditiveAttention(4, 5, 4, rng=1), rng=2)
+    enc = mg.randn(6, 2, 5, requires_grad=True)
+    ctx = dec.context(enc, [6, 4])
+    out, _, _ = rnn.run_decoder(dec, mg.randn(3, 2, 3), dec.initial_state(2, ctx), ctx)
+    src = mg.viz.draw(out.sum(), group="time").source
+    assert sorted(set(re.findall(r"t = (\d+)", src))) == ["0", "1", "2"]
+    # U k (B, S, A) = (2, 6, 4) is computed once, outside the steps
+    assert len(re.findall(r"MatMul\\n\(2, 6, 4\)", src)) == 1
