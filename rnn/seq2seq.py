@@ -210,12 +210,12 @@ def _run_steps(cell, xs, state, context, lengths, t0, device):
         if m is not None:
             out = mg.where(m, out, 0.0)
             new = _masked(m, new, state)
-        if context is not None:
+        if isinstance(cell, AttentionDecoderCell):   # its state keeps the step's weights
             a = new[2]
             weights.append(a if m is None else mg.where(m, a, 0.0))
         outs.append(out)
         state = new
-    return outs, (weights if context is not None else None), state
+    return outs, (weights or None), state
 
 
 class _Segment:
@@ -240,11 +240,13 @@ def run_decoder(cell, inputs: mg.Tensor, state, context: SourceContext | None = 
                 lengths=None, *, checkpoint_every: int | None = None) -> tuple:
     """Run a decoder cell over inputs (T, B, I) from `state`, reading `context` at every step.
 
+    `cell` is called `cell(x_t, state, context)` (`cell(x_t, state)` when context is None).
     Returns `(outputs (T, B, H), final_state, weights)`: weights (T, B, S) are the attention
-    weights of every step (None without a context). With `lengths` (B,) a sequence stops after
-    its own length: outputs and weights past it are 0 and its state is kept. `checkpoint_every`
-    K keeps the state every K steps only and recomputes the steps between in backward; the
-    context is an input of each segment, so its gradient (to the encoder) is the plain run's.
+    weights of every step of an `AttentionDecoderCell` (None for other cells). With `lengths`
+    (B,) a sequence stops after its own length: outputs and weights past it are 0 and its state
+    is kept. `checkpoint_every` K keeps the state every K steps only and recomputes the steps
+    between in backward; the context is an input of each segment, so its gradient (to the
+    encoder) is the plain run's.
     """
     T, B = inputs.shape[0], inputs.shape[1]
     lengths = None if lengths is None else np.asarray(lengths, dtype=np.int64)
@@ -265,12 +267,12 @@ def run_decoder(cell, inputs: mg.Tensor, state, context: SourceContext | None = 
         seg = _Segment(cell, lengths, t0, state, context)
         args = (inputs[t0:t0 + K], *ctx_leaves, *leaves(state))
         res = seg(*args) if t0 + K >= T else mg.checkpoint(seg, *args)
+        keeps = isinstance(cell, AttentionDecoderCell)
         outs.append(res[0])
-        if context is not None:
+        if keeps:
             weights.append(res[1])
-        state = rebuild(state, res[1 + (context is not None):])
-    return (mg.concat(outs, axis=0), state,
-            None if context is None else mg.concat(weights, axis=0))
+        state = rebuild(state, res[1 + keeps:])
+    return (mg.concat(outs, axis=0), state, mg.concat(weights, axis=0) if weights else None)
 
 
 class Seq2Seq(Module):
