@@ -1,12 +1,16 @@
 """`Cell`: the contract every recurrent cell follows, built-in or written by a user.
 
-A cell maps one time step: `forward(x_t, state) -> (output, new_state)` with `x_t` of shape
-(B, I), `output` (B, H) and `state` a Tensor or a tuple of Tensors. It owns no time loop: unrolling,
-lengths, both directions, stacking and truncated or checkpointed BPTT all live in `rnn`, so a
-cell written in ten lines runs with every one of them.
+A cell maps one time step: `forward(x_t, state) -> (output, new_state)`, or
+`forward(x_t, state, context) -> (output, new_state)` for a cell that reads a context, with `x_t`
+of shape (B, I), `output` a Tensor (B, H) and `state` a Tensor or any nesting of tuples, lists,
+NamedTuples and dicts of Tensors (`rnn.state`). It owns no time loop: unrolling, lengths, both
+directions, stacking and truncated or checkpointed BPTT all live in `rnn`, so a cell written in
+ten lines runs with every one of them. The contract (see `Cell`) also declares the two optional
+fast paths a cell may offer, so the step loop never probes for them.
 """
 from __future__ import annotations
 
+import inspect
 import math
 
 import numpy as np
@@ -16,7 +20,8 @@ from minigrad import backend
 from minigrad.nn import Module, Parameter
 
 
-def _generator(rng) -> np.random.Generator:
+def generator(rng) -> np.random.Generator:
+    """A NumPy Generator from `rng`: None (minigrad's default generator), a Generator, or a seed."""
     if rng is None:
         return mg.random.default_generator()
     if isinstance(rng, np.random.Generator):
@@ -27,12 +32,47 @@ def _generator(rng) -> np.random.Generator:
                     f"{type(rng).__name__}")
 
 
-class Cell(Module):
-    """Base class of recurrent cells: one time step `forward(x_t, state) -> (output, new_state)`.
+def _context_in_signature(cls) -> bool | None:
+    """Whether `cls.forward` takes (x_t, state, context): True, False, or None when it takes
+    *args (then the parent's declaration stands). TypeError for any other signature."""
+    signature = inspect.signature(cls.forward)
+    params = list(signature.parameters.values())[1:]   # after self
+    if any(p.kind is p.VAR_POSITIONAL for p in params):
+        return None
+    n = sum(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in params)
+    if n not in (2, 3):
+        raise TypeError(f"{cls.__name__}.forward must be forward(self, x_t, state) or "
+                        f"forward(self, x_t, state, context), got forward{signature}")
+    return n == 3
 
-    Shapes: `x_t` (B, I), `output` (B, H); the state is a Tensor (B, H) or a tuple of Tensors
-    (an LSTM's `(h, c)`). Whole sequences are time-major, (T, B, I) in and (T, B, H) out, and are
-    run by `rnn.unroll`, never by the cell.
+
+class Cell(Module):
+    """Base class of recurrent cells: one time step `forward(x_t, state) -> (output, new_state)`,
+    or `forward(x_t, state, context)` for a cell that reads a context.
+
+    Shapes: `x_t` (B, I), `output` a Tensor (B, H); the state is a Tensor (B, H) or any nesting
+    of tuples, lists, NamedTuples and dicts of Tensors (an LSTM's `(h, c)`, a memory cell's
+    `((h, c), memory)`), and `new_state` must have the structure and shapes of `state`
+    (`rnn.unroll` checks it at the first step and names the cell, the step and the path inside
+    the state when it differs). Whole sequences are time-major, (T, B, I) in and (T, B, H) out,
+    and are run by `rnn.unroll`, never by the cell.
+
+    Context: anything fixed over time that each step reads (encoder outputs, their mask, a memory
+    bank), a Tensor or any structure of Tensors like a state. A cell declares that it reads one by
+    its signature, `forward(self, x_t, state, context)`: the class attribute `takes_context` is
+    set from it once, when the class is created (set it in the class body to override).
+    `rnn.unroll(cell, x, context=...)` then passes the same context to every step, and every
+    layer and loop built on `unroll` passes it on.
+
+    Fast paths (optional, declared here, never probed):
+
+    - `precompute_inputs(inputs)`: the part of every step that depends on x_t only, for all T
+      steps at once, (T, B, I) -> (T, B, G) (one matrix product instead of T); the loop then
+      calls `step(gx_t, state[, context])` instead of `forward`. Default: None (no such part).
+    - `sequence_kernel(inputs, state, lengths[, context])`: the whole loop as one op, returning
+      `(outputs (T, B, H), final_state)`, lengths a host int64 array (B,) with values in [0, T]
+      (0: the row keeps its state) or None. Default: None (run the step loop). A cell may
+      return None at run time too (the LSTM does with peepholes or `fused=False`).
 
     A subclass calls `super().__init__(input_size, hidden_size, rng=..., dtype=..., device=...)`,
     creates its weights with `self.parameter(*shape)` (uniform(-1/sqrt(H), 1/sqrt(H)), as PyTorch)
@@ -52,6 +92,15 @@ class Cell(Module):
     ((5, 2, 4), (2, 4))
     """
 
+    takes_context: bool = False
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "takes_context" not in cls.__dict__ and "forward" in cls.__dict__:
+            found = _context_in_signature(cls)
+            if found is not None:
+                cls.takes_context = found
+
     def __init__(self, input_size: int | None = None, hidden_size: int | None = None, *,
                  rng=None, dtype=None, device=None):
         super().__init__()
@@ -61,7 +110,7 @@ class Cell(Module):
         self.input_size = None if input_size is None else int(input_size)
         self.hidden_size = None if hidden_size is None else int(hidden_size)
         # kept only to draw the weights a subclass creates in its __init__
-        self._rng = _generator(rng)
+        self._rng = generator(rng)
         self._init_dtype = np.dtype(dtype) if dtype is not None else mg.get_default_dtype()
         self._init_device = backend.get_device(device)
 
@@ -105,13 +154,21 @@ class Cell(Module):
     def forward(self, x_t, state):  # pragma: no cover - abstract
         raise NotImplementedError(f"{type(self).__name__} must define forward(x_t, state)")
 
+    def precompute_inputs(self, inputs):
+        """Fast path: the input part of every step at once, (T, B, I) -> (T, B, G), or None."""
+        return None
+
+    def step(self, gx_t, state, *context):
+        """One step from `precompute_inputs`' slice gx_t (B, G): (output, new_state)."""
+        raise NotImplementedError(f"{type(self).__name__}.precompute_inputs returned a Tensor, "
+                                  "so the cell must define step(gx_t, state)")
+
+    def sequence_kernel(self, inputs, state, lengths, *context):
+        """Fast path: the whole loop as one op, (outputs, final_state), or None."""
+        return None
+
     def extra_repr(self) -> str:
         return f"{self.input_size}, {self.hidden_size}"
-
-
-def state_tensors(state) -> tuple:
-    """The Tensors of a state (a Tensor or a tuple of Tensors), as a flat tuple."""
-    return tuple(state) if isinstance(state, (tuple, list)) else (state,)
 
 
 def check_input(cell, x, ndim: int = 2) -> None:

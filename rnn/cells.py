@@ -2,10 +2,11 @@
 GRU (both reset forms), MUT1-3 and the Phased LSTM. Every cell is time-major: a sequence is
 (T, B, I) in and (T, B, H) out; one step is (B, I) in and (B, H) out.
 
-RNNCell, the vanilla LSTMCell and GRUCell run each step as one fused op (`rnn.fused`, hand-derived
-backward) when `fused=True`, and expose `precompute_inputs` (the input projection of all T steps as
-one matrix product), `step` and `sequence_kernel` (the whole loop as one op). With `fused=False`
-they are composed from minigrad primitives, so every gate shows in the graph. The peephole LSTM,
+RNNCell, the vanilla LSTMCell and GRUCell run each step as one fused op (`rnn.kernels`,
+hand-derived backward) when `fused=True`, and offer both fast paths of the `Cell` contract:
+`precompute_inputs` (the input projection of all T steps as one matrix product) with `step`, and,
+when fused, `sequence_kernel` (the whole loop as one op). With `fused=False` they are composed
+from minigrad primitives, so every gate shows in the graph. The peephole LSTM,
 its variants, MUT and Phased cells are always composed.
 """
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 import minigrad as mg
-from rnn import fused as kernels
+from rnn import kernels
 from rnn.cell import Cell, check_input
 
 
@@ -80,7 +81,9 @@ class RNNCell(_Projected):
         return h, h
 
     def sequence_kernel(self, inputs, h0, lengths=None):
-        """The whole loop as one op: (T, B, I) -> ((T, B, H), h_T)."""
+        """The whole loop as one op: (T, B, I) -> ((T, B, H), h_T); None when not fused."""
+        if not self.fused:
+            return None
         return kernels.rnn_sequence(inputs, h0, self.weight_ih, self.weight_hh, self.bias,
                                        nonlinearity=self.nonlinearity, lengths=lengths)
 
@@ -197,7 +200,10 @@ class LSTMCell(_Projected):
         return h, (h, c)
 
     def sequence_kernel(self, inputs, state, lengths=None):
-        """The whole loop as one op: (T, B, I) -> ((T, B, H), (h_T, c_T))."""
+        """The whole loop as one op: (T, B, I) -> ((T, B, H), (h_T, c_T)); None when not fused
+        (fused=False, peepholes or a variant)."""
+        if not self.fused:
+            return None
         h0, c0 = state
         out, h, c = kernels.lstm_sequence(inputs, h0, c0, self.weight_ih, self.weight_hh,
                                              self.bias, lengths=lengths)
@@ -265,7 +271,9 @@ class GRUCell(_Projected):
         return h, h
 
     def sequence_kernel(self, inputs, h0, lengths=None):
-        """The whole loop as one op: (T, B, I) -> ((T, B, H), h_T)."""
+        """The whole loop as one op: (T, B, I) -> ((T, B, H), h_T); None when not fused."""
+        if not self.fused:
+            return None
         return kernels.gru_sequence(inputs, h0, self.weight_ih, self.weight_hh, self.bias_ih,
                                        self.bias_hh, reset_after=self.reset_after,
                                        lengths=lengths)

@@ -1,9 +1,11 @@
 """Generation: run a sequence model on its own outputs, one token at a time.
 
 The model is any callable `model(tokens, state) -> (logits, new_state)` with tokens (T, B)
-integers, logits (T, B, V) and `state=None` meaning "start from the initial state". `generate`
-reads the prompt, then repeatedly picks a token from the last logits and feeds it back as the
-next input (the lecture's "take the output of the RNN and feed it back").
+integers, logits (T, B, V) and `state=None` meaning "start from the initial state"; the state may
+be any structure of Tensors (`rnn.state`). A model that reads a context (a decoder attending over
+encoder outputs) is called `model(tokens, state, context)`. `generate` reads the prompt, then
+repeatedly picks a token from the last logits and feeds it back as the next input (the lecture's
+"take the output of the RNN and feed it back").
 """
 from __future__ import annotations
 
@@ -11,6 +13,8 @@ import numpy as np
 
 import minigrad as mg
 from minigrad import backend
+from rnn import state as st
+from rnn.cell import generator
 
 __all__ = ["generate", "pick"]
 
@@ -49,13 +53,13 @@ def pick(logits, strategy: str = "greedy", temperature: float = 1.0, top_k: int 
     z = z - z.max(axis=1, keepdims=True)  # exp never overflows; the max entry is exp(0) = 1
     p = np.exp(z)
     cdf = np.cumsum(p, axis=1)
-    u = _generator(rng).random(B)[:, None] * cdf[:, -1:]
+    u = generator(rng).random(B)[:, None] * cdf[:, -1:]
     # inverse CDF: the first v with cdf_v > u (u < cdf[-1] so it always exists)
     return np.minimum((cdf <= u).sum(axis=1), V - 1).astype(np.int64)
 
 
 def generate(model, start, steps: int, strategy: str = "greedy", temperature: float = 1.0,
-             top_k: int | None = None, rng=None, state=None) -> np.ndarray:
+             top_k: int | None = None, rng=None, state=None, context=None) -> np.ndarray:
     """Generate `steps` tokens after the prompt `start`, feeding each one back as the next input.
 
     model: `model(tokens (T, B) ints, state) -> (logits (T, B, V), new_state)`; state None means
@@ -63,7 +67,10 @@ def generate(model, start, steps: int, strategy: str = "greedy", temperature: fl
     The prompt is read in one call; then for k = 1..steps, y_k = pick(logits of the last step)
     and `model(y_k[None], state)` gives the next logits. Runs under `no_grad` (no graph is kept).
     Returns host int64 token ids (steps,) or (steps, B), the prompt not included.
-    `state`, if given, is the state before the prompt (to continue a stream).
+    `state`, if given, is the state before the prompt (to continue a stream). With `context`
+    (a Tensor or structure of Tensors, e.g. encoder outputs), every call is
+    `model(tokens, state, context)`. The model must return the pair (logits, new_state), the
+    new state of one structure and shapes from call to call (checked: the error names the path).
 
     See `pick` for `strategy`, `temperature`, `top_k`; `rng` is a seed or a NumPy Generator.
 
@@ -84,10 +91,13 @@ def generate(model, start, steps: int, strategy: str = "greedy", temperature: fl
         raise TypeError(f"generate: start must hold integer token ids, got dtype {prompt.dtype}")
     single = prompt.ndim == 1
     tokens = prompt[:, None] if single else prompt
-    gen = _generator(rng)
+    gen = generator(rng)
+    extra = () if context is None else (context,)
+    if context is not None:
+        st.flatten(context, "context")  # a structure of Tensors, or a StateError naming the path
     out = np.empty((steps, tokens.shape[1]), dtype=np.int64)
     with mg.no_grad():
-        logits, state = model(tokens.astype(np.int64), state)
+        logits, state = _call(model, tokens.astype(np.int64), state, extra, 0)
         for k in range(steps):
             last = logits[-1]
             if last.ndim != 2:
@@ -95,8 +105,29 @@ def generate(model, start, steps: int, strategy: str = "greedy", temperature: fl
                                  f"{logits.shape}")
             out[k] = pick(last, strategy, temperature, top_k, gen)
             if k + 1 < steps:  # the last token needs no logits after it
-                logits, state = model(out[k][None], state)
+                logits, state = _call(model, out[k][None], state, extra, k + 1)
     return out[:, 0] if single else out
+
+
+def _call(model, tokens, state, extra, k):
+    """model(tokens, state[, context]) -> (logits, new_state), checked: a pair, and, when the
+    state passed in is a structure of Tensors, a new state of its structure and shapes (a model
+    may also keep a state of its own kind, which is its business)."""
+    res = model(tokens, state, *extra)
+    if not isinstance(res, (tuple, list)) or len(res) != 2:
+        raise TypeError(f"generate: the model must return (logits, new_state), got "
+                        f"{type(res).__name__} at call {k}")
+    if state is not None and _is_state(state):
+        st.check(res[1], state, f"generate: call {k} of the model")
+    return res
+
+
+def _is_state(state) -> bool:
+    try:
+        st.flatten(state)
+    except st.StateError:
+        return False
+    return True
 
 
 def _check_options(strategy, temperature, top_k):
@@ -107,12 +138,3 @@ def _check_options(strategy, temperature, top_k):
     if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer))
                               or top_k < 1):
         raise ValueError(f"generate: top_k must be None or an int >= 1, got {top_k!r}")
-
-
-def _generator(rng) -> np.random.Generator:
-    if isinstance(rng, np.random.Generator):
-        return rng
-    if rng is None:
-        from minigrad.random import default_generator
-        return default_generator()
-    return np.random.default_rng(rng)
