@@ -21,6 +21,7 @@ from minigrad import backend
 from minigrad.nn import Embedding, Linear, Module
 from rnn.attention import Attention, source_mask
 from rnn.cell import Cell
+from rnn.unroll import unroll
 
 __all__ = ["AttentionDecoderCell", "Seq2Seq", "Seq2SeqState", "SourceContext", "StepStack",
            "run_decoder"]
@@ -114,6 +115,13 @@ class AttentionDecoderCell(Cell):
     State: `(s_t, o_t, a_t)` with s_t the inner cell's state (any nesting), o_t (B, H_o) the
     attentional vector fed back when `input_feeding`, a_t (B, S) the weights (read by
     location-aware scores and kept for plots). The context is a `SourceContext` (see `context`).
+    Run it with `run_decoder`, which also returns every step's weights.
+
+    `keep_weights=False` leaves a_t out: the state `(s_t, o_t)` no longer depends on the source
+    length, so `initial_state(B)` needs no context and the cell runs under `rnn.unroll(...,
+    context=)`, in `rnn.Stacked` layers, checkpointed and with every tool of the cell contract
+    (which builds `initial_state(B)` before it sees a context). Location-aware scores need the
+    weights kept.
 
     The inner `cell` takes x_t (B, I) plus, with input feeding, o_{t-1}: its in_features must be
     I + H_o. `output_size` H_o defaults to the inner cell's hidden size.
@@ -128,10 +136,14 @@ class AttentionDecoderCell(Cell):
     """
 
     def __init__(self, cell: Cell, attention: Attention, input_feeding: bool = True,
-                 output_size: int | None = None, *, rng=None, dtype=None, device=None):
+                 output_size: int | None = None, keep_weights: bool = True, *, rng=None,
+                 dtype=None, device=None):
         if not isinstance(attention, Attention):
             raise TypeError(f"AttentionDecoderCell: attention must be an rnn.Attention, got "
                             f"{type(attention).__name__}")
+        if attention.uses_previous and not keep_weights:
+            raise ValueError(f"AttentionDecoderCell: {type(attention).__name__} reads the "
+                             "previous weights: keep_weights must be True")
         H = cell.hidden_size
         H_o = H if output_size is None else int(output_size)
         if attention.query_size != H:
@@ -144,7 +156,7 @@ class AttentionDecoderCell(Cell):
                              f"{cell.in_features}")
         super().__init__(n_in, H_o, rng=rng, dtype=dtype, device=device)
         self.cell, self.attention = cell, attention
-        self.input_feeding = bool(input_feeding)
+        self.input_feeding, self.keep_weights = bool(input_feeding), bool(keep_weights)
         # keys and values are both the encoder outputs: the context has key_size features
         self.output_proj = Linear(H + attention.key_size, H_o, rng=self._rng, dtype=dtype,
                                   device=device)
@@ -162,26 +174,34 @@ class AttentionDecoderCell(Cell):
         return SourceContext(keys, keys, self.attention.precompute(keys), mask)
 
     def initial_state(self, batch_size: int, context: SourceContext | None = None):
+        first = (self.cell.initial_state(batch_size), self.zeros(batch_size))
+        if not self.keep_weights:
+            return first
         if context is None:
             raise ValueError("AttentionDecoderCell: initial_state needs the context (its "
-                             "attention weights have one entry per source position)")
+                             "attention weights have one entry per source position; "
+                             "keep_weights=False drops them)")
         dtype, device = self._like()
-        S = context.keys.shape[1]
-        return (self.cell.initial_state(batch_size), self.zeros(batch_size),
-                mg.zeros(batch_size, S, dtype=dtype, device=device))
+        return first + (mg.zeros(batch_size, context.keys.shape[1], dtype=dtype, device=device),)
 
-    def forward(self, x_t, state, context: SourceContext):
-        inner, feed, previous = state
+    def forward(self, x_t, state, context):
+        inner, feed = state[0], state[1]
+        previous = state[2] if self.keep_weights else None
         x = mg.concat([x_t, feed], axis=-1) if self.input_feeding else x_t
         h, inner = self.cell(x, inner)
         prev = previous if self.attention.uses_previous else None
         c, a = self.attention(h, context.keys, context.values, context.mask,
                               projected=context.projected, previous=prev)
         out = mg.tanh(self.output_proj(mg.concat([c, h], axis=-1)))
-        return out, (inner, out, a)
+        return out, ((inner, out, a) if self.keep_weights else (inner, out))
 
     def extra_repr(self) -> str:
-        return f"input_feeding={self.input_feeding}"
+        return f"input_feeding={self.input_feeding}, keep_weights={self.keep_weights}"
+
+
+def keeps_weights(cell) -> bool:
+    """Whether `cell` is an `AttentionDecoderCell` whose state holds the weights."""
+    return isinstance(cell, AttentionDecoderCell) and cell.keep_weights
 
 
 def _time_steps(x):
@@ -210,7 +230,7 @@ def _run_steps(cell, xs, state, context, lengths, t0, device):
         if m is not None:
             out = mg.where(m, out, 0.0)
             new = _masked(m, new, state)
-        if isinstance(cell, AttentionDecoderCell):   # its state keeps the step's weights
+        if keeps_weights(cell):   # its state holds the step's weights
             a = new[2]
             weights.append(a if m is None else mg.where(m, a, 0.0))
         outs.append(out)
@@ -240,14 +260,22 @@ def run_decoder(cell, inputs: mg.Tensor, state, context: SourceContext | None = 
                 lengths=None, *, checkpoint_every: int | None = None) -> tuple:
     """Run a decoder cell over inputs (T, B, I) from `state`, reading `context` at every step.
 
-    `cell` is called `cell(x_t, state, context)` (`cell(x_t, state)` when context is None).
+    `cell` is called `cell(x_t, state, context)` (`cell(x_t, state)` when context is None). A
+    cell whose state does not hold the weights runs through `rnn.unroll(..., context=)`; an
+    `AttentionDecoderCell` that keeps them (its state depends on the source length, which
+    `unroll`'s `initial_state(B)` cannot know) runs through the loop here.
     Returns `(outputs (T, B, H), final_state, weights)`: weights (T, B, S) are the attention
-    weights of every step of an `AttentionDecoderCell` (None for other cells). With `lengths`
+    weights of every step of an `AttentionDecoderCell` keeping them (else None). With `lengths`
     (B,) a sequence stops after its own length: outputs and weights past it are 0 and its state
     is kept. `checkpoint_every` K keeps the state every K steps only and recomputes the steps
     between in backward; the context is an input of each segment, so its gradient (to the
     encoder) is the plain run's.
     """
+    if not keeps_weights(cell):   # a state of the ordinary contract: the shared step loop
+        extra = {} if context is None else {"context": context}
+        outputs, state = unroll(cell, inputs, state, lengths, checkpoint_every=checkpoint_every,
+                                **extra)
+        return outputs, state, None
     T, B = inputs.shape[0], inputs.shape[1]
     lengths = None if lengths is None else np.asarray(lengths, dtype=np.int64)
     if lengths is not None and (lengths.shape != (B,) or lengths.min() < 1 or lengths.max() > T):
@@ -267,7 +295,7 @@ def run_decoder(cell, inputs: mg.Tensor, state, context: SourceContext | None = 
         seg = _Segment(cell, lengths, t0, state, context)
         args = (inputs[t0:t0 + K], *ctx_leaves, *leaves(state))
         res = seg(*args) if t0 + K >= T else mg.checkpoint(seg, *args)
-        keeps = isinstance(cell, AttentionDecoderCell)
+        keeps = keeps_weights(cell)
         outs.append(res[0])
         if keeps:
             weights.append(res[1])
@@ -356,8 +384,8 @@ class Seq2Seq(Module):
         if not self.attentive:
             return outputs, Seq2SeqState(inner, None)
         context = self.decoder.context(outputs, lengths)
-        _, feed, weights = self.decoder.initial_state(B, context)
-        return outputs, Seq2SeqState((inner, feed, weights), context)
+        first = self.decoder.initial_state(B, context)
+        return outputs, Seq2SeqState((inner,) + tuple(first[1:]), context)
 
     def forward(self, src, src_lengths, tgt_in, tgt_lengths=None, *,
                 checkpoint_every: int | None = None) -> tuple:
@@ -393,4 +421,4 @@ class Seq2Seq(Module):
             return mg.log_softmax(self.out_proj(out), axis=-1), Seq2SeqState(dec, None), None
         out, dec = self.decoder(x, state.decoder, state.context)
         return (mg.log_softmax(self.out_proj(out), axis=-1), Seq2SeqState(dec, state.context),
-                dec[2])
+                dec[2] if self.decoder.keep_weights else None)

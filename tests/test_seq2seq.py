@@ -465,3 +465,50 @@ def test_graph_viewer_shows_each_decoder_step_and_one_key_projection():
     assert sorted(set(re.findall(r"t = (\d+)", src))) == ["0", "1", "2"]
     # U k (B, S, A) = (2, 6, 4) is computed once, outside the steps
     assert len(re.findall(r"MatMul\\n\(2, 6, 4\)", src)) == 1
+
+
+def test_decoder_under_unroll_stacked_and_checkpointing():
+    """Without the weights in its state, the decoder is a cell of the ordinary contract:
+    `rnn.unroll(..., context=)` plain and checkpointed, and as a layer of `rnn.Stacked`, give the
+    outputs and gradients (parameters, inputs, the encoder's outputs through the context) of
+    `run_decoder` and of the layers composed by hand."""
+    rng = np.random.default_rng(0)
+    T, B, S = 7, 3, 5
+    g = np.random.default_rng(1)
+    dec = rnn.AttentionDecoderCell(rnn.LSTMCell(2 + 3, 3, rng=g, dtype=F64),
+                                   rnn.AdditiveAttention(3, 4, 4, rng=g, dtype=F64),
+                                   keep_weights=False, rng=g, dtype=F64)
+    top = rnn.GRUCell(3, 2, rng=g, dtype=F64)
+    keeping = rnn.AttentionDecoderCell(dec.cell, dec.attention, dtype=F64)
+    keeping.output_proj = dec.output_proj
+    xs0, enc0 = rng.standard_normal((T, B, 2)), rng.standard_normal((S, B, 4))
+    src_lengths, tgt_lengths = [5, 2, 4], [7, 3, 6]
+    params = dec.parameters() + top.parameters()
+
+    def run(how):
+        xs, enc = mg.tensor(xs0, requires_grad=True), mg.tensor(enc0, requires_grad=True)
+        for p in params:
+            p.grad = None
+        ctx = dec.context(enc, src_lengths)
+        if how == "by hand":      # the same weights in a cell that keeps a_t: run_decoder's loop
+            mid, _, _ = rnn.run_decoder(keeping, xs, keeping.initial_state(B, ctx), ctx,
+                                        tgt_lengths)
+            out, _ = rnn.unroll(top, mid, lengths=tgt_lengths)
+        elif how.startswith("unroll"):
+            k = None if how == "unroll" else 2
+            mid, _ = rnn.unroll(dec, xs, lengths=tgt_lengths, context=ctx, checkpoint_every=k)
+            out, _ = rnn.unroll(top, mid, lengths=tgt_lengths)
+        else:
+            out, _ = rnn.Stacked([dec, top])(xs, lengths=tgt_lengths, context=ctx,
+                                             checkpoint_every=3)
+        (out * out).sum().backward()
+        return [out.numpy(), xs.grad.numpy(), enc.grad.numpy()] + [p.grad.numpy() for p in params]
+
+    want = run("by hand")
+    assert np.abs(want[2]).sum() > 0
+    for how in ("unroll", "unroll checkpointed", "stacked checkpointed"):
+        for a, b in zip(want, run(how)):
+            np.testing.assert_allclose(b, a, rtol=1e-10, atol=1e-12, err_msg=how)
+    with pytest.raises(ValueError, match="keep_weights must be True"):
+        rnn.AttentionDecoderCell(rnn.GRUCell(5, 3), rnn.LocationAwareAttention(3, 4, 4),
+                                 keep_weights=False)
