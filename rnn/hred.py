@@ -20,7 +20,7 @@ from minigrad import backend
 from minigrad.nn import Embedding, Linear, Module
 from rnn.cell import Cell
 from rnn.losses import sequence_cross_entropy
-from rnn.seq2seq import leaves, rebuild
+from rnn.seq2seq import leaves, split_like
 from rnn.unroll import unroll
 
 __all__ = ["HRED"]
@@ -88,10 +88,7 @@ class HRED(Module):
         last = np.asarray(n_turns, dtype=np.int64) - 1
         rows = backend.to_device(last * B + np.arange(B), contexts.device)
         c = mg.take(contexts.reshape(N * B, -1), rows, axis=0)
-        flat_state = mg.tanh(self.bridge(c))
-        like = self.decoder.initial_state(B)
-        sizes = np.cumsum([t.shape[1] for t in leaves(like)])[:-1].tolist()
-        return c, rebuild(like, mg.split(flat_state, sizes, axis=1) if sizes else (flat_state,))
+        return c, split_like(mg.tanh(self.bridge(c)), self.decoder.initial_state(B))
 
     def forward(self, turns, turn_lengths, n_turns, tgt_in, tgt_lengths=None) -> mg.Tensor:
         """Teacher forcing: log_probs (T, B, V) of the reply given tgt_in (T, B)."""

@@ -20,6 +20,7 @@ import minigrad as mg
 from minigrad import backend
 from minigrad.nn import Embedding, Linear, Module
 from rnn.attention import Attention, source_mask
+from rnn import state as st
 from rnn.cell import Cell
 from rnn.unroll import unroll
 
@@ -45,22 +46,20 @@ class Seq2SeqState(NamedTuple):
 
 
 def leaves(state) -> list:
-    """The Tensors of a nested tuple state, depth first."""
-    if isinstance(state, mg.Tensor):
-        return [state]
-    return [t for s in state for t in leaves(s)]
+    """The Tensors of a state or context, in `rnn.state.flatten` order."""
+    return st.flatten(state)[0]
 
 
 def rebuild(like, tensors):
-    """`like`'s nesting (tuples, NamedTuples) around `tensors` (in `leaves` order)."""
-    it = iter(tensors)
+    """`like`'s structure around `tensors` (in `leaves` order)."""
+    return st.unflatten(st.flatten(like)[1], tensors)
 
-    def build(s):
-        if isinstance(s, mg.Tensor):
-            return next(it)
-        items = [build(x) for x in s]
-        return type(s)(*items) if hasattr(type(s), "_fields") else type(s)(items)
-    return build(like)
+
+def split_like(flat: mg.Tensor, like):
+    """flat (B, sum of the widths of like's tensors) cut into a state of `like`'s structure: how
+    a bridge's one output becomes a decoder's first state (an LSTM's `(h, c)`, a stack's...)."""
+    sizes = np.cumsum([t.shape[1] for t in leaves(like)])[:-1].tolist()
+    return rebuild(like, mg.split(flat, sizes, axis=1) if sizes else (flat,))
 
 
 class StepStack(Cell):
@@ -216,7 +215,7 @@ def _step_mask(lengths, t, device):
 
 
 def _masked(m, new, old):
-    return rebuild(new, [mg.where(m, a, b) for a, b in zip(leaves(new), leaves(old))])
+    return st.map(lambda a, b: mg.where(m, a, b), new, old)
 
 
 def _run_steps(cell, xs, state, context, lengths, t0, device):
@@ -374,11 +373,7 @@ class Seq2Seq(Module):
         B = src.shape[1]
         if self.use_bridge:
             final = mg.concat(leaves(states[-1]), axis=-1)
-            flat = mg.tanh(self.bridge(final))
-            like = self.inner.initial_state(B)
-            sizes = np.cumsum([t.shape[1] for t in leaves(like)])[:-1].tolist()
-            parts = mg.split(flat, sizes, axis=1) if sizes else (flat,)
-            inner = rebuild(like, parts)
+            inner = split_like(mg.tanh(self.bridge(final)), self.inner.initial_state(B))
         else:
             inner = self.inner.initial_state(B)
         if not self.attentive:
