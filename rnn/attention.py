@@ -12,6 +12,9 @@ and passes it back as `projected=` at every step, so U k is not recomputed T tim
 Padded source positions (`mask` False, see `source_mask`) get weight exactly 0 and their keys and
 values gradient exactly 0: their scores are replaced by -inf before the softmax, and `where`
 passes no gradient to the branch it did not take.
+
+`HardAttention` wraps any of them: it reads one position sampled from the weights, and its score
+is trained with the REINFORCE estimator of `rnn.reinforce`.
 """
 from __future__ import annotations
 

@@ -7,8 +7,11 @@ batch-major Tensors (keys, values, their projection for the attention score comp
 source, and the source mask), so every leaf of a decoding state has the batch on axis 0 and a beam
 search may reorder rows of all of them alike.
 
-`run_decoder` is the time loop of such a cell: target lengths, and checkpointed segments that take
-the context as an explicit input (so the encoder's outputs get their gradient through it).
+`run_decoder` is the time loop of such a cell that also returns each step's attention weights:
+target lengths, and checkpointed segments that take the context as an explicit input (so the
+encoder's outputs get their gradient through it). A decoder whose state leaves the weights out
+(`keep_weights=False`) is a cell of the ordinary contract and runs through `rnn.unroll(...,
+context=)` and `rnn.Stacked` as well.
 """
 from __future__ import annotations
 
