@@ -16,8 +16,9 @@ import math
 import numpy as np
 
 import minigrad as mg
-from minigrad import backend
+from minigrad import backend, checks
 from minigrad.nn import Module, Parameter
+from rnn import state as st
 
 
 def generator(rng) -> np.random.Generator:
@@ -104,14 +105,20 @@ class Cell(Module):
     def __init__(self, input_size: int | None = None, hidden_size: int | None = None, *,
                  rng=None, dtype=None, device=None):
         super().__init__()
-        for name, n in (("input_size", input_size), ("hidden_size", hidden_size)):
-            if n is not None and (not isinstance(n, (int, np.integer)) or n <= 0):
-                raise ValueError(f"{type(self).__name__}: {name} must be a positive int, got {n!r}")
-        self.input_size = None if input_size is None else int(input_size)
-        self.hidden_size = None if hidden_size is None else int(hidden_size)
+        name = type(self).__name__
+        self.input_size = None if input_size is None else checks.integer(
+            input_size, name, "input_size", low=1)
+        self.hidden_size = None if hidden_size is None else checks.integer(
+            hidden_size, name, "hidden_size", low=1)
         # kept only to draw the weights a subclass creates in its __init__
         self._rng = generator(rng)
-        self._init_dtype = np.dtype(dtype) if dtype is not None else mg.get_default_dtype()
+        try:
+            self._init_dtype = np.dtype(dtype) if dtype is not None else mg.get_default_dtype()
+        except TypeError:
+            raise TypeError(f"{name}: dtype {dtype!r} is not a NumPy dtype") from None
+        if self._init_dtype.kind != "f":
+            raise TypeError(f"{name}: a cell's weights need a float dtype, got "
+                            f"{self._init_dtype}")
         self._init_device = backend.get_device(device)
 
     @property
@@ -151,6 +158,13 @@ class Cell(Module):
                              "initial_state) so unroll can build the initial state")
         return self.zeros(batch_size)
 
+    def __call__(self, x_t, state, *context, **kwargs):
+        """One step, with its arguments checked first (`check_step`): a cell called by hand
+        gets a clear error naming it. `rnn.unroll` checks the first step this way and calls
+        `forward` directly after that, so the loop pays for the checks once."""
+        check_step(self, x_t, state)
+        return super().__call__(x_t, state, *context, **kwargs)
+
     def forward(self, x_t, state):  # pragma: no cover - abstract
         raise NotImplementedError(f"{type(self).__name__} must define forward(x_t, state)")
 
@@ -179,7 +193,31 @@ def check_input(cell, x, ndim: int = 2) -> None:
         raise TypeError(f"{name}: expected a Tensor {layout}, got {type(x).__name__}")
     if x.ndim != ndim:
         raise ValueError(f"{name}: expected input of rank {ndim} {layout}, got shape {x.shape}")
+    if x.dtype.kind != "f":
+        raise TypeError(f"{name}: expected a float input, got dtype {x.dtype}")
     want = cell.in_features
     if want is not None and x.shape[-1] != want:
         raise ValueError(f"{name}: input has {x.shape[-1]} features (shape {x.shape}), the cell "
                          f"expects {want}")
+
+
+def check_step(cell, x_t, state) -> None:
+    """The checks of one step's arguments, shared by every cell: `x_t` a float Tensor (B, I)
+    with the cell's features and dtype; `state` a Tensor or structure of Tensors (`rnn.state`),
+    each (B, ...) in the cell's dtype. TypeError or ValueError naming the cell."""
+    name = type(cell).__name__
+    check_input(cell, x_t)
+    dtype = cell._like()[0]
+    if x_t.dtype != dtype:
+        raise TypeError(f"{name}: x_t is {x_t.dtype} but the cell's weights are {dtype}; "
+                        f"convert one (mg.astype or dtype= when building the cell)")
+    if state is None:
+        raise TypeError(f"{name}: state is None; start from cell.initial_state(B) (rnn.unroll "
+                        "does that for you)")
+    tensors, spec = st.flatten(state, f"{name}: state")
+    for path, t in zip(spec.paths(), tensors):
+        if t.ndim == 0 or t.shape[0] != x_t.shape[0]:
+            raise ValueError(f"{name}: {path} has shape {t.shape}, but x_t has batch size "
+                             f"B = {x_t.shape[0]}; every state Tensor is (B, ...)")
+        if t.dtype != dtype:
+            raise TypeError(f"{name}: {path} is {t.dtype} but the cell's weights are {dtype}")

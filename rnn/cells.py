@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 import minigrad as mg
+from minigrad import checks
 from rnn import kernels
 from rnn.cell import Cell, check_input
 
@@ -142,7 +143,7 @@ class LSTMCell(_Projected):
                              f"{variant!r}")
         self.variant = variant
         self.peephole = bool(peephole) if variant is None else variant != "NP"
-        self.forget_bias = float(forget_bias)
+        self.forget_bias = checks.real(forget_bias, "LSTMCell", "forget_bias")
         self.fused = bool(fused) and not self.peephole and variant is None
         H = hidden_size
         self.weight_ih = self.parameter(4 * H, input_size)
@@ -438,7 +439,9 @@ class PhasedLSTMCell(Cell):
                  device=None):
         super().__init__(input_size, hidden_size, rng=rng, dtype=dtype, device=device)
         H = hidden_size
-        self.leak = float(leak)
+        self.leak = checks.real(leak, "PhasedLSTMCell", "leak", low=0)
+        r_on = checks.real(r_on, "PhasedLSTMCell", "r_on", low=0, low_open=True, high=1)
+        forget_bias = checks.real(forget_bias, "PhasedLSTMCell", "forget_bias")
         self.weight_ih = self.parameter(4 * H, input_size)
         self.weight_hh = self.parameter(4 * H, H)
         bias = self.parameter(4 * H)

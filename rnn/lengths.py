@@ -27,9 +27,12 @@ def as_lengths(lengths, B: int, T: int, who: str, min_length: int = 1) -> np.nda
     if lengths is None:
         return None
     a = lengths.data if isinstance(lengths, mg.Tensor) else lengths
+    if isinstance(a, (list, tuple)) and any(isinstance(v, (bool, np.bool_)) for v in a):
+        raise TypeError(f"{who}: lengths must be integers, got a bool among {list(a)}")
     a = backend.to_host(a) if not isinstance(a, (list, tuple)) else np.asarray(a)
     a = np.asarray(a)
-    if a.dtype.kind not in "iu" and not (a.dtype.kind == "f" and np.all(a == np.round(a))):
+    if a.dtype.kind not in "iu" and not (a.dtype.kind == "f" and np.isfinite(a).all()
+                                         and np.all(a == np.round(a))):
         raise TypeError(f"{who}: lengths must be integers, got dtype {a.dtype}"
                         + (f" (lengths {a.tolist()})" if a.dtype.kind == "f" else ""))
     if a.shape != (B,):

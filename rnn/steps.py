@@ -20,7 +20,7 @@ from minigrad import backend
 from minigrad.engine import Function
 from minigrad.engine import state as engine_state
 from rnn import state as st
-from rnn.cell import check_input
+from rnn.cell import Cell, check_input
 
 __all__ = ["as_inputs", "check_context", "run_steps", "start_state"]
 
@@ -44,6 +44,8 @@ def _steps(x):
 def as_inputs(cell, inputs, who: str = "unroll") -> mg.Tensor:
     """`inputs` (a Tensor or array (T, B, I), or a list of T Tensors (B, I)) as a Tensor
     (T, B, I), checked against the cell's features and device; errors name `who` and the cell."""
+    if not isinstance(cell, Cell):
+        raise TypeError(f"{who}: expected an rnn.Cell, got {type(cell).__name__}")
     name = type(cell).__name__
     if isinstance(inputs, np.ndarray):
         inputs = mg.tensor(inputs)
@@ -146,21 +148,25 @@ def run_steps(cell, inputs, state, lengths=None, *, context=None, t0: int = 0,
         for t in range(int(lengths.min()), n):
             masks[t] = backend.to_device((lengths > t)[:, None], dev)  # (B, 1) rows still running
     projected = cell.precompute_inputs(inputs)
+    module = (("module", cell._path),)
     if projected is not None:
-        xs, step, module = _steps(projected), cell.step, (("module", cell._path),)
+        xs, first, step = _steps(projected), cell.step, cell.step
     else:
-        xs, step, module = _steps(inputs), cell, ()
+        # the first step goes through Cell.__call__, which checks x_t and the state (and adds
+        # the module tag itself); the later ones call forward directly, with the same tags
+        xs, first, step = _steps(inputs), cell, cell.forward
     outputs = []
     base = engine_state.tags
     try:
         for t in range(n):
             # a plain save/restore of the tags: a with-block per step costs more than a small op
-            engine_state.tags = base + (("time", t0 + t),) + module
             if t:
+                engine_state.tags = base + (("time", t0 + t),) + module
                 out, new = step(xs[t], state, *extra)
             else:
+                engine_state.tags = base + (("time", t0),) + (() if first is cell else module)
                 who = f"{type(cell).__name__}, step {t0}"
-                out, new = _check_step(who, step(xs[t], state, *extra), state, B)
+                out, new = _check_step(who, first(xs[t], state, *extra), state, B)
             m = masks[t]
             if m is not None:
                 out = mg.where(m, out, 0.0)

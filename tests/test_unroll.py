@@ -139,7 +139,7 @@ def test_tags_restored_after_error():
             raise RuntimeError("boom")
 
     with pytest.raises(RuntimeError, match="boom"):
-        rnn.unroll(Boom(2, 3, 0), mg.zeros(2, 1, 2))
+        rnn.unroll(Boom(2, 3, 0), mg.zeros(2, 1, 2, dtype="float64"))
     assert engine_state.tags == ()
 
 
