@@ -43,9 +43,10 @@ class SourceContext(NamedTuple):
 
 class Seq2SeqState(NamedTuple):
     """What `Seq2Seq.step` carries from one token to the next: the decoder cell's state and the
-    source context (None for the plain encoder-decoder)."""
+    source context (an empty tuple for the plain encoder-decoder: every part of a state is a
+    structure of Tensors)."""
     decoder: object
-    context: SourceContext | None
+    context: SourceContext | tuple
 
 
 def leaves(state) -> list:
@@ -380,7 +381,7 @@ class Seq2Seq(Module):
         else:
             inner = self.inner.initial_state(B)
         if not self.attentive:
-            return outputs, Seq2SeqState(inner, None)
+            return outputs, Seq2SeqState(inner, ())
         context = self.decoder.context(outputs, lengths)
         first = self.decoder.initial_state(B, context)
         return outputs, Seq2SeqState((inner,) + tuple(first[1:]), context)
@@ -392,7 +393,7 @@ class Seq2Seq(Module):
         _, start = self.encode(src, src_lengths)
         tgt_in = np.asarray(tgt_in)
         outputs, _, weights = run_decoder(self.decoder, self.tgt_embed(tgt_in), start.decoder,
-                                          start.context, tgt_lengths,
+                                          start.context if self.attentive else None, tgt_lengths,
                                           checkpoint_every=checkpoint_every)
         return mg.log_softmax(self.out_proj(outputs), axis=-1), weights
 
@@ -416,7 +417,7 @@ class Seq2Seq(Module):
         x = self.tgt_embed(np.asarray(tokens))
         if not self.attentive:
             out, dec = self.decoder(x, state.decoder)
-            return mg.log_softmax(self.out_proj(out), axis=-1), Seq2SeqState(dec, None), None
+            return mg.log_softmax(self.out_proj(out), axis=-1), Seq2SeqState(dec, ()), None
         out, dec = self.decoder(x, state.decoder, state.context)
         return (mg.log_softmax(self.out_proj(out), axis=-1), Seq2SeqState(dec, state.context),
                 dec[2] if self.decoder.keep_weights else None)

@@ -282,6 +282,9 @@ def test_decodes_with_rnn_decoding():
             prev = np.array([token])
     best = beam_search(model, model.start(src, sl), 0, 1, beam_size=3, max_len=6)
     assert len(best) == 3 and all(h[0].score >= -1e9 for h in best)
+    plain = make_model(False)                      # the ablation decodes the same way
+    for hyp in beam_search(plain, plain.start(src, sl), 0, 1, beam_size=2, max_len=6):
+        assert hyp[0].attention is None and hyp[0].tokens[-1] == 1
 
 
 def test_seq2seq_on_fake_device_equals_cpu():
