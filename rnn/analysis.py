@@ -196,7 +196,7 @@ def _leaf(inputs, op):
 
 def _host_weights(weights):
     a = weights.data if isinstance(weights, mg.Tensor) else weights
-    a = np.asarray(backend.to_host(a) if type(a) in backend._by_type else a, dtype=np.float64)
+    a = np.asarray(backend.to_host(a) if backend.is_array(a) else a, dtype=np.float64)
     return a
 
 
