@@ -8,7 +8,8 @@ For actions a ~ pi_theta and a reward R(a) that has no gradient (Williams 1992):
 for any baseline b that does not depend on a: the baseline leaves the mean of the estimate alone
 and, near E[R], lowers its variance. `reinforce_loss` builds the surrogate whose gradient is that
 estimate (a loss to minimise, so its sign is flipped); `MovingAverageBaseline` is the usual
-baseline (an exponential average of past rewards); `sample_categorical` draws the actions from
+baseline (an exponential average of past rewards), `LinearBaseline` a learned one (a linear
+regressor on a hidden state); `sample_categorical` draws the actions from
 the default generator, so a checkpointed recomputation draws the same ones.
 """
 from __future__ import annotations
@@ -18,7 +19,7 @@ import numpy as np
 import minigrad as mg
 from minigrad import backend
 
-__all__ = ["MovingAverageBaseline", "reinforce_loss", "sample_categorical"]
+__all__ = ["LinearBaseline", "MovingAverageBaseline", "reinforce_loss", "sample_categorical"]
 
 
 def _host(a, what: str) -> np.ndarray:
@@ -106,3 +107,46 @@ def sample_categorical(probs: mg.Tensor) -> np.ndarray:
     cdf = np.cumsum(p, axis=1)
     u = mg.random.default_generator().random(p.shape[0])[:, None] * cdf[:, -1:]
     return np.minimum((cdf <= u).sum(axis=1), p.shape[1] - 1).astype(np.int64)
+
+
+class LinearBaseline:
+    """A learned baseline b(h) = h . w + c on features h (e.g. a decoder's hidden state before
+    it picks a token), fit to the rewards by stochastic gradient descent on the squared error
+    (Ranzato et al. 2016's baseline regressor). b(h) must not depend on the action it is the
+    baseline for: feed it the state that *gave* the action's distribution, detached.
+
+    `baseline(features (..., H)) -> (...)` host values; `baseline.update(features, rewards,
+    mask)` one step of lr on mean_i m_i (b(h_i) - R_i)^2 / 2 over the positions i with mask 1.
+
+    >>> import numpy as np
+    >>> b = LinearBaseline(2, lr=0.5)
+    >>> for _ in range(200): b.update(np.array([[1.0, 0.0], [0.0, 1.0]]), np.array([3.0, -1.0]))
+    >>> np.round(b(np.array([[1.0, 0.0], [0.0, 1.0]])), 3).tolist()
+    [3.0, -1.0]
+    """
+
+    def __init__(self, in_features: int, lr: float = 0.01):
+        if int(in_features) < 1 or not lr > 0:
+            raise ValueError(f"LinearBaseline: in_features must be >= 1 and lr > 0, got "
+                             f"{in_features!r}, {lr!r}")
+        self.weight, self.bias, self.lr = np.zeros(int(in_features)), 0.0, float(lr)
+
+    def _features(self, features) -> np.ndarray:
+        h = _host(features, "features")
+        if h.shape[-1:] != self.weight.shape:
+            raise ValueError(f"LinearBaseline: features must end in {self.weight.shape[0]}, got "
+                             f"shape {h.shape}")
+        return h
+
+    def __call__(self, features) -> np.ndarray:
+        return self._features(features) @ self.weight + self.bias
+
+    def update(self, features, rewards, mask=None) -> None:
+        h = self._features(features)
+        r = np.broadcast_to(_host(rewards, "rewards"), h.shape[:-1])
+        m = np.ones(h.shape[:-1]) if mask is None else np.broadcast_to(_host(mask, "mask"),
+                                                                       h.shape[:-1])
+        n = max(m.sum(), 1.0)
+        err = m * (h @ self.weight + self.bias - r)
+        self.weight = self.weight - self.lr * np.tensordot(err, h, axes=err.ndim) / n
+        self.bias = self.bias - self.lr * err.sum() / n

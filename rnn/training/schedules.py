@@ -17,7 +17,7 @@ import math
 
 from minigrad import checks
 
-__all__ = ["exponential", "inverse_sigmoid", "linear"]
+__all__ = ["exponential", "inverse_sigmoid", "linear", "mixer_delta"]
 
 
 def linear(i: int, k: float = 1.0, c: float = 1e-4, eps_min: float = 0.0) -> float:
@@ -42,3 +42,21 @@ def inverse_sigmoid(i: int, k: float = 100.0) -> float:
     k = checks.real(k, "inverse_sigmoid", "k", low=1)
     x = i / k
     return 0.0 if x > 700 else k / (k + math.exp(x))
+
+
+def mixer_delta(epoch: int, every: int, initial: int = 0, step: int = 1,
+                maximum: int | None = None) -> int:
+    """MIXER's Delta (Ranzato et al. 2016): the number of final steps trained by REINFORCE,
+    initial + step * (epoch // every), at most `maximum`.
+
+    >>> [mixer_delta(e, every=2, initial=1) for e in range(6)]
+    [1, 1, 2, 2, 3, 3]
+    """
+    where = "mixer_delta"
+    epoch = checks.integer(epoch, where, "epoch", low=0)
+    every = checks.integer(every, where, "every", low=1)
+    initial = checks.integer(initial, where, "initial", low=0)
+    step = checks.integer(step, where, "step", low=0)
+    delta = initial + step * (epoch // every)
+    return delta if maximum is None else min(delta, checks.integer(maximum, where, "maximum",
+                                                                   low=0))
