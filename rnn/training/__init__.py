@@ -8,12 +8,13 @@ states), `rewards` (BLEU, edit distance, token accuracy: batched, any user funct
 `schedules` (scheduled sampling's three decays, MIXER's Delta), `raml` (sampling from the
 exponentiated payoff distribution of the Hamming and edit distances).
 """
-from rnn.training import raml, rewards, schedules
+from rnn.training import professor_forcing, raml, rewards, schedules
 from rnn.training.rollout import Rollout, decoder_features, rollout, sequence_mask
 from rnn.training.scheduled_sampling import scheduled_sampling_loss
 from rnn.training.sequence_level import (MixerStep, chosen_log_probs, mixer_loss,
                                          sequence_reinforce_loss)
 
-__all__ = ["MixerStep", "Rollout", "chosen_log_probs", "decoder_features", "mixer_loss", "raml",
+__all__ = ["MixerStep", "Rollout", "chosen_log_probs", "decoder_features", "mixer_loss",
+           "professor_forcing", "raml",
            "rewards", "rollout", "scheduled_sampling_loss", "schedules", "sequence_mask",
            "sequence_reinforce_loss"]
