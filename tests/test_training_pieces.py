@@ -126,3 +126,33 @@ def test_raml_reproduces_the_exponentiated_payoff_distribution(tau):
     counts = np.bincount([index[tuple(d)] for d in draws.tolist()], minlength=len(space))
     chi2 = float(((counts - n * q) ** 2 / (n * q)).sum())
     assert chi2 < 54.05  # the 0.999 quantile of chi-square with 26 degrees of freedom
+
+
+def edit_space(V, max_len):
+    return [y for n in range(max_len + 1) for y in itertools.product(range(V), repeat=n)]
+
+
+@pytest.mark.parametrize("target,V,D", [((2, 0, 1), 3, 2), ((0, 1), 2, 3), ((), 3, 2)])
+def test_edit_distance_counts_equal_enumeration(target, V, D):
+    # every sequence within D of the target has at most len + D tokens: enumerate them all
+    d = [levenshtein(y, target) for y in edit_space(V, len(target) + D)]
+    want = [sum(1 for x in d if x == k) for k in range(D + 1)]
+    assert raml.edit_distance_counts(np.array(target, np.int64), V, D).tolist() == want
+
+
+@pytest.mark.parametrize("tau", [0.8])
+def test_raml_edit_distance_sampler_is_exact_on_its_support(tau):
+    # q_D(y) = exp(-d_E(y, y*) / tau) / Z over every sequence within D = 2 of y*, enumerated
+    target, V, D, n = (1, 0, 1), 3, 2, 20_000
+    space = [y for y in edit_space(V, len(target) + D) if levenshtein(y, target) <= D]
+    w = np.array([math.exp(-levenshtein(y, target) / tau) for y in space])
+    q = w / w.sum()
+    draws = raml.edit_distance_samples(np.array(target), V, tau, n, max_distance=D, rng=3)
+    index = {y: k for k, y in enumerate(space)}
+    counts = np.bincount([index[tuple(x.tolist())] for x in draws], minlength=len(space))
+    assert counts.sum() == n                   # every draw lies within D
+    chi2 = float(((counts - n * q) ** 2 / (n * q)).sum())
+    dof = len(space) - 1
+    # the 0.999 quantile of chi-square(dof), Wilson-Hilferty's approximation
+    limit = dof * (1 - 2 / (9 * dof) + 3.09 * math.sqrt(2 / (9 * dof))) ** 3
+    assert chi2 < limit, (chi2, limit, dof)
