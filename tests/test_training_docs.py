@@ -19,3 +19,13 @@ def test_docs_training_blocks_run_alone():
         out = subprocess.run([sys.executable, "-c", src], capture_output=True, text=True,
                              env=env, cwd=ROOT, timeout=120)
         assert out.returncode == 0, f"docs/training.md block {k}:\n{out.stderr}"
+
+
+def test_docstring_examples_run():
+    import doctest
+    import importlib
+    for name in ("rnn.reinforce", "rnn.training.rollout", "rnn.training.scheduled_sampling",
+                 "rnn.training.sequence_level", "rnn.training.professor_forcing",
+                 "rnn.training.raml", "rnn.training.schedules", "rnn.training.rewards"):
+        result = doctest.testmod(importlib.import_module(name))
+        assert result.failed == 0 and result.attempted > 0, name

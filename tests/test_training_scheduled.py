@@ -7,7 +7,9 @@ import pytest
 
 import minigrad as mg
 import rnn
-from rnn.training import rollout, scheduled_sampling_loss, sequence_mask
+from rnn.reinforce import LinearBaseline
+from rnn.training import (mixer_loss, professor_forcing, raml, rollout, scheduled_sampling_loss,
+                          sequence_mask)
 
 
 class Recorder:
@@ -99,3 +101,33 @@ def test_sequence_mask():
     assert sequence_mask(chosen, 1).T.tolist() == [[1, 1, 0], [1, 0, 0], [1, 1, 1]]
     assert sequence_mask(chosen, 1, start=[1, 0, 2]).T.tolist() == [[0, 1, 0], [1, 0, 0],
                                                                     [0, 0, 1]]
+
+
+def _step(tokens, h):
+    return mg.log_softmax(mg.zeros(len(tokens), 3, dtype="float64")), h
+
+
+_h = mg.zeros(2, 3, dtype="float64")
+
+
+@pytest.mark.parametrize("call,message", [
+    (lambda: rollout(_step, _h, 0, 2, pick="beam"), "rollout: pick"),
+    (lambda: rollout(_step, _h, 0, 0), "rollout: steps"),
+    (lambda: rollout(_step, _h, 0, 2, truth=np.zeros((2, 3), np.int64)), "rollout: truth"),
+    (lambda: rollout(_step, _h, 0, 2, eps=np.ones(5)), "rollout: eps"),
+    (lambda: rollout(3, _h, 0, 2), "rollout: the model"),
+    (lambda: scheduled_sampling_loss(_step, _h, 0, np.zeros(2, np.int64), [1, 1], 0.5),
+     "scheduled_sampling_loss: targets"),
+    (lambda: mixer_loss(
+        _step, _h, 0, 1, np.zeros((2, 2), np.int64), [3, 1], None, lambda h, r: np.zeros(2)),
+     "mixer_loss: lengths"),
+    (lambda: LinearBaseline(3)(np.zeros((2, 4))),
+     "LinearBaseline: features"),
+    (lambda: raml.edit_distance_samples(
+        np.array([0, 7]), 5, 1.0, 2), "edit_distance_samples: target"),
+    (lambda: professor_forcing.discriminator_loss(
+        None, _h, _h, gradient_penalty=-1.0), "discriminator_loss: gradient_penalty"),
+])
+def test_bad_calls_name_the_function(call, message):
+    with pytest.raises((TypeError, ValueError), match=message):
+        call()
