@@ -226,7 +226,10 @@ def run(args) -> dict:
         res["loss_first"], res["loss_last"] = (float(np.mean(losses[:10])),
                                                float(np.mean(losses[-10:])))
         if objectives.disc_accuracy:
-            res["discriminator_accuracy_last_50"] = float(np.mean(objectives.disc_accuracy[-50:]))
+            acc = np.array(objectives.disc_accuracy)
+            res["discriminator_accuracy_last_50"] = float(acc[-50:].mean())
+            res["discriminator_accuracy_by_tenth"] = [float(a.mean())
+                                                      for a in np.array_split(acc, 10)]
         if objectives.eps:
             res["eps_last"] = objectives.eps[-1]
         results["methods"][method] = res
