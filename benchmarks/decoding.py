@@ -10,15 +10,17 @@ called: "batched" advances all B x K hypotheses in one call of the model's step 
 "loop" calls the step once per hypothesis (N = 1, its state cut out of the batch with one
 gather per state Tensor), as a search written one hypothesis at a time does.
 
-The models, with weights drawn at random (the time per step does not depend on the weights;
-early stopping does, so `--max-len` bounds the char LM's searches, and random weights rarely
-stop early):
+The models have weights drawn at random: the time of a step does not depend on the weights, but
+when beam search stops early does, and random weights stop it after a step or two at random. So
+every search here runs to its maximum length (`early_stopping=False`, which changes no result,
+only the time): the whole decode a trained model makes when it is unsure, the same work for
+both ways and every beam size.
 - char: the char-rnn demo's language model at its default size, an Embedding of 48, an LSTM of
-  256, a read-out to the 80 characters of the shipped plays; every search runs `--max-len` steps;
+  256, a read-out to the 80 characters of the shipped plays; `--max-len` steps;
 - dates: the dates demo's `rnn.Seq2Seq` at its default size (a bidirectional GRU of 64 per
   direction over 16-dimensional character embeddings, a GRU decoder of 64 with additive attention
-  and input feeding, 13 target tokens), decoding 32 dates written in the demo's formats; a search
-  is at most 11 steps (10 characters and EOS), the encoder runs once, outside the timing.
+  and input feeding, 13 target tokens), decoding 32 dates written in the demo's formats; 11
+  steps (10 characters and EOS); the encoder runs once, outside the timing.
 Medians over `--rounds` rounds, the two ways alternating within a round; the target (issue 18)
 is loop / batched >= the beam size at beam 10.
 """
@@ -77,7 +79,7 @@ def char_lm(B, quick, max_len):
     model = CharLM(V=12, E=8, H=16) if quick else CharLM()
     return (model, model.initial(B), 0, 1, max_len,
             f"char LM (V, E, H) = ({model.embed.num_embeddings}, {model.embed.embedding_dim}, "
-            f"{model.H}), max_len {max_len}")
+            f"{model.H}), {max_len} steps")
 
 
 def dates_model(B, quick, max_len):
@@ -92,7 +94,7 @@ def dates_model(B, quick, max_len):
         start = model.start(src, src_len)
     return (model, start, dates.BOS, dates.EOS, dates.TGT_LEN + 1,
             f"dates Seq2Seq (hidden {hidden}, embed {embed}, attention), source lengths "
-            f"{src_len.min()}-{src_len.max()}, max_len {dates.TGT_LEN + 1}")
+            f"{src_len.min()}-{src_len.max()}, {dates.TGT_LEN + 1} steps")
 
 
 MODELS = {"char": char_lm, "dates": dates_model}
@@ -108,7 +110,7 @@ def compare(model, state, bos, eos, max_len, rounds):
             for way in (("batched", "loop") if r % 2 == 0 else ("loop", "batched")):
                 m = model if way == "batched" else OneAtATime(model)
                 t0 = time.perf_counter()
-                results[way] = beam_search(m, state, bos, eos, K, max_len)
+                results[way] = beam_search(m, state, bos, eos, K, max_len, early_stopping=False)
                 times[way].append(time.perf_counter() - t0)
         for a, b in zip(results["batched"], results["loop"]):
             assert [h.tokens.tolist() for h in a] == [h.tokens.tolist() for h in b]
@@ -136,7 +138,8 @@ def main(argv=None) -> None:
     print(threads)
     B = 4 if args.quick else args.batch
     max_len = 6 if args.quick else args.max_len
-    print(f"batch {B}; median over {args.rounds} rounds [min-max]; random weights")
+    print(f"batch {B}; median over {args.rounds} rounds [min-max]; random weights, every "
+          "search run to its maximum length")
     for name in args.models.split(","):
         if name not in MODELS:
             p.error(f"--models: unknown model {name!r} (char, dates)")
