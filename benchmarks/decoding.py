@@ -1,7 +1,7 @@
 """Batched beam search against a loop over hypotheses, at beam 1, 5 and 10 for a batch of 32,
 on two models: the char-rnn demo's language model and the dates demo's encoder-decoder.
 
-    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python -m benchmarks.decoding [--rounds 3]
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python -m benchmarks.decoding [--rounds 5]
         [--max-len 50] [--models char,dates] [--quick]
 
 Both ways run the same search (`rnn.decoding.beam_search`, same bookkeeping, same results: the
@@ -21,7 +21,8 @@ both ways and every beam size.
   direction over 16-dimensional character embeddings, a GRU decoder of 64 with additive attention
   and input feeding, 13 target tokens), decoding 32 dates written in the demo's formats; 11
   steps (10 characters and EOS); the encoder runs once, outside the timing.
-Medians over `--rounds` rounds, the two ways alternating within a round; the target (issue 18)
+Medians over `--rounds` rounds after one untimed round, the two ways alternating within a
+round; the target (issue 18)
 is loop / batched >= the beam size at beam 10.
 """
 from __future__ import annotations
@@ -106,12 +107,13 @@ def compare(model, state, bos, eos, max_len, rounds):
     for K in (1, 5, 10):
         times = {"batched": [], "loop": []}
         results = {}
-        for r in range(rounds):
+        for r in range(-1, rounds):  # round -1 warms up, untimed
             for way in (("batched", "loop") if r % 2 == 0 else ("loop", "batched")):
                 m = model if way == "batched" else OneAtATime(model)
                 t0 = time.perf_counter()
                 results[way] = beam_search(m, state, bos, eos, K, max_len, early_stopping=False)
-                times[way].append(time.perf_counter() - t0)
+                if r >= 0:
+                    times[way].append(time.perf_counter() - t0)
         for a, b in zip(results["batched"], results["loop"]):
             assert [h.tokens.tolist() for h in a] == [h.tokens.tolist() for h in b]
             np.testing.assert_allclose([h.score for h in a], [h.score for h in b], rtol=1e-4)
@@ -122,7 +124,7 @@ def compare(model, state, bos, eos, max_len, rounds):
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(prog="python -m benchmarks.decoding", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--max-len", type=int, default=50, help="the char LM's longest search")
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--models", default="char,dates", help="comma-separated: char, dates")
