@@ -155,6 +155,18 @@ def test_chromium_steps_through_the_beam(tmp_path):
         if keep:
             with open(keep, "wb") as f:
                 f.write(png)
+        # "fit" shrinks the drawing into the pane, and back
+        assert b.js("document.body.dataset.zoom") == "1"
+        b.key("f", keycode=70)
+        assert b.js("document.body.dataset.zoom") == "fit"
+        pane = b.js("(() => { const p = document.getElementById('graph')"
+                    ".getBoundingClientRect(), s = document.querySelector('#graph svg')"
+                    ".getBoundingClientRect(); return [p.left, p.top, p.right, p.bottom, "
+                    "s.left, s.top, s.right, s.bottom]; })()")
+        assert pane[0] <= pane[4] and pane[1] <= pane[5]
+        assert pane[6] <= pane[2] + 0.5 and pane[7] <= pane[3] + 0.5
+        b.click("#zoom")
+        assert b.js("document.body.dataset.zoom") == "1"
         # Home, then play: the frames advance by themselves
         b.key("Home", keycode=36)
         assert b.js("Number(document.body.dataset.frame)") == 0

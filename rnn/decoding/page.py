@@ -4,7 +4,8 @@ The page holds the Graphviz drawing of `draw_beam` as inline SVG, the frames as 
 lines of script. Frame 0 shows the root; frame t reveals what step t added: the hypotheses the
 beam kept, the extensions it cut, the ones that finished with EOS (the step's nodes outlined in
 red, a side panel listing them as text); the last frame marks the returned best path. Buttons,
-a slider and the arrow keys (Home/End jump, space plays) move between frames.
+a slider and the arrow keys (Home/End jump, space plays) move between frames; the page opens at
+the drawing's actual size, and "fit" (or f) shrinks a large tree to the window.
 """
 from __future__ import annotations
 
@@ -164,6 +165,7 @@ _PAGE = """<!DOCTYPE html>
 <style>
 body {{ margin: 0; font: 14px Helvetica, Arial, sans-serif; display: flex; height: 100vh; }}
 #graph {{ flex: 1; overflow: auto; padding: 8px; }}
+body[data-zoom="fit"] #graph svg {{ width: 100%; height: calc(100vh - 20px); }}
 #side {{ width: 360px; border-left: 1px solid #ccc; padding: 8px 12px; overflow: auto; }}
 #controls button {{ font-size: 15px; margin: 2px; }}
 #where {{ margin: 6px 0; font-weight: bold; }}
@@ -190,6 +192,7 @@ td.seq, span.seq {{ font-family: Menlo, Consolas, monospace; white-space: pre; }
 <button id="play" title="play / pause (space)">play</button>
 <button id="next" title="next (right arrow)">next &#x25B6;</button>
 <button id="last" title="last (End)">last</button>
+<button id="zoom" title="fit the drawing to the window, or back to actual size (f)">fit</button>
 </div>
 <input id="slider" type="range" min="0" value="0" style="width: 100%">
 <div id="where"></div>
@@ -244,6 +247,11 @@ function play() {
   }
   setLabel();
 }
+function zoom(fit) {
+  document.body.dataset.zoom = fit ? "fit" : "1";
+  document.getElementById("zoom").textContent = fit ? "1:1" : "fit";
+}
+
 function setLabel() { document.getElementById("play").textContent = timer ? "pause" : "play"; }
 
 document.getElementById("first").onclick = () => show(0);
@@ -251,6 +259,7 @@ document.getElementById("prev").onclick = () => show(cur - 1);
 document.getElementById("next").onclick = () => show(cur + 1);
 document.getElementById("last").onclick = () => show(D.frames.length - 1);
 document.getElementById("play").onclick = play;
+document.getElementById("zoom").onclick = () => zoom(document.body.dataset.zoom !== "fit");
 slider.oninput = () => show(parseInt(slider.value, 10));
 document.addEventListener("keydown", (ev) => {
   if (ev.key === "ArrowRight") show(cur + 1);
@@ -258,8 +267,10 @@ document.addEventListener("keydown", (ev) => {
   else if (ev.key === "Home") show(0);
   else if (ev.key === "End") show(D.frames.length - 1);
   else if (ev.key === " ") play();
+  else if (ev.key === "f") zoom(document.body.dataset.zoom !== "fit");
   else return;
   ev.preventDefault();
 });
+zoom(false);
 show(0);
 """
