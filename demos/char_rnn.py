@@ -271,7 +271,7 @@ def run(args) -> dict:
 
 def score_file(model, vocab: str, args, out) -> dict:
     """--eval: the model's loss on one text file, read as one stream from its first character."""
-    with open(args.eval, encoding="ascii", errors="strict") as f:
+    with open(args.eval, encoding="utf-8") as f:
         text = f.read()
     ids = encode(vocab, text)
     if len(ids) < 2:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import tempfile
 import zipfile
 
@@ -106,9 +107,11 @@ def save(obj, path: str | os.PathLike) -> None:
     manifest = {"format": _FORMAT, "root": _encode(obj, arrays, "obj")}
     arrays[_MANIFEST] = np.frombuffer(json.dumps(manifest).encode(), dtype=np.uint8)
     directory = os.path.dirname(os.path.abspath(path))
+    mode = _file_mode(path)
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.",
                                suffix=".tmp")
     try:
+        os.chmod(tmp, mode)  # mkstemp makes it 0600; a saved file is an ordinary file
         with os.fdopen(fd, "wb") as f:
             np.savez(f, **arrays)
             f.flush()
@@ -130,6 +133,17 @@ def save(obj, path: str | os.PathLike) -> None:
         pass
     finally:
         os.close(dfd)
+
+
+def _file_mode(path: str) -> int:
+    """The permissions `open(path, "w")` would leave: those of the file it replaces, or
+    0o666 less the process's umask for a new file."""
+    try:
+        return stat.S_IMODE(os.stat(path).st_mode)
+    except FileNotFoundError:
+        mask = os.umask(0o022)  # the only way to read the umask is to set it, then set it back
+        os.umask(mask)
+        return 0o666 & ~mask
 
 
 def load(path: str | os.PathLike):

@@ -491,7 +491,7 @@ def test_demo_writes_and_prints_its_files(tmp_path):
                           "--steps", "2", "--long", "6"], cwd=root, capture_output=True,
                          text=True, timeout=120)
     assert run.returncode == 0, run.stderr
-    paths = [Path(line) for line in run.stdout.split()]
+    paths = [Path(line) for line in run.stdout.splitlines() if line.startswith(str(tmp_path))]
     assert sorted(p.suffix for p in paths) == [".html", ".png", ".png", ".png", ".svg"]
     for p in paths:
         assert p.parent == tmp_path and p.stat().st_size > 0
