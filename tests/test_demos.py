@@ -161,3 +161,25 @@ def test_vanishing_gradients(tmp_path):
         assert r["measured"] == pytest.approx(radius, rel=0.1)
     for name, by_radius in res["gradients"].items():
         assert all(np.isfinite(v) and v >= 0 for v in by_radius.values()), name
+
+
+def test_vanishing_gradients_figures_show_zeros_instead_of_flooring_them(tmp_path):
+    from demos import vanishing_gradients as vg
+    plt = pytest.importorskip("matplotlib.pyplot")
+    fig, ax = plt.subplots()
+    # a value that turned exactly 0 for good ends its line there and is marked at that step
+    assert vg._log_line(ax, [1.0, 1e-3, 0.0, 0.0], "a", "C0") == (2, "C0", None)
+    line = ax.get_lines()[-1]
+    assert list(line.get_xdata()) == [0, 1] and min(line.get_ydata()) == 1e-3  # nothing floored
+    assert vg._log_line(ax, [1.0, 0.0, 1e-3], "b", "C1") is None  # a gap, not an end
+    assert vg._log_line(ax, [0.0, 0.0], "c", "C2") == (0, "C2", "c")  # no line: the mark is named
+    plt.close(fig)
+    # the round-off level of h' for sigmoid: one ulp of the fixed point, 0 where h' is exactly 0
+    levels = vg.pulse_roundoff(mg.sigmoid, 1.0, 5)
+    assert levels[0] == np.spacing(0.5) and np.all(levels > 0)
+    assert np.all(vg.pulse_roundoff(lambda a: a, 1.0, 5) == 0)
+    res = vg.main(["--quiet", "--out", str(tmp_path / "out"), "--T", "20", "--back", "5",
+                   "--pulse-steps", "30", "--hidden", "4", "--batch", "2"])
+    for name in ("pulse_memory", "linear_rate", "gradient_norms", "saturation"):
+        assert (tmp_path / "out" / f"{name}.png").stat().st_size > 0
+    assert res["pulse"]["sigmoid"][1.0] == 0.0  # what the triangle marks: exactly 0 by step 30
