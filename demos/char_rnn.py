@@ -71,21 +71,23 @@ def bigram_entropy(ids: np.ndarray, V: int) -> float:
 
 
 class CharLM(mg.nn.Module):
-    """tokens (T, B) -> logits (T, B, V): Embedding(V, E), LSTMCell(E, H), Linear(H, V).
+    """tokens (T, B) -> logits (T, B, V): Embedding(V, E), LSTMCell(E, H), Dropout(p) on the
+    LSTM's outputs while training, Linear(H, V).
 
     `forward(tokens, state)` returns `(logits, new_state)`, state (h, c) each (B, H) or None for
     zeros: the interface `rnn.generate` feeds its samples back through.
     """
 
-    def __init__(self, vocab: int, embed: int, hidden: int, rng):
+    def __init__(self, vocab: int, embed: int, hidden: int, rng, dropout: float = 0.0):
         super().__init__()
         self.embed = mg.nn.Embedding(vocab, embed, rng=rng)
         self.cell = rnn.LSTMCell(embed, hidden, rng=rng)
+        self.drop = mg.nn.Dropout(dropout)
         self.head = mg.nn.Linear(hidden, vocab, rng=rng)
 
     def forward(self, tokens, state=None):
         out, state = rnn.unroll(self.cell, self.embed(tokens), state)
-        return self.head(out), state
+        return self.head(self.drop(out)), state
 
 
 def streams(ids: np.ndarray, B: int) -> np.ndarray:
@@ -138,6 +140,8 @@ def main(argv=None) -> dict:
     p.add_argument("--bptt", type=int, default=64, help="window length k (TBPTT k1 = k2)")
     p.add_argument("--hidden", type=int, default=256)
     p.add_argument("--embed", type=int, default=48)
+    p.add_argument("--dropout", type=float, default=0.0,
+                   help="dropout on the LSTM's outputs while training")
     p.add_argument("--lr", type=float, default=4e-3, help="peak learning rate (Adam)")
     p.add_argument("--warmup", type=int, default=0, help="updates of linear warm-up to --lr")
     p.add_argument("--clip", type=float, default=1.0, help="gradient norm clipping")
@@ -170,7 +174,7 @@ def run(args) -> dict:
     full = load_text()
     vocab = "".join(sorted(set(full)))  # from the whole text: checkpoints stay compatible
     V = len(vocab)
-    model = CharLM(V, args.embed, args.hidden, rng)
+    model = CharLM(V, args.embed, args.hidden, rng, dropout=args.dropout)
     params = model.parameters()
     opt = mg.optim.Adam(params, lr=args.lr)
     start, state = 0, None
@@ -185,7 +189,7 @@ def run(args) -> dict:
             state = tuple(mg.tensor(a) for a in ckpt["state"])
         print(f"loaded {args.load} (trained for {start} updates)")
     if args.eval:
-        return score_file(model, vocab, args, out)
+        return score_file(model.eval(), vocab, args, out)
 
     plays = split_plays(full)
     train_text = "".join(t for key, t in plays.items() if key not in args.heldout)
@@ -234,6 +238,7 @@ def run(args) -> dict:
                  "state": None if state is None else [s.numpy() for s in state]}, args.save)
         print(f"checkpoint written to {args.save}")
 
+    model.eval()  # no dropout from here on: scoring and sampling
     val_loss = evaluate(model, val, k)
     ref = bigram_entropy(train_ids, V)
     counts = np.bincount(train_ids, minlength=V)
