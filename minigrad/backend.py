@@ -79,6 +79,11 @@ def device_of(array) -> Device:
     return _devices["cpu"]
 
 
+def is_array(obj) -> bool:
+    """True for an array of a registered device (a NumPy ndarray, a CuPy array, ...)."""
+    return type(obj) in _by_type or isinstance(obj, np.ndarray)
+
+
 def get_array_module(*arrays):
     """The array module (`numpy`, `cupy`, ...) of the arrays given; scalars count as NumPy."""
     for a in arrays:

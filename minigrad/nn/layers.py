@@ -10,22 +10,23 @@ from typing import Iterable
 
 import numpy as np
 
-from minigrad import ops
+from minigrad import checks, ops
 from minigrad.nn.module import Module, Parameter
 from minigrad.tensor import Tensor, _rng, get_default_dtype
 
 
 def _dtype(dtype, cls) -> np.dtype:
-    d = np.dtype(dtype) if dtype is not None else get_default_dtype()
+    try:
+        d = np.dtype(dtype) if dtype is not None else get_default_dtype()
+    except TypeError:
+        raise TypeError(f"{cls}: dtype {dtype!r} is not a NumPy dtype") from None
     if d.kind != "f":
         raise TypeError(f"{cls}: parameters need a float dtype, got {d}")
     return d
 
 
 def _positive(value, what, cls) -> int:
-    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value <= 0:
-        raise ValueError(f"{cls}: {what} must be a positive integer, got {value!r}")
-    return int(value)
+    return checks.integer(value, cls, what, low=1)
 
 
 class Linear(Module):
@@ -57,6 +58,8 @@ class Linear(Module):
             self.bias = None
 
     def forward(self, x: Tensor) -> Tensor:
+        if not isinstance(x, Tensor):
+            raise TypeError(f"Linear: input must be a Tensor, got {type(x).__name__}")
         if x.shape[-1:] != (self.in_features,):
             raise ValueError(f"Linear: input of shape {x.shape} does not end in in_features="
                              f"{self.in_features}")
@@ -110,9 +113,7 @@ class Dropout(Module):
 
     def __init__(self, p: float = 0.5):
         super().__init__()
-        if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 <= p < 1:
-            raise ValueError(f"Dropout: p must be a number in [0, 1), got {p!r}")
-        self.p = float(p)
+        self.p = checks.probability(p, "Dropout", "p")
 
     def forward(self, x: Tensor) -> Tensor:
         return ops.dropout(x, self.p, training=self.training)

@@ -19,7 +19,7 @@ import math
 
 import numpy as np
 
-from minigrad import backend
+from minigrad import backend, checks
 from minigrad.engine import no_grad
 from minigrad.tensor import Tensor
 
@@ -72,16 +72,18 @@ class Optimizer:
     def _check_hyper(self, group: dict) -> None:
         name = type(self).__name__
         for key in ("lr", "eps", "weight_decay", "momentum"):
-            if key in group and not group[key] >= 0:
-                raise ValueError(f"{name}: {key} must be >= 0, got {group[key]}")
-        for key in ("alpha",):
-            if key in group and not 0 <= group[key] <= 1:
-                raise ValueError(f"{name}: {key} must be in [0, 1], got {group[key]}")
+            if key in group:
+                group[key] = checks.real(group[key], name, key, low=0)
+        if "alpha" in group:
+            group["alpha"] = checks.probability(group["alpha"], name, "alpha", one=True)
+        if "nesterov" in group:
+            group["nesterov"] = checks.boolean(group["nesterov"], name, "nesterov")
         if "betas" in group:
-            b1, b2 = group["betas"]
-            if not (0 <= b1 < 1 and 0 <= b2 < 1):
-                raise ValueError(f"{name}: betas must lie in [0, 1), got {group['betas']}")
-            group["betas"] = (float(b1), float(b2))
+            betas = group["betas"]
+            if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+                raise TypeError(f"{name}: betas must be a pair (beta1, beta2), got {betas!r}")
+            group["betas"] = tuple(checks.probability(b, name, f"betas[{i}]")
+                                   for i, b in enumerate(betas))
 
     def zero_grad(self) -> None:
         """Drop every parameter's gradient (set `.grad` to None)."""
@@ -205,7 +207,8 @@ class SGD(Optimizer):
 
     def __init__(self, params, lr: float, momentum: float = 0.0, nesterov: bool = False,
                  weight_decay: float = 0.0):
-        if nesterov and momentum <= 0:
+        momentum = checks.real(momentum, "SGD", "momentum", low=0)
+        if checks.boolean(nesterov, "SGD", "nesterov") and momentum <= 0:
             raise ValueError(f"SGD: nesterov needs momentum > 0, got momentum={momentum}")
         super().__init__(params, dict(lr=lr, momentum=momentum, nesterov=nesterov,
                                       weight_decay=weight_decay))

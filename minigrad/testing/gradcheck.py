@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from minigrad import backend
+from minigrad import backend, checks
 from minigrad.autograd import grad as _grad
 from minigrad.tensor import Tensor
 
@@ -50,6 +50,15 @@ def gradcheck(fn, inputs, *, eps=1e-6, atol=1e-6, rtol=1e-4, mode="directional",
     """
     if mode not in ("directional", "elementwise"):
         raise ValueError(f"gradcheck: mode must be 'directional' or 'elementwise', got {mode!r}")
+    eps = checks.real(eps, "gradcheck", "eps", low=0, low_open=True)
+    atol = checks.real(atol, "gradcheck", "atol", low=0)
+    rtol = checks.real(rtol, "gradcheck", "rtol", low=0)
+    n_directions = checks.integer(n_directions, "gradcheck", "n_directions", low=1)
+    if not callable(fn):
+        raise TypeError(f"gradcheck: fn must be callable, got {type(fn).__name__}")
+    if isinstance(inputs, Tensor):
+        raise TypeError("gradcheck: inputs must be a list of Tensors, got a single Tensor; "
+                        "wrap it in a list")
     inputs = list(inputs)
     checked = [i for i, t in enumerate(inputs) if isinstance(t, Tensor) and t.requires_grad]
     if not checked:
