@@ -54,7 +54,7 @@ def test_pages_have_blocks():
     assert len(list(blocks())) >= 12
 
 
-@pytest.mark.parametrize("src", blocks())
+@pytest.mark.parametrize("src", list(blocks()))
 def test_block_runs_alone(src, tmp_path):
     reason = missing(src)
     if reason:

@@ -33,15 +33,6 @@ def test_saved_files_follow_the_umask_like_any_new_file(tmp_path, umask):
     np.testing.assert_array_equal(mg.load(tmp_path / "ckpt.npz")["w"], np.ones(3))
 
 
-@pytest.mark.skipif(os.name != "posix", reason="file modes are POSIX")
-def test_overwriting_a_checkpoint_keeps_its_permissions(tmp_path):
-    path = tmp_path / "ckpt.npz"
-    mg.save({"step": 1}, path)
-    os.chmod(path, 0o640)
-    mg.save({"step": 2}, path)
-    assert stat.S_IMODE(os.stat(path).st_mode) == 0o640 and mg.load(path)["step"] == 2
-
-
 def test_set_num_threads_sets_what_threadpoolctl_reports():
     threadpoolctl = pytest.importorskip("threadpoolctl")
     if not any(p["user_api"] == "blas" for p in threadpoolctl.threadpool_info()):
