@@ -135,14 +135,14 @@ def eval_streams(n: int, k: int) -> int:
 
 def main(argv=None) -> dict:
     p = _common.parser("char_rnn", __doc__.split("\n\n")[0])
-    p.add_argument("--steps", type=int, default=1500, help="training windows (updates)")
-    p.add_argument("--batch", type=int, default=32, help="parallel streams B")
-    p.add_argument("--bptt", type=int, default=64, help="window length k (TBPTT k1 = k2)")
+    p.add_argument("--steps", type=int, default=2800, help="training windows (updates)")
+    p.add_argument("--batch", type=int, default=16, help="parallel streams B")
+    p.add_argument("--bptt", type=int, default=128, help="window length k (TBPTT k1 = k2)")
     p.add_argument("--hidden", type=int, default=256)
     p.add_argument("--embed", type=int, default=48)
     p.add_argument("--dropout", type=float, default=0.0,
                    help="dropout on the LSTM's outputs while training")
-    p.add_argument("--lr", type=float, default=4e-3, help="peak learning rate (Adam)")
+    p.add_argument("--lr", type=float, default=5e-3, help="peak learning rate (Adam)")
     p.add_argument("--warmup", type=int, default=0, help="updates of linear warm-up to --lr")
     p.add_argument("--clip", type=float, default=1.0, help="gradient norm clipping")
     p.add_argument("--heldout", nargs="+", default=list(HELDOUT), choices=list(PLAYS),
