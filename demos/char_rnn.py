@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import time
 
 import numpy as np
@@ -96,20 +97,32 @@ def streams(ids: np.ndarray, B: int) -> np.ndarray:
     return ids[:L * B].reshape(B, L).T.copy()
 
 
-def evaluate(model, data: np.ndarray, k: int) -> float:
-    """Mean cross-entropy (nats/char) of predicting data[t+1] from data[:t+1] over streams
-    (L, B), read in windows of k with the state carried along (so only the first character of
-    each stream has no history)."""
-    total, count, state = 0.0, 0, None
+def token_losses(model, data: np.ndarray, k: int) -> np.ndarray:
+    """Cross-entropy (nats) of predicting data[t+1] from data[:t+1], for every t, over streams
+    (L, B): an (L - 1, B) array. Read in windows of k with the state carried along (so only the
+    first character of each stream has no history)."""
+    losses, state = [], None
     with mg.no_grad():
         for t in range(0, data.shape[0] - 1, k):
             x, y = data[t:t + k], data[t + 1:t + k + 1]
             x = x[:len(y)]
             logits, state = model(x, state)
-            loss = rnn.sequence_cross_entropy(logits, y, reduction="sum")
-            total += float(loss.item())
-            count += y.size
-    return total / count
+            losses.append(rnn.sequence_cross_entropy(logits, y, reduction="none").numpy())
+    return np.concatenate(losses).astype(np.float64)
+
+
+def evaluate(model, data: np.ndarray, k: int) -> float:
+    """Mean cross-entropy (nats/char) over streams (L, B): see `token_losses`."""
+    return float(token_losses(model, data, k).mean())
+
+
+def speaker_lines(text: str) -> np.ndarray:
+    """Per character of `text`, whether it is in a line that names the speaker ("BRUTUS.\n"),
+    the part of an unseen play that no training on other plays can predict well."""
+    mask = np.zeros(len(text), dtype=bool)
+    for m in re.finditer(r"^[A-Z][A-Z .'-]*\.\n", text, re.M):
+        mask[m.start():m.end()] = True
+    return mask
 
 
 def decode(vocab: str, ids) -> str:
@@ -239,7 +252,11 @@ def run(args) -> dict:
         print(f"checkpoint written to {args.save}")
 
     model.eval()  # no dropout from here on: scoring and sampling
-    val_loss = evaluate(model, val, k)
+    losses_val = token_losses(model, val, k)
+    val_loss = float(losses_val.mean())
+    names = streams(speaker_lines(heldout_text), val.shape[1])[1:]  # the predicted characters
+    names_nats = float(losses_val[names].mean()) if names.any() else None
+    rest_nats = float(losses_val[~names].mean())
     ref = bigram_entropy(train_ids, V)
     counts = np.bincount(train_ids, minlength=V)
     n = len(train_ids)
@@ -248,6 +265,9 @@ def run(args) -> dict:
           f"{val_loss:.3f} nats/char = {val_loss / math.log(2):.3f} bits/char; "
           f"entropy of the training plays: 2-character {ref:.3f} nats/char, "
           f"1-character {unigram:.3f}")
+    if names_nats is not None:
+        print(f"  speaker-name lines ('BRUTUS.'): {names.mean():.1%} of those characters at "
+              f"{names_nats:.3f} nats/char; the rest of the text {rest_nats:.3f} nats/char")
     prompt = encode(vocab, args.prompt)
     samples = {}
     for temp in (0.5, 1.0):
@@ -259,6 +279,8 @@ def run(args) -> dict:
                "train_loss_last": float(np.mean(losses[-50:])) if losses else None,
                "heldout_plays": list(args.heldout), "heldout_chars": int(val.size),
                "val_nats": val_loss, "val_bits": val_loss / math.log(2),
+               "val_nats_speaker_lines": names_nats, "val_nats_rest": rest_nats,
+               "speaker_line_share": float(names.mean()),
                "bigram_nats": ref, "unigram_nats": unigram, "steps": start + args.steps,
                "train_seconds": train_seconds, "samples": samples, "seconds": clock(),
                "cpu_seconds": time.process_time() - cpu_start}

@@ -183,3 +183,11 @@ def test_vanishing_gradients_figures_show_zeros_instead_of_flooring_them(tmp_pat
     for name in ("pulse_memory", "linear_rate", "gradient_norms", "saturation"):
         assert (tmp_path / "out" / f"{name}.png").stat().st_size > 0
     assert res["pulse"]["sigmoid"][1.0] == 0.0  # what the triangle marks: exactly 0 by step 30
+
+
+def test_char_rnn_speaker_lines_and_token_losses():
+    from demos.char_rnn import speaker_lines
+    text = "BRUTUS.\nO Cassius.\n\nFIRST CITIZEN.\nAy.\n"
+    mask = speaker_lines(text)
+    marked = "".join(c for c, m in zip(text, mask) if m)
+    assert marked == "BRUTUS.\nFIRST CITIZEN.\n"  # "O Cassius." is speech, not a name line
