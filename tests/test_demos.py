@@ -185,7 +185,7 @@ def test_vanishing_gradients_figures_show_zeros_instead_of_flooring_them(tmp_pat
     assert res["pulse"]["sigmoid"][1.0] == 0.0  # what the triangle marks: exactly 0 by step 30
 
 
-def test_char_rnn_speaker_lines_and_token_losses():
+def test_char_rnn_speaker_lines():
     from demos.char_rnn import speaker_lines
     text = "BRUTUS.\nO Cassius.\n\nFIRST CITIZEN.\nAy.\n"
     mask = speaker_lines(text)
