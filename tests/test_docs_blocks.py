@@ -64,5 +64,11 @@ def test_block_runs_alone(src, tmp_path):
         MPLBACKEND="Agg")
     proc = subprocess.run([sys.executable, "-c", src], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=300)
+    # a block added without its `# requires:` line still skips, rather than fails, where an
+    # optional piece is missing; where it is installed the block runs and must pass
+    absent = re.search(r"No module named '(graphviz|matplotlib)'|GraphvizNotFoundError|"
+                       r"ExecutableNotFound", proc.stderr)
+    if proc.returncode != 0 and absent:
+        pytest.skip(f"an optional dependency is missing: {absent.group(0)}")
     assert proc.returncode == 0, (f"block failed alone (exit {proc.returncode}):\n{src}\n"
                                   f"--- stderr ---\n{proc.stderr[-3000:]}")
