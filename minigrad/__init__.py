@@ -43,7 +43,7 @@ __all__ = [
 ]
 
 
-_SUBMODULES = ("nn", "optim", "viz", "memory", "testing", "backend", "engine")
+_SUBMODULES = ("nn", "optim", "viz", "memory", "testing", "backend", "engine", "distributed")
 
 
 def __getattr__(name):

@@ -15,7 +15,7 @@ import numpy as np
 import minigrad as mg
 from minigrad import backend
 from minigrad.engine import state as _engine
-from rnn.cell import state_tensors
+from rnn import state as st
 from rnn.unroll import unroll
 
 __all__ = ["eigenvalues", "saturation", "scale_spectral_radius", "spectral_radius",
@@ -98,7 +98,7 @@ def state_gradient_norms(cell, inputs, loss_fn: Callable | None = None,
     hs = []
 
     def keep(t, s):
-        hs.append(state_tensors(s)[0])
+        hs.append(st.flatten(s)[0][0])
         return s
 
     with mg.enable_grad():

@@ -278,3 +278,99 @@ GRADCHECK_ROWS = _gradcheck_rows()
 def test_bad_gradcheck_call(row):
     _, exc, fragment, make = row
     _check_row(exc, fragment, make)
+
+
+def _cell_rows():
+    import rnn
+    makers = {
+        "RNNCell": lambda: rnn.RNNCell(3, 4, rng=0),
+        "LSTMCell": lambda: rnn.LSTMCell(3, 4, rng=0),
+        "LSTMCell-unfused": lambda: rnn.LSTMCell(3, 4, fused=False, rng=0),
+        "LSTMCell-NIG": lambda: rnn.LSTMCell(3, 4, variant="NIG", rng=0),
+        "GRUCell": lambda: rnn.GRUCell(3, 4, rng=0),
+        "GRUCell-reset-after": lambda: rnn.GRUCell(3, 4, reset_after=True, rng=0),
+        "MUT1Cell": lambda: rnn.MUT1Cell(3, 4, rng=0),
+        "MUT2Cell": lambda: rnn.MUT2Cell(3, 4, rng=0),
+        "MUT3Cell": lambda: rnn.MUT3Cell(3, 4, rng=0),
+        "PhasedLSTMCell": lambda: rnn.PhasedLSTMCell(3, 4, rng=0),
+        "DeepTransitionCell": lambda: rnn.DeepTransitionCell(3, 4, depth=2, rng=0),
+    }
+    calls = {  # (x_t, state) from (cell, its input width I, a good state for B = 2)
+        "rank-1": lambda c, I, s: (mg.randn(I), s),
+        "rank-3": lambda c, I, s: (mg.randn(1, 2, I), s),
+        "width": lambda c, I, s: (mg.randn(2, I + 1), s),
+        "state-None": lambda c, I, s: (mg.randn(2, I), None),
+        "string": lambda c, I, s: ("abc", s),
+        "complex": lambda c, I, s: (mg.tensor(np.ones((2, I), np.complex64)), s),
+        "batch-mismatch": lambda c, I, s: (mg.randn(3, I), s),
+        "numpy-array": lambda c, I, s: (np.ones((2, I), np.float32), s),
+        "float64-into-float32": lambda c, I, s: (mg.randn(2, I, dtype="float64"), s),
+        "state-not-tensors": lambda c, I, s: (mg.randn(2, I), [1.0, 2.0]),
+    }
+    rows = []
+    for name, make_cell in makers.items():
+        cls = name.split("-")[0]
+        for what, call in calls.items():
+            def make(make_cell=make_cell, call=call):
+                cell = make_cell()
+                x, s = call(cell, cell.in_features, cell.initial_state(2))
+                return (lambda: cell(x, s)), list(cell.parameters())
+            rows.append((f"{name}-{what}", (TypeError, ValueError), cls, make))
+    ctor = [
+        ("LSTMCell", lambda: rnn.LSTMCell(3, 4, forget_bias=NAN)),
+        ("LSTMCell", lambda: rnn.LSTMCell(3, 4, forget_bias=INF)),
+        ("LSTMCell", lambda: rnn.LSTMCell(0, 4)), ("LSTMCell", lambda: rnn.LSTMCell(3, 2.5)),
+        ("LSTMCell", lambda: rnn.LSTMCell(3, 4, dtype="complex64")),
+        ("GRUCell", lambda: rnn.GRUCell(3, 4, dtype="int64")),
+        ("RNNCell", lambda: rnn.RNNCell(3, 4, dtype="nonsense")),
+        ("PhasedLSTMCell", lambda: rnn.PhasedLSTMCell(3, 4, leak=NAN)),
+        ("PhasedLSTMCell", lambda: rnn.PhasedLSTMCell(3, 4, r_on=0.0)),
+        ("PhasedLSTMCell", lambda: rnn.PhasedLSTMCell(3, 4, forget_bias=INF)),
+        ("unroll", lambda: rnn.unroll("notacell", mg.randn(2, 1, 3))),
+    ]
+    rows += [(f"{name}-ctor-{i}", (TypeError, ValueError), name, lambda call=call: (call, []))
+             for i, (name, call) in enumerate(ctor)]
+    return rows
+
+
+CELL_ROWS = _cell_rows()
+
+
+@pytest.mark.parametrize("row", CELL_ROWS, ids=[r[0] for r in CELL_ROWS])
+def test_bad_cell_call(row):
+    _, exc, fragment, make = row
+    _check_row(exc, fragment, make)
+
+
+def _sequence_rows():
+    import rnn
+    logits = mg.randn(3, 2, 5)
+    targets = np.zeros((3, 2), np.int64)
+    x = mg.randn(3, 2, 4)
+    bad_lengths = [[2.5, 1], [NAN, 1], [INF, 1], [4, 1], [-1, 1], [1], [1, 1, 1], "ab", [[1, 2]],
+                   [True, 1], [None, 1]]
+    fns = {
+        "mask_from_lengths": lambda L: rnn.mask_from_lengths(L, 3),
+        "sequence_cross_entropy": lambda L: rnn.sequence_cross_entropy(logits, targets, L),
+        "reverse_sequences": lambda L: rnn.reverse_sequences(x, L),
+        "unroll": lambda L: rnn.unroll(rnn.GRUCell(4, 3, rng=0), x, lengths=L),
+    }
+    rows = []
+    for name, fn in fns.items():
+        for i, L in enumerate(bad_lengths):
+            if name == "mask_from_lengths" and L in ([1], [1, 1, 1]):
+                continue  # the mask's batch size is the lengths' own
+            # the message names the function, or the cell whose unroll it is
+            fragment = "GRUCell" if name == "unroll" else name
+            rows.append((f"{name}-lengths-{i}", (TypeError, ValueError), fragment,
+                         lambda fn=fn, L=L: ((lambda: fn(L)), [logits, x])))
+    return rows
+
+
+SEQUENCE_ROWS = _sequence_rows()
+
+
+@pytest.mark.parametrize("row", SEQUENCE_ROWS, ids=[r[0] for r in SEQUENCE_ROWS])
+def test_bad_lengths(row):
+    _, exc, fragment, make = row
+    _check_row(exc, fragment, make)

@@ -21,7 +21,7 @@ from rnn.decoding import BeamTrace, beam_search, draw_beam, filter_log_probs, gr
 
 class RandomModel:
     """h' = tanh(E[token] + h U); log_probs = log_softmax(h' O); attention = masked softmax of
-    h' A over S source positions. The state is nested on purpose: (h Tensor, {"mask": array})."""
+    h' A over S source positions. The state is nested on purpose: (h, {"mask": mask})."""
 
     def __init__(self, V, seed, H=4, S=3, scale=2.0):
         rng = np.random.default_rng(seed)
@@ -35,7 +35,7 @@ class RandomModel:
         rng = np.random.default_rng(seed)
         mask = np.ones((B, self.S))
         mask[::2, -1] = 0.0  # every other example has a padded last source position
-        return (mg.tensor(rng.normal(size=(B, self.E.shape[1]))), {"mask": mask})
+        return (mg.tensor(rng.normal(size=(B, self.E.shape[1]))), {"mask": mg.tensor(mask)})
 
     def step(self, tokens, state):
         h, extra = state
@@ -43,7 +43,7 @@ class RandomModel:
         z = h2 @ self.O
         z = z - z.max(axis=1, keepdims=True)
         logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
-        s = np.where(extra["mask"] > 0, h2 @ self.A, -np.inf)
+        s = np.where(extra["mask"].numpy() > 0, h2 @ self.A, -np.inf)
         a = np.exp(s - s.max(axis=1, keepdims=True))
         a = a / a.sum(axis=1, keepdims=True)
         return mg.tensor(logp), (mg.tensor(h2), extra), a
@@ -52,7 +52,7 @@ class RandomModel:
 def one(state, b):
     """Example b's part of a state built by RandomModel.initial."""
     h, extra = state
-    return (mg.tensor(h.numpy()[b:b + 1]), {"mask": extra["mask"][b:b + 1]})
+    return (mg.tensor(h.numpy()[b:b + 1]), {"mask": mg.tensor(extra["mask"].numpy()[b:b + 1])})
 
 
 def repeats_ngram(seq, n):
@@ -260,7 +260,7 @@ def test_sampled_sequences_follow_the_model():
     model = RandomModel(3, 7, scale=1.0)
     n = 20_000
     h0 = np.random.default_rng(1).normal(size=(1, 4))
-    state = (mg.tensor(np.repeat(h0, n, axis=0)), {"mask": np.ones((n, model.S))})
+    state = (mg.tensor(np.repeat(h0, n, axis=0)), {"mask": mg.ones(n, model.S)})
     got = sample(model, state, 0, 2, 3, rng=5)
     counts: dict = {}
     for h in got:
@@ -280,7 +280,7 @@ def test_sampled_sequences_follow_the_model():
                 probs[tuple(seq + [2])] = p * q[2]
             else:
                 walk(seq + [v], st2, p * q[v])
-    walk([], (mg.tensor(h0), {"mask": np.ones((1, model.S))}), 1.0)
+    walk([], (mg.tensor(h0), {"mask": mg.ones(1, model.S)}), 1.0)
     assert math.isclose(sum(probs.values()), 1.0, rel_tol=1e-9)
     assert set(counts) <= set(probs)
     for seq, p in probs.items():

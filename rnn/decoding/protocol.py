@@ -20,8 +20,10 @@ import numpy as np
 
 import minigrad as mg
 from minigrad import backend, checks
+from rnn import state as st
 
-__all__ = ["Constraints", "Hypothesis", "batch_size_of", "constrain", "reorder", "step_function"]
+__all__ = ["Constraints", "Hypothesis", "batch_size_of", "constrain", "host", "reorder",
+           "step_function"]
 
 
 @dataclass
@@ -77,41 +79,26 @@ def host(a) -> np.ndarray:
     return np.array(backend.to_host(a) if backend.is_array(a) else a, dtype=np.float64)
 
 
-def _leaves(state):
-    if isinstance(state, (mg.Tensor,)) or backend.is_array(state):
-        yield state
-    elif isinstance(state, dict):
-        for v in state.values():
-            yield from _leaves(v)
-    elif isinstance(state, (tuple, list)):
-        for v in state:
-            yield from _leaves(v)
-
-
 def batch_size_of(state, where: str) -> int:
-    """N, the first axis shared by every Tensor or array in `state`."""
-    sizes = {leaf.shape[0] for leaf in _leaves(state) if len(leaf.shape) > 0}
+    """N, the first axis shared by every Tensor in `state`."""
+    tensors = st.flatten(state, where)[0] if state is not None else []
+    sizes = {t.shape[0] for t in tensors if t.ndim > 0}
     if len(sizes) != 1:
-        raise ValueError(f"{where}: cannot tell the batch size from the state: its leaves have "
+        raise ValueError(f"{where}: cannot tell the batch size from the state: its Tensors have "
                          f"first axes {sorted(sizes) or 'none'}; pass batch_size=")
     return sizes.pop()
 
 
 def reorder(state, index: np.ndarray):
-    """`state` with every Tensor or array leaf replaced by `leaf[index]` along its first axis."""
-    if isinstance(state, mg.Tensor):
-        with mg.no_grad():
-            return mg.take(state, backend.to_device(index, state.device), axis=0)
-    if backend.is_array(state):
-        xp = backend.get_array_module(state)
-        return xp.take(state, backend.to_device(index, backend.device_of(state)), axis=0)
-    if isinstance(state, dict):
-        return type(state)((k, reorder(v, index)) for k, v in state.items())
-    if isinstance(state, tuple) and hasattr(state, "_fields"):  # NamedTuple
-        return type(state)(*(reorder(v, index) for v in state))
-    if isinstance(state, (tuple, list)):
-        return type(state)(reorder(v, index) for v in state)
-    return state
+    """`state` (None, a Tensor or any structure of Tensors, see `rnn.state`) with every Tensor
+    replaced by its rows `index` (one gather per Tensor)."""
+    if state is None:
+        return None
+
+    def take(t):
+        return mg.take(t, backend.to_device(index, t.device), axis=0)
+    with mg.no_grad():
+        return st.map(take, state)
 
 
 @dataclass
