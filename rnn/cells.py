@@ -464,7 +464,7 @@ class PhasedLSTMCell(Cell):
         """k (B, H) for step times `time` (B, 1)."""
         xp = mg.get_array_module(time.data)
         a = time - self.shift                                           # (B, H)
-        wraps = mg.Tensor._wrap(xp.floor(a.data / self.tau.data))      # constant: mod's kinks
+        wraps = mg.tensor(xp.floor(a.data / self.tau.data))      # constant: mod's kinks
         phi = (a - self.tau * wraps) / self.tau
         ratio = phi / self.r_on
         half = (phi.data < 0.5 * self.r_on.data)

@@ -62,7 +62,7 @@ class _ClipNorm:
         axes = tuple(range(1, x.ndim))
         norm = xp.sqrt((x * x).sum(axis=axes, keepdims=True))
         scale = xp.minimum(1.0, self.max_norm / (norm + self.eps)).astype(x.dtype, copy=False)
-        return Tensor._wrap(x * scale)
+        return Tensor(x * scale)
 
 
 class _ClipValue:
@@ -72,5 +72,4 @@ class _ClipValue:
         self.value = value
 
     def __call__(self, g):
-        return Tensor._wrap(backend.get_array_module(g.data).clip(g.data, -self.value,
-                                                                  self.value))
+        return Tensor(backend.get_array_module(g.data).clip(g.data, -self.value, self.value))

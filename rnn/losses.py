@@ -40,7 +40,7 @@ def sequence_cross_entropy(logits, targets, lengths=None, weights=None, reductio
     T, B, V = logits.shape
     dev = backend.device_of(logits.data)
     y = targets.data if isinstance(targets, mg.Tensor) else targets
-    y = backend.to_host(y) if type(y) in backend._by_type else np.asarray(y)
+    y = backend.to_host(y) if backend.is_array(y) else np.asarray(y)
     if y.shape != (T, B):
         raise ValueError(f"{name}: targets of shape {y.shape} do not match logits of shape "
                          f"{logits.shape} (expected (T, B) = {(T, B)})")
@@ -55,7 +55,7 @@ def sequence_cross_entropy(logits, targets, lengths=None, weights=None, reductio
     scale = mask.astype(logits.dtype)
     if weights is not None:
         w = weights.data if isinstance(weights, mg.Tensor) else weights
-        w = backend.to_host(w) if type(w) in backend._by_type else np.asarray(w)
+        w = backend.to_host(w) if backend.is_array(w) else np.asarray(w)
         try:
             scale = scale * np.broadcast_to(w, (T, B)).astype(logits.dtype)
         except ValueError as e:

@@ -17,7 +17,6 @@ import numpy as np
 
 import minigrad as mg
 from minigrad import backend
-from minigrad.engine import Function
 from minigrad.engine import state as engine_state
 from rnn import state as st
 from rnn.cell import Cell, check_input
@@ -25,20 +24,10 @@ from rnn.cell import Cell, check_input
 __all__ = ["as_inputs", "check_context", "run_steps", "start_state"]
 
 
-class _Unstack(Function):
-    """outs = x[0], ..., x[T-1] (views);  gx = stack(gouts) (missing gouts arrive as zeros)"""
-    def forward(self, x):
-        return tuple(x[t] for t in range(x.shape[0]))
-
-    def backward(self, *gouts):
-        return self.xp.stack(gouts)
-
-
 def _steps(x):
-    """The T steps of x (T, ...) as T tensors through one op (slicing each would cost T ops and
-    T full-size gradient buffers in backward)."""
-    out = _Unstack.apply(x)
-    return out if isinstance(out, tuple) else (out,)
+    """The T steps of x (T, ...) as T tensors through one op, `mg.unstack` (slicing each would
+    cost T ops and T full-size gradient buffers in backward)."""
+    return mg.unstack(x)
 
 
 def as_inputs(cell, inputs, who: str = "unroll") -> mg.Tensor:
@@ -66,10 +55,12 @@ def as_inputs(cell, inputs, who: str = "unroll") -> mg.Tensor:
     return inputs
 
 
-def start_state(cell, state, B: int, who: str = "unroll"):
-    """`cell.initial_state(B)` when `state` is None, else `state` after checking it has that
-    structure and those shapes (`rnn.state.StateError` naming the cell and the path)."""
-    want = cell.initial_state(B)
+def start_state(cell, state, B: int, who: str = "unroll", context=None):
+    """`cell.initial_state(B)` (or `initial_state(B, context)` for a cell whose initial_state
+    reads the context) when `state` is None, else `state` after checking it has that structure
+    and those shapes (`rnn.state.StateError` naming the cell and the path)."""
+    want = (cell.initial_state(B, context) if cell.initial_state_reads_context
+            else cell.initial_state(B))
     if state is None:
         return want
     st.check(state, want, f"{who}: {type(cell).__name__}: the initial state for batch size {B}")

@@ -191,3 +191,83 @@ def test_char_rnn_speaker_lines():
     mask = speaker_lines(text)
     marked = "".join(c for c, m in zip(text, mask) if m)
     assert marked == "BRUTUS.\nFIRST CITIZEN.\n"  # "O Cassius." is speech, not a name line
+
+
+def test_dates_learns(tmp_path):
+    from demos import dates
+    res = dates.main(common(tmp_path, plots=True) + ["--quick"])
+    for name in ("attention", "no_attention"):
+        assert res[name]["loss_last"] < 0.9 * res[name]["loss_first"]
+        assert res[name]["char_accuracy"] > 0.15  # chance: 1 in 11 characters
+    for fig in ("attention.png", "accuracy_by_length.png", "loss.png"):
+        assert (tmp_path / "out" / fig).stat().st_size > 0
+
+
+def test_dates_data_is_exact_and_split():
+    """Formats with a strptime twin parse back to the target; no held-out day is trained on."""
+    import datetime
+
+    from demos import dates
+    rng = np.random.default_rng(0)
+    train, test = dates.split_days(rng, 500)
+    assert not set(train.tolist()) & set(test.tolist())
+    assert len(train) + len(test) == 36525  # 1950-01-01 .. 2049-12-31
+    twins = {0: "%A, %B %d, %Y", 2: "%b %d %Y", 3: "%d %B %Y", 4: "%B %d, %Y", 5: "%d.%m.%Y",
+             6: "%a %d %b %Y", 9: "%Y/%m/%d"}
+    for o in rng.choice(train, 50):
+        d = datetime.date.fromordinal(int(o))
+        for k, fmt in twins.items():
+            text = dates.FORMATS[k](d)
+            assert datetime.datetime.strptime(text, fmt).date() == d, text
+    src, src_len, tgt_in, tgt = dates.encode([("24.09.84", "1984-09-24")])
+    assert src_len.tolist() == [8] and tgt[:, 0].tolist()[:4] == [1, 9, 8, 4]
+    assert tgt_in[0, 0] == dates.BOS and tgt[-1, 0] == dates.EOS
+
+
+def test_dialogue_learns(tmp_path):
+    from demos import dialogue
+    res = dialogue.main(common(tmp_path) + ["--quick"])
+    for name in ("hred", "last_turn_seq2seq"):
+        # far below a uniform guess over the vocabulary, per reply token
+        assert res[name]["loss_last"] < 0.5 * math.log(dialogue.VOCAB)
+        assert res[name]["loss_last"] < 0.7 * res[name]["loss_first"]
+
+
+def test_dialogue_data_needs_an_earlier_turn():
+    from demos import dialogue
+    rng = np.random.default_rng(0)
+    train, test = dialogue.split_pairs(rng)
+    assert not set(train) & set(test) and len(train) + len(test) == 64
+    for _ in range(50):
+        pair = test[rng.integers(len(test))]
+        turns, reply = dialogue.dialogue(rng, pair)
+        answer = reply[-2]
+        assert answer in (dialogue.NAMES[pair[0]], dialogue.CITIES[pair[1]])
+        assert answer not in turns[-1] and any(answer in t for t in turns[:-1])
+
+
+def test_digit_strip_learns(tmp_path):
+    from demos import digit_strip
+    res = digit_strip.main(common(tmp_path, plots=True) + ["--quick"])
+    for name in ("soft", "hard"):
+        # below a uniform guess over the 11 outputs (the quick run learns where strips end; the
+        # digits themselves need the default run)
+        assert res[name]["nll_last"] < 0.85 * math.log(11)
+        assert res[name]["nll_last"] < 0.9 * res[name]["nll_first"]
+    for name in ("soft", "hard"):
+        assert (tmp_path / "out" / f"{name}_attention.png").stat().st_size > 0
+
+
+def test_digit_strip_data():
+    """Labels are the digits placed; windows are the 8 x 8 slices of the grid, row-major."""
+    from demos import digit_strip as ds
+    images = np.stack([np.full((8, 8), d / 10.0) for d in range(10)])   # digit d: value d/10
+    canvas, tgt_in, tgt, lengths = ds.strips(np.random.default_rng(0), images, np.arange(10), 20)
+    for b in range(20):
+        n = lengths[b] - 1
+        assert tgt[n, b] == ds.EOS and tgt_in[0, b] == ds.BOS and 3 <= n <= 4
+        values = sorted(set(np.round(canvas[b][canvas[b] > 0] * 10).astype(int)))
+        assert values == sorted(set(tgt[:n, b].tolist()) - {0})
+    w = ds.windows(canvas)
+    assert w.shape == (20, 45, 64)
+    np.testing.assert_array_equal(w[3, 1 * 15 + 4].reshape(8, 8), canvas[3, 2:10, 8:16])

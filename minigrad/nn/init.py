@@ -17,7 +17,8 @@ import math
 import numpy as np
 
 from minigrad import backend, checks
-from minigrad.tensor import Tensor, _rng
+from minigrad.random import as_generator as _rng
+from minigrad.tensor import Tensor
 
 __all__ = ["constant_", "normal_", "ones_", "orthogonal_", "uniform_", "xavier_normal_",
            "xavier_uniform_", "zeros_"]
@@ -31,7 +32,7 @@ def _check(t, op):
 def _write(t: Tensor, host) -> Tensor:
     # in place, off the graph, and counted: a graph that saved the old values will refuse backward
     t.data[...] = backend.to_device(np.asarray(host, dtype=t.dtype), backend.device_of(t.data))
-    t._version += 1
+    t.bump_version()
     return t
 
 

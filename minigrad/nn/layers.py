@@ -10,9 +10,12 @@ from typing import Iterable
 
 import numpy as np
 
-from minigrad import checks, ops
+from minigrad import checks
+from minigrad import functions as F
 from minigrad.nn.module import Module, Parameter
-from minigrad.tensor import Tensor, _rng, get_default_dtype
+from minigrad.backend import get_default_dtype
+from minigrad.random import as_generator as _rng
+from minigrad.tensor import Tensor
 
 
 def _dtype(dtype, cls) -> np.dtype:
@@ -63,7 +66,7 @@ class Linear(Module):
         if x.shape[-1:] != (self.in_features,):
             raise ValueError(f"Linear: input of shape {x.shape} does not end in in_features="
                              f"{self.in_features}")
-        out = ops.matmul(x, self.weight.T)
+        out = F.matmul(x, self.weight.T)
         return out if self.bias is None else out + self.bias
 
     def extra_repr(self) -> str:
@@ -93,7 +96,7 @@ class Embedding(Module):
         self.weight = Parameter(w.astype(dtype), device=device)
 
     def forward(self, indices) -> Tensor:
-        return ops.embedding(self.weight, indices)
+        return F.embedding(self.weight, indices)
 
     def extra_repr(self) -> str:
         return f"{self.num_embeddings}, {self.embedding_dim}"
@@ -116,7 +119,7 @@ class Dropout(Module):
         self.p = checks.probability(p, "Dropout", "p")
 
     def forward(self, x: Tensor) -> Tensor:
-        return ops.dropout(x, self.p, training=self.training)
+        return F.dropout(x, self.p, training=self.training)
 
     def extra_repr(self) -> str:
         return f"p={self.p}"
@@ -126,21 +129,21 @@ class Tanh(Module):
     """out = tanh(x)"""
 
     def forward(self, x: Tensor) -> Tensor:
-        return ops.tanh(x)
+        return F.tanh(x)
 
 
 class ReLU(Module):
     """out = max(x, 0)"""
 
     def forward(self, x: Tensor) -> Tensor:
-        return ops.relu(x)
+        return F.relu(x)
 
 
 class Sigmoid(Module):
     """out = 1 / (1 + exp(-x))"""
 
     def forward(self, x: Tensor) -> Tensor:
-        return ops.sigmoid(x)
+        return F.sigmoid(x)
 
 
 class ModuleList(Module):

@@ -1,7 +1,7 @@
 """Optimizers: SGD (momentum, Nesterov), Adam, AdamW, RMSprop, Adagrad.
 
 Each `step()` runs off the graph and writes into `p.data` in place with the array module of the
-data (NumPy or CuPy), then bumps `p._version`, so a graph that saved the old value refuses to
+data (NumPy or CuPy), then calls `p.bump_version()`, so a graph that saved the old value refuses to
 backpropagate instead of silently using the new one. Per-parameter state (momentum buffers,
 moment estimates, step counts) lives on the parameter's device and follows it after `Module.to`.
 
@@ -20,7 +20,7 @@ import math
 import numpy as np
 
 from minigrad import backend, checks
-from minigrad.engine import no_grad
+from minigrad.modes import no_grad
 from minigrad.tensor import Tensor
 
 __all__ = ["Adagrad", "Adam", "AdamW", "Optimizer", "RMSprop", "SGD"]
@@ -121,7 +121,7 @@ class Optimizer:
                     st = self._state(p)
                     st["step"] += 1
                     self._update(p.data, g, st, group)
-                    p._version += 1
+                    p.bump_version()
 
     def _update(self, x, g, state: dict, group: dict) -> None:  # pragma: no cover - abstract
         raise NotImplementedError

@@ -7,6 +7,7 @@ from __future__ import annotations
 from minigrad.engine import Function
 from minigrad.ops import array_matmul
 from minigrad.tensor import Tensor
+from rnn.kernels import composed as twins
 from rnn.kernels.layout import (check_lengths, check_operands, dims_of, grads_at_steps,
                                 hidden_of, lengths_of, one_minus_square, outputs_and_final,
                                 state_buffer, step_masks, with_bias)
@@ -22,6 +23,8 @@ class RNNStep(Function):
 
     Saves h' (the derivative is a function of it) and h (for gW): 2 (B, H) arrays.
     """
+
+    composed = staticmethod(twins.rnn_step)  # differentiated under create_graph
 
     def forward(self, gx, h, weight_hh, *, nonlinearity="tanh"):
         self.relu = nonlinearity == "relu"
@@ -50,6 +53,8 @@ class RNNSequence(Function):
     Saves the states (H + 1 per step: the activation derivative is a function of them), x, the
     weights and the lengths: one (B, H) array per step.
     """
+
+    composed = staticmethod(twins.rnn_sequence)  # differentiated under create_graph
 
     def forward(self, x, h0, weight_ih, weight_hh, bias, *, nonlinearity="tanh", lengths=None):
         xp = self.xp

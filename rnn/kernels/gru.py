@@ -11,6 +11,7 @@ from __future__ import annotations
 from minigrad.engine import Function
 from minigrad.ops import array_matmul
 from minigrad.tensor import Tensor
+from rnn.kernels import composed as twins
 from rnn.kernels.layout import (block_scratch, check_lengths, check_operands, dims_of,
                                 grads_at_steps, hidden_of, input_projections, lengths_of,
                                 one_minus_square, outputs_and_final, reversed_steps,
@@ -41,6 +42,8 @@ class GRUStep(Function):
     Saves the activated gates [r, z, n] (3 H per row), h, and r h (for gW_hn): 5 (B, H) arrays,
     the weights aside.
     """
+
+    composed = staticmethod(twins.gru_step)  # differentiated under create_graph
 
     def forward(self, gx, h, weight_hh, bias_hh):
         xp, H = self.xp, h.shape[1]
@@ -76,6 +79,8 @@ class GRUStepResetAfter(Function):
     Saves the activated gates [r, z, n] (3 H per row), h and hn (for dr): 5 (B, H) arrays, the
     weights aside.
     """
+
+    composed = staticmethod(twins.gru_step_reset_after)  # differentiated under create_graph
 
     def forward(self, gx, h, weight_hh, bias_hh):
         xp, H = self.xp, h.shape[1]
@@ -147,6 +152,8 @@ class GRUSequence(Function):
     Saves, per step, the gates [r, z, n] (3 H: every factor of backward is a function of them),
     r h (H, for gW_hn) and h (H + 1); x, the weights and the lengths: 5 (B, H) arrays per step.
     """
+
+    composed = staticmethod(twins.gru_sequence)  # differentiated under create_graph
 
     def forward(self, x, h0, weight_ih, weight_hh, bias_ih, bias_hh, *, lengths=None):
         xp = self.xp
@@ -241,6 +248,8 @@ class GRUSequenceResetAfter(Function):
     Saves, per step, the gates with hn (4 H) and h (H + 1); x, the weights and the lengths:
     5 (B, H) arrays per step.
     """
+
+    composed = staticmethod(twins.gru_sequence_reset_after)  # differentiated under create_graph
 
     def forward(self, x, h0, weight_ih, weight_hh, bias_ih, bias_hh, *, lengths=None):
         xp = self.xp

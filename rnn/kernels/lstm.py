@@ -15,6 +15,7 @@ from __future__ import annotations
 from minigrad.engine import Function
 from minigrad.ops import array_matmul
 from minigrad.tensor import Tensor
+from rnn.kernels import composed as twins
 from rnn.kernels.layout import (block_scratch, check_lengths, check_operands, dims_of,
                                 grads_at_steps, hidden_of, input_projections, lengths_of,
                                 one_minus_square, outputs_and_final, reversed_steps,
@@ -34,6 +35,8 @@ class LSTMStep(Function):
     Saves the activated gates (4 H per row: every derivative is a function of them), h and c
     (for gW and df) and tanh(c') (for do and dc): 7 (B, H) arrays, weight_hh aside.
     """
+
+    composed = staticmethod(twins.lstm_step)  # differentiated under create_graph
 
     def forward(self, gx, h, c, weight_hh):
         xp, H = self.xp, h.shape[1]
@@ -76,6 +79,8 @@ class LSTMSequence(Function):
     With `lengths` (B,), outputs past each end are zero and h_T, c_T are each row's state at
     its own last step.
     """
+
+    composed = staticmethod(twins.lstm_sequence)  # differentiated under create_graph
 
     def forward(self, x, h0, c0, weight_ih, weight_hh, bias, *, lengths=None):
         xp = self.xp
