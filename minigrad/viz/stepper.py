@@ -5,6 +5,8 @@ from __future__ import annotations
 import html as _html
 from dataclasses import dataclass
 
+import numpy as np
+
 from minigrad.autograd import roots_and_grads
 from minigrad.engine import count_consumers, run_backward
 from minigrad.tensor import Tensor, seed_grad
