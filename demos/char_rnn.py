@@ -8,7 +8,8 @@ window to the next with no gradient (truncated BPTT, k1 = k2 = k, as `rnn.tbptt`
 a set number of windows). Whole plays are held out (by default Julius Caesar and Much Ado About
 Nothing, 238,570 characters the model never trains on): the demo reports the loss on them in
 nats and bits per character, against the 2-character (bigram) entropy of the training plays, and
-prints samples at temperatures 0.5 and 1.0.
+prints samples at temperatures 0.5 and 1.0, a nucleus sample (top_p 0.9) and the most likely next
+line after the prompt, found by beam search.
 
     python -m demos.char_rnn                        # about 3 minutes on 2 cores
     python -m demos.char_rnn --save out/char_rnn/model.npz
@@ -28,6 +29,7 @@ import numpy as np
 import minigrad as mg
 import rnn
 from demos import _common
+from rnn.decoding import beam_search
 from rnn.generate import generate
 
 DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "shakespeare",
@@ -76,7 +78,8 @@ class CharLM(mg.nn.Module):
     LSTM's outputs while training, Linear(H, V).
 
     `forward(tokens, state)` returns `(logits, new_state)`, state (h, c) each (B, H) or None for
-    zeros: the interface `rnn.generate` feeds its samples back through.
+    zeros: the interface `rnn.generate` feeds its samples back through. `step(tokens (N,),
+    state)` reads one character: the protocol `rnn.decoding` (beam search) drives.
     """
 
     def __init__(self, vocab: int, embed: int, hidden: int, rng, dropout: float = 0.0):
@@ -89,6 +92,11 @@ class CharLM(mg.nn.Module):
     def forward(self, tokens, state=None):
         out, state = rnn.unroll(self.cell, self.embed(tokens), state)
         return self.head(self.drop(out)), state
+
+    def step(self, tokens, state):
+        """tokens (N,) -> (log_probs (N, V) of the next character, new state)."""
+        out, state = self.cell(self.embed(tokens), state)
+        return mg.log_softmax(self.head(self.drop(out)), axis=-1), state
 
 
 def streams(ids: np.ndarray, B: int) -> np.ndarray:
@@ -138,6 +146,23 @@ def encode(vocab: str, text: str) -> np.ndarray:
                          f"vocabulary of {len(vocab)}: {''.join(unknown)[:40]!r}")
     index = {c: i for i, c in enumerate(vocab)}
     return np.array([index[c] for c in text], dtype=np.int64)
+
+
+def likely_line(model, vocab: str, prompt: str, beam: int = 5, max_len: int = 100):
+    """The most likely line to follow `prompt`, by beam search: (line, log p), or None when
+    no line ends within max_len characters.
+
+    The model reads the prompt but its last character; that one is the first token the search
+    feeds, a newline ends a hypothesis, and at least one character comes before it."""
+    ids = encode(vocab, prompt)
+    with mg.no_grad():
+        state = (model.cell.initial_state(1) if len(ids) == 1
+                 else model(ids[:-1, None], None)[1])
+    found = beam_search(model, state, int(ids[-1]), vocab.index("\n"), beam, max_len,
+                        min_len=1)[0]
+    if not found or found[0].length == max_len:  # cut off at max_len: not a line
+        return None
+    return decode(vocab, found[0].tokens[:-1]), found[0].log_prob
 
 
 def eval_streams(n: int, k: int) -> int:
@@ -275,6 +300,13 @@ def run(args) -> dict:
                        rng=np.random.default_rng(args.seed))
         samples[temp] = args.prompt + decode(vocab, gen)
         print(f"\n--- sample at temperature {temp} ---\n{samples[temp]}\n")
+    gen = generate(model, prompt, args.sample, strategy="sample", top_p=0.9,
+                   rng=np.random.default_rng(args.seed))
+    nucleus = args.prompt + decode(vocab, gen)
+    print(f"--- nucleus sample: top_p 0.9, temperature 1 ---\n{nucleus}\n")
+    line = likely_line(model, vocab, args.prompt)
+    print("--- the most likely next line, by beam search (beam 5) ---\n" +
+          ("none within 100 characters" if line is None else f"{line[0]}\n(log p {line[1]:.2f})"))
     results = {"train_loss_first": float(np.mean(losses[:20])) if losses else None,
                "train_loss_last": float(np.mean(losses[-50:])) if losses else None,
                "heldout_plays": list(args.heldout), "heldout_chars": int(val.size),
@@ -282,7 +314,9 @@ def run(args) -> dict:
                "val_nats_speaker_lines": names_nats, "val_nats_rest": rest_nats,
                "speaker_line_share": float(names.mean()),
                "bigram_nats": ref, "unigram_nats": unigram, "steps": start + args.steps,
-               "train_seconds": train_seconds, "samples": samples, "seconds": clock(),
+               "train_seconds": train_seconds, "samples": samples, "nucleus_sample": nucleus,
+               "beam_line": None if line is None else {"line": line[0], "log_prob": line[1]},
+               "seconds": clock(),
                "cpu_seconds": time.process_time() - cpu_start}
     if losses and not args.no_plots:
         plot(losses, val_loss, ref, out / "loss.png")
@@ -291,6 +325,8 @@ def run(args) -> dict:
     with open(out / "samples.txt", "w") as f:
         for temp, s in samples.items():
             f.write(f"--- temperature {temp} ---\n{s}\n\n")
+        f.write(f"--- nucleus, top_p 0.9 ---\n{nucleus}\n\n--- beam search (beam 5): the most "
+                f"likely next line after {args.prompt!r} (line, log p) ---\n{line}\n")
     print(f"done in {results['seconds']:.1f} s wall, {results['cpu_seconds']:.1f} s CPU; "
           f"figures, samples and results in {out}/")
     return results
