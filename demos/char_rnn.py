@@ -148,7 +148,7 @@ def encode(vocab: str, text: str) -> np.ndarray:
     return np.array([index[c] for c in text], dtype=np.int64)
 
 
-def likely_line(model, vocab: str, prompt: str, beam: int = 5, max_len: int = 100):
+def likely_line(model, vocab: str, prompt: str, beam: int, max_len: int = 100):
     """The most likely line to follow `prompt`, by beam search: (line, log p), or None when
     no line ends within max_len characters.
 
@@ -304,9 +304,11 @@ def run(args) -> dict:
                    rng=np.random.default_rng(args.seed))
     nucleus = args.prompt + decode(vocab, gen)
     print(f"--- nucleus sample: top_p 0.9, temperature 1 ---\n{nucleus}\n")
-    line = likely_line(model, vocab, args.prompt)
-    print("--- the most likely next line, by beam search (beam 5) ---\n" +
-          ("none within 100 characters" if line is None else f"{line[0]}\n(log p {line[1]:.2f})"))
+    print("--- the most likely next line, by beam search (beam 1 is greedy) ---")
+    lines = {beam: likely_line(model, vocab, args.prompt, beam) for beam in (1, 5, 10)}
+    for beam, line in lines.items():
+        print(f"beam {beam:2d}: " + ("none within 100 characters" if line is None
+                                     else f"log p {line[1]:7.2f}  {line[0]!r}"))
     results = {"train_loss_first": float(np.mean(losses[:20])) if losses else None,
                "train_loss_last": float(np.mean(losses[-50:])) if losses else None,
                "heldout_plays": list(args.heldout), "heldout_chars": int(val.size),
@@ -315,7 +317,8 @@ def run(args) -> dict:
                "speaker_line_share": float(names.mean()),
                "bigram_nats": ref, "unigram_nats": unigram, "steps": start + args.steps,
                "train_seconds": train_seconds, "samples": samples, "nucleus_sample": nucleus,
-               "beam_line": None if line is None else {"line": line[0], "log_prob": line[1]},
+               "beam_lines": {beam: None if line is None else {"line": line[0], "log_prob": line[1]}
+                              for beam, line in lines.items()},
                "seconds": clock(),
                "cpu_seconds": time.process_time() - cpu_start}
     if losses and not args.no_plots:
@@ -325,8 +328,9 @@ def run(args) -> dict:
     with open(out / "samples.txt", "w") as f:
         for temp, s in samples.items():
             f.write(f"--- temperature {temp} ---\n{s}\n\n")
-        f.write(f"--- nucleus, top_p 0.9 ---\n{nucleus}\n\n--- beam search (beam 5): the most "
-                f"likely next line after {args.prompt!r} (line, log p) ---\n{line}\n")
+        f.write(f"--- nucleus, top_p 0.9 ---\n{nucleus}\n\n--- beam search: the most likely "
+                f"next line after {args.prompt!r} (beam: line, log p) ---\n")
+        f.writelines(f"{beam}: {line}\n" for beam, line in lines.items())
     print(f"done in {results['seconds']:.1f} s wall, {results['cpu_seconds']:.1f} s CPU; "
           f"figures, samples and results in {out}/")
     return results
