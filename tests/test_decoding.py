@@ -362,3 +362,14 @@ def test_char_rnn_step_reads_as_the_unrolled_model():
     beam = beam_search(model, start, 0, 6, 1, 8, batch_size=3)
     for b, g in zip(beam, greedy(model, start, 0, 6, 8)):
         assert b[0].tokens.tolist() == g.tokens.tolist()
+
+
+def test_dates_demo_beam_of_one_is_its_greedy():
+    """The dates demo scores its Seq2Seq with greedy decoding and with beam search: on an
+    untrained model (its outputs far from certain), beam 1 gives greedy's outputs."""
+    from demos import dates
+    rng = np.random.default_rng(0)
+    model = dates.build(True, 8, 4, rng)
+    pairs = dates.examples(rng, dates.split_days(rng, 10)[1], 6)
+    by_greedy = dates.evaluate(model, pairs, dates.DECODERS["greedy"])
+    assert dates.evaluate(model, pairs, dates.beam(1))["outputs"] == by_greedy["outputs"]
