@@ -19,6 +19,7 @@ from rnn.clip import clip_state_grad
 from rnn.generate import generate  # the function shadows the module
 from rnn.layers import GRU, LSTM, RNN, Bidirectional, DeepTransitionCell, Stacked, reverse_sequences
 from rnn.losses import sequence_cross_entropy
+from rnn import memory  # noqa: I001  (after the cells it builds on)
 from rnn.tbptt import TBPTTResult, Window, tbptt  # the function shadows the module: take all
 from rnn.unroll import mask_from_lengths, pad_sequences, unroll
 
@@ -26,6 +27,6 @@ __all__ = [
     "Bidirectional", "Cell", "DeepTransitionCell", "GRU", "GRUCell", "LSTM", "LSTMCell",
     "MUT1Cell", "MUT2Cell", "MUT3Cell", "PhasedLSTMCell", "RNN", "RNNCell", "Stacked",
     "TBPTTResult", "Window", "analysis", "clip_state_grad", "generate", "mask_from_lengths",
-    "pad_sequences",
+    "memory", "pad_sequences",
     "reverse_sequences", "sequence_cross_entropy", "tbptt", "unroll", "unroll_checkpointed",
 ]

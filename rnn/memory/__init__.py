@@ -1,0 +1,6 @@
+"""Memory-augmented networks: the Neural Turing Machine's addressing, and the data generators of
+the memory tasks. See docs/memory.md."""
+from rnn.memory.addressing import (address, content_weights, interpolate, read, sharpen, shift,
+                                   write)
+
+__all__ = ["address", "content_weights", "interpolate", "read", "sharpen", "shift", "write"]
