@@ -136,9 +136,12 @@ def test_encode_stories_reads_back():
     sent, quest, ans = tasks.encode_stories(stories, vocab, memory_size=6)
     assert vocab[0] == "<pad>" and sent.shape[:2] == (5, 6) and quest.shape[0] == 5
     for k, s in enumerate(stories):
-        for j, words in enumerate(s.sentences[-6:]):
-            assert [vocab[i] for i in sent[k, j] if i] == words
+        assert [[vocab[i] for i in row if i] for row in sent[k]] == s.sentences[-6:]
         assert [vocab[i] for i in quest[k] if i] == s.question and vocab[ans[k]] == s.answer
+    short = tasks.babi_stories(np.random.default_rng(0), 1, 1, sentences=4)
+    sent, _, _ = tasks.encode_stories(short, vocab, memory_size=6)
+    assert not sent[0, :2].any() and sent[0, 2:, 0].all()  # empty slots first, then 4 sentences
+    assert [vocab[i] for i in sent[0, 5] if i] == short[0].sentences[-1]  # the newest last
 
 
 def test_babi_bad_task():

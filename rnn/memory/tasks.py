@@ -319,9 +319,10 @@ def encode_stories(stories: list, vocabulary: list, memory_size: int | None = No
                    sentence_length: int | None = None) -> tuple:
     """Stories as index arrays for `MemN2N`: (sentences, questions, answers).
 
-    sentences (S, memory_size, sentence_length) int64, 0-padded, the *last* `memory_size`
-    sentences of each story, oldest first; questions (S, sentence_length); answers (S,) the
-    answer's word index. Defaults: the longest story and sentence.
+    sentences (S, memory_size, sentence_length) int64, 0-padded: the *last* `memory_size`
+    sentences of each story, oldest first and right-aligned (the newest at slot memory_size - 1,
+    empty slots first); questions (S, sentence_length); answers (S,) the answer's word index.
+    Defaults: the longest story and sentence.
     """
     index = {w: i for i, w in enumerate(vocabulary)}
     mem = memory_size or max(len(s.sentences) for s in stories)
@@ -332,7 +333,7 @@ def encode_stories(stories: list, vocabulary: list, memory_size: int | None = No
     ans = np.zeros(S, np.int64)
     for k, s in enumerate(stories):
         kept = s.sentences[-mem:]
-        for j, words in enumerate(kept):
+        for j, words in enumerate(kept, start=mem - len(kept)):
             sent[k, j, :len(words)] = [index[w] for w in words[:width]]
         quest[k, :len(s.question)] = [index[w] for w in s.question[:width]]
         ans[k] = index[s.answer]
