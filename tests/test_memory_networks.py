@@ -294,3 +294,10 @@ def test_stack_discrete_mode_on_fake_device():
         assert stack.device == device
         outs.append(stack.numpy())
     np.testing.assert_array_equal(outs[0], outs[1])
+
+
+def test_ntm_benchmark_runs():
+    """A smoke run of benchmarks/ntm.py (it times nothing here that is asserted)."""
+    from benchmarks import ntm
+    res = ntm.main(["--quick", "--batches", "1", "2"])
+    assert res["batches"] == [1, 2] and res["speedup_per_example"] > 0
