@@ -301,3 +301,14 @@ def test_ntm_benchmark_runs():
     from benchmarks import ntm
     res = ntm.main(["--quick", "--batches", "1", "2"])
     assert res["batches"] == [1, 2] and res["speedup_per_example"] > 0
+
+
+def test_docs_memory_blocks_run_alone():
+    """Every ```python block of docs/memory.md runs as written, each in a namespace of its own."""
+    import pathlib
+    import re
+    text = (pathlib.Path(__file__).resolve().parent.parent / "docs" / "memory.md").read_text()
+    blocks = re.findall(r"^```python\n(.*?)^```", text, re.S | re.M)
+    assert len(blocks) >= 4
+    for k, src in enumerate(blocks):
+        exec(compile(src, f"docs/memory.md block {k}", "exec"), {"__name__": "docs"})

@@ -144,9 +144,20 @@ def test_encode_stories_reads_back():
     assert [vocab[i] for i in sent[0, 5] if i] == short[0].sentences[-1]  # the newest last
 
 
-def test_babi_bad_task():
+def test_babi_bad_arguments():
     with pytest.raises(ValueError, match="babi_stories: task must be one of"):
         tasks.babi_stories(np.random.default_rng(0), 4, 1)
+    with pytest.raises(ValueError, match=r"babi_stories \(task 3\): sentences must be"):
+        tasks.babi_stories(np.random.default_rng(0), 3, 1, sentences=5)
+
+
+@pytest.mark.parametrize("task", [1, 2, 3])
+def test_babi_shortest_stories(task):
+    """Stories of the fewest sentences allowed come out (the generator retries until one has
+    the facts its question needs) and have exactly that many sentences."""
+    n = tasks.FEWEST_SENTENCES[task]
+    for s in tasks.babi_stories(np.random.default_rng(0), task, 20, sentences=n):
+        assert len(s.sentences) == n and answer(s.sentences, s.question) == s.answer
 
 
 # --- counting languages -------------------------------------------------------------------------

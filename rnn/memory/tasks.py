@@ -282,6 +282,9 @@ def _induction(rng, n_sentences=None):
 
 
 BABI_TASKS = {1: _single_fact, 2: _two_facts, 3: _three_facts, 16: _induction}
+# the fewest sentences a story of each task can have: three people walk in first, then task 2
+# needs something taken, task 3 something taken and carried on to a second place
+FEWEST_SENTENCES = {1: 1, 2: 4, 3: 6, 16: 9}
 
 
 def babi_stories(rng: np.random.Generator, task: int, count: int,
@@ -291,7 +294,7 @@ def babi_stories(rng: np.random.Generator, task: int, count: int,
     1 single supporting fact (Where is Ada?), 2 two supporting facts (Where is the kite?),
     3 three supporting facts (Where was the kite before the attic?), 16 basic induction
     (Ada is a heron. Boris is a heron. Boris is grey. What colour is Ada?). `sentences` sets the
-    length of tasks 1-3 (task 16 always has 9 sentences).
+    length of tasks 1-3, at least `FEWEST_SENTENCES[task]` (task 16 always has 9 sentences).
 
     >>> import numpy as np
     >>> s = babi_stories(np.random.default_rng(0), 1, 1)[0]
@@ -301,7 +304,9 @@ def babi_stories(rng: np.random.Generator, task: int, count: int,
     if task not in BABI_TASKS:
         raise ValueError(f"babi_stories: task must be one of {sorted(BABI_TASKS)}, got {task!r}")
     _positive("count", count, "babi_stories")
-    _positive("sentences", sentences, "babi_stories", low=4)
+    if task != 16:
+        _positive("sentences", sentences, f"babi_stories (task {task})",
+                  low=FEWEST_SENTENCES[task])
     return [BABI_TASKS[task](rng, sentences) for _ in range(count)]
 
 
