@@ -115,7 +115,8 @@ def stack_reference(cell, x, discrete=False):
     s = -np.ones((B, k, d))
     outs, stacks = [], []
     for t in range(T):
-        h = sigmoid(x[t] @ P["weight_in"].T + h @ P["weight_hh"].T
+        recurrence = h @ P["weight_hh"].T if cell.recurrent else 0.0
+        h = sigmoid(x[t] @ P["weight_in"].T + recurrence
                     + s[:, :, :top].reshape(B, -1) @ P["weight_top"].T + P["bias"])
         a = softmax_last((h @ P["weight_action"].T + P["bias_action"]).reshape(B, k, 3))
         if discrete:
@@ -134,14 +135,16 @@ def stack_reference(cell, x, discrete=False):
     return np.stack(outs), np.stack(stacks)
 
 
-def small_stack(device="cpu"):
+def small_stack(device="cpu", recurrent=True):
     return StackRNNCell(3, 3, hidden_size=5, stacks=2, depth=4, read_top=2, rng=0,
-                        dtype="float64", device=device)
+                        recurrent=recurrent, dtype="float64", device=device)
 
 
+@pytest.mark.parametrize("recurrent", [True, False])
 @pytest.mark.parametrize("discrete", [False, True])
-def test_stack_rnn_equals_numpy_reference(discrete):
-    cell = small_stack()
+def test_stack_rnn_equals_numpy_reference(discrete, recurrent):
+    cell = small_stack(recurrent=recurrent)
+    assert (cell.weight_hh is None) == (not recurrent)
     cell.discrete = discrete
     x = np.random.default_rng(2).standard_normal((6, 3, 3))
     out, (h, stack) = rnn.unroll(cell, mg.tensor(x))
@@ -162,7 +165,7 @@ def test_discrete_actions_push_and_pop_whole_values():
 @settings(max_examples=3)
 @given(T=st.integers(1, 4), B=st.integers(1, 2), seed=st.integers(0, 99))
 def test_stack_rnn_gradcheck(T, B, seed):
-    cell = small_stack()
+    cell = small_stack(recurrent=seed % 2 == 0)
     x = mg.tensor(np.random.default_rng(seed).standard_normal((T, B, 3)), requires_grad=True)
 
     def run(x, *weights):

@@ -24,7 +24,10 @@ class StackRNNCell(Cell):
         s_t[i] = a_push s_{t-1}[i-1] + a_pop s_{t-1}[i+1] + a_noop s_{t-1}[i]
         out_t = V h_t + c                                      (B, output_size), logits
 
-    Cells below the bottom read as EMPTY (-1), and the stack starts empty. With
+    With `recurrent=False` there is no R h_{t-1} term (the paper's variant without recurrent
+    weights): all memory then goes through the stacks, which is what makes a counting solution
+    carry on past the training lengths. Cells below the bottom read as EMPTY (-1), and the stack
+    starts empty. With
     `discrete = True` (for evaluation, as in the paper) each stack takes its most likely action
     outright: a_t becomes one-hot.
 
@@ -36,8 +39,8 @@ class StackRNNCell(Cell):
     """
 
     def __init__(self, input_size: int, output_size: int, *, hidden_size: int = 40,
-                 stacks: int = 2, depth: int = 100, read_top: int = 2, rng=None, dtype=None,
-                 device=None):
+                 stacks: int = 2, depth: int = 100, read_top: int = 2, recurrent: bool = True,
+                 rng=None, dtype=None, device=None):
         rng = as_generator(rng)
         super().__init__(input_size, hidden_size, rng=rng, dtype=dtype, device=device)
         for name, n in (("output_size", output_size), ("stacks", stacks), ("depth", depth),
@@ -50,7 +53,8 @@ class StackRNNCell(Cell):
         self.output_size, self.stacks, self.depth, self.read_top = output_size, k, depth, read_top
         self.discrete = False
         self.weight_in = self.uniform(H, input_size)
-        self.weight_hh = self.uniform(H, H)
+        self.recurrent = bool(recurrent)
+        self.weight_hh = self.uniform(H, H) if recurrent else None
         self.weight_top = self.uniform(H, k * read_top)
         self.bias = self.uniform(H, fan_in=H)
         self.weight_action = self.uniform(k * 3, H)
@@ -83,8 +87,8 @@ class StackRNNCell(Cell):
         h, stack = state
         B = x_t.shape[0]
         top = mg.reshape(stack[:, :, :self.read_top], (B, -1))
-        h = mg.sigmoid(x_t @ self.weight_in.T + h @ self.weight_hh.T + top @ self.weight_top.T
-                       + self.bias)
+        a = x_t @ self.weight_in.T + top @ self.weight_top.T + self.bias
+        h = mg.sigmoid(a + h @ self.weight_hh.T if self.recurrent else a)
         push, pop, noop = mg.split(self.actions(h), 3, axis=2)                   # (B, k, 1)
         value = mg.sigmoid(h @ self.weight_push.T + self.bias_push)             # (B, k)
         below = mg.full((B, self.stacks, 1), EMPTY, dtype=h.dtype, device=h.device)
@@ -95,4 +99,5 @@ class StackRNNCell(Cell):
 
     def extra_repr(self) -> str:
         return (f"{self.input_size}, {self.output_size}, hidden_size={self.hidden_size}, "
-                f"stacks={self.stacks}, depth={self.depth}, read_top={self.read_top}")
+                f"stacks={self.stacks}, depth={self.depth}, read_top={self.read_top}, "
+                f"recurrent={self.recurrent}")
