@@ -8,7 +8,7 @@ lengths it never saw. An LSTM of about as many weights, trained on the same batc
 baseline. Scored in bits of error per sequence (outputs rounded to 0/1; the target is < 0.5 at
 training lengths; guessing makes half of the 8 L bits wrong).
 
-    python -m demos.ntm_copy                   # about 8 minutes on 2 cores (quiet machine)
+    python -m demos.ntm_copy                   # about 3 minutes of CPU (2-core machine)
     python -m demos.ntm_copy --task recall
 """
 from __future__ import annotations
@@ -41,9 +41,10 @@ def models(task: str, args, rng) -> dict:
     n_in, n_out = io_sizes(task)
     ntm = NTMCell(n_in, n_out, controller_size=args.controller, memory_slots=args.slots,
                   slot_size=args.slot_size, rng=rng)
-    # the baseline: an LSTM with about as many weights as the NTM, then a linear read-out
-    n = ntm.num_parameters()
-    hidden = int((-(n_in + n_out + 5) + np.sqrt((n_in + n_out + 5) ** 2 + 16 * n)) / 8)
+    # the baseline: an LSTM of H units and a linear read-out, 4H(n_in + H + 1) + (H + 1) n_out
+    # weights, with H the largest that keeps them to the NTM's count n
+    n, b = ntm.num_parameters(), 4 * (n_in + 1) + n_out
+    hidden = int((-b + np.sqrt(b * b + 16 * (n - n_out))) / 8)
     lstm = rnn.LSTMCell(n_in, hidden, rng=rng)
     readout = mg.nn.Linear(hidden, n_out, rng=rng)
     return {"ntm": (ntm, None), "lstm": (lstm, readout)}
@@ -97,7 +98,7 @@ def train(model, name, args, rng):
 def main(argv=None) -> dict:
     p = _common.parser("ntm_copy", __doc__.split("\n\n")[0])
     p.add_argument("--task", choices=sorted(WIDTH), default="copy")
-    p.add_argument("--steps", type=int, default=2500, help="training batches per model")
+    p.add_argument("--steps", type=int, default=5000, help="training batches per model")
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--max-len", type=int, default=10,
                    help="longest training sequence (copy: vectors; recall: items)")
