@@ -8,18 +8,21 @@ tensor([2., 4., 6.], dtype=float32)
 """
 from minigrad import random
 from minigrad.backend import get_array_module, register_device
-from minigrad.engine import (AnomalyError, Function, GraphFreedError, detect_anomaly,
-                             enable_grad, is_grad_enabled, no_grad, tag_scope)
-from minigrad.ops import (abs, add, argmax, argmin, astype, binary_cross_entropy_with_logits,
-                          broadcast_to, clip, concat, cosine_similarity, cross_entropy, div,
-                          dropout, elu, embedding, exp, expand_dims, flip, gather, getitem,
-                          leaky_relu, log, log_softmax, logsumexp, matmul, max, maximum, mean,
-                          min, minimum, mse_loss, mul, neg, normalize, one_hot, pad, pow, relu,
-                          reshape, roll, sigmoid, softmax, softplus, split, sqrt, squeeze, stack,
-                          sub, sum, swapaxes, take, tanh, topk, transpose, var, where)
-from minigrad.tensor import (Tensor, arange, full, get_default_dtype, ones, ones_like, rand,
-                             randn, set_default_dtype, tensor, zeros, zeros_like)
-from minigrad.autograd import backward, grad
+from minigrad.modes import (AnomalyError, detect_anomaly, enable_grad, is_grad_enabled, no_grad,
+                            tag_scope)
+from minigrad.engine import Function, GraphFreedError
+from minigrad.tensor import Tensor
+from minigrad.functions import (abs, add, arange, argmax, argmin, astype,
+                                binary_cross_entropy_with_logits, broadcast_to, clip, concat,
+                                cosine_similarity, cross_entropy, div, dropout, elu, embedding,
+                                exp, expand_dims, flip, full, gather, get_default_dtype, getitem,
+                                leaky_relu, log, log_softmax, logsumexp, matmul, max, maximum,
+                                mean, min, minimum, mse_loss, mul, neg, normalize, one_hot, ones,
+                                ones_like, pad, pow, rand, randn, relu, reshape, roll,
+                                set_default_dtype, sigmoid, softmax, softplus, split, sqrt,
+                                squeeze, stack, sub, sum, swapaxes, take, tanh, tensor, topk,
+                                transpose, unstack, var, where, zeros, zeros_like)
+from minigrad.autograd import backward, grad, hessian, hvp, jacobian, jvp, vjp
 from minigrad.random import manual_seed
 from minigrad.checkpoint import checkpoint  # noqa: E402  (after the engine it wraps)
 
@@ -31,20 +34,22 @@ __all__ = [
     "checkpoint", "clip", "concat",
     "cosine_similarity", "cross_entropy", "detect_anomaly", "div", "dropout", "elu", "embedding",
     "enable_grad", "exp", "expand_dims", "flip", "full", "gather", "get_array_module",
-    "get_default_dtype", "getitem", "grad", "is_grad_enabled", "leaky_relu", "log",
+    "get_default_dtype", "getitem", "grad", "hessian", "hvp", "is_grad_enabled", "jacobian",
+    "jvp", "leaky_relu", "log",
     "log_softmax", "logsumexp", "manual_seed", "matmul", "max", "maximum", "mean", "min",
     "minimum", "mse_loss", "mul", "neg", "no_grad", "normalize", "one_hot", "ones", "ones_like",
     "pad", "pow", "rand", "randn", "random", "register_device", "relu", "reshape", "roll",
     "set_default_dtype", "sigmoid", "softmax", "softplus", "split", "sqrt", "squeeze", "stack",
-    "sub", "sum", "swapaxes", "tag_scope", "take", "tanh", "tensor", "topk", "transpose", "var",
-    "where", "zeros", "zeros_like",
+    "sub", "sum", "swapaxes", "tag_scope", "take", "tanh", "tensor", "topk", "transpose",
+    "unstack", "var", "vjp", "where", "zeros", "zeros_like",
 ]
 
 
 def __getattr__(name):
     # Submodules and functions that live in modules users may not need are loaded on first use.
     import importlib
-    if name in ("nn", "optim", "viz", "memory", "testing", "backend", "engine"):
+    if name in ("nn", "optim", "viz", "memory", "testing", "backend", "engine", "ops",
+                "functions", "autograd", "modes", "distributed"):
         return importlib.import_module(f"minigrad.{name}")
     if name in ("save", "load"):
         return getattr(importlib.import_module("minigrad.serialization"), name)

@@ -9,8 +9,8 @@ import numpy as np
 
 # name -> Device: "cpu" always, "cuda" once CuPy finds a GPU, "fake" when the tests register it
 _devices: dict[str, "Device"] = {}
-# array type -> Device, the hot lookup made by every op
-_by_type: dict[type, "Device"] = {}
+# array type -> Device, the hot lookup made by every op (read it, never write it: register_device)
+array_types: dict[type, "Device"] = {}
 
 
 class Device:
@@ -30,7 +30,7 @@ def register_device(name: str, array_type: type, xp, to_device, to_host) -> Devi
     """Make a device known: `to_device(host ndarray) -> array`, `to_host(array) -> host ndarray`."""
     dev = Device(name, array_type, xp, to_device, to_host)
     _devices[name] = dev
-    _by_type[array_type] = dev
+    array_types[array_type] = dev
     return dev
 
 
@@ -70,19 +70,24 @@ def get_device(device) -> Device:
 
 def device_of(array) -> Device:
     """The Device holding `array` (Python and NumPy scalars count as cpu)."""
-    dev = _by_type.get(type(array))
+    dev = array_types.get(type(array))
     if dev is not None:
         return dev
-    for t, d in _by_type.items():
+    for t, d in array_types.items():
         if isinstance(array, t):
             return d
     return _devices["cpu"]
 
 
+def is_array(obj) -> bool:
+    """True for an array of a registered device (a NumPy ndarray, a CuPy array, ...)."""
+    return type(obj) in array_types or isinstance(obj, np.ndarray)
+
+
 def get_array_module(*arrays):
     """The array module (`numpy`, `cupy`, ...) of the arrays given; scalars count as NumPy."""
     for a in arrays:
-        dev = _by_type.get(type(a))
+        dev = array_types.get(type(a))
         if dev is not None and dev.xp is not np:
             return dev.xp
     return np
@@ -102,3 +107,46 @@ def to_host(array) -> np.ndarray:
     """A host NumPy copy (or view, for cpu) of `array`."""
     dev = device_of(array)
     return np.asarray(array) if dev.name == "cpu" else dev.to_host(array)
+
+
+# --- Python data to arrays ---------------------------------------------------------------------
+
+_default_float = [np.dtype(np.float32)]
+
+
+def set_default_dtype(dtype) -> None:
+    """Set the float dtype given to Python floats and lists of them (float32 unless changed)."""
+    d = np.dtype(dtype)
+    if d.kind != "f":
+        raise TypeError(f"set_default_dtype: expected a float dtype, got {d}")
+    _default_float[0] = d
+
+
+def get_default_dtype() -> np.dtype:
+    return _default_float[0]
+
+
+def as_array(data, dtype=None, device=None):
+    """`data` as an array on `device`. Arrays keep their dtype; Python data follows NumPy's
+    kinds, with floats in the default float dtype: ints and integer lists give int64, bools
+    bool, floats (and lists mixing floats) the default dtype; `dtype` overrides all of that."""
+    if type(data) not in array_types and hasattr(data, "requires_grad"):  # a Tensor
+        data = data.data
+    dev = get_device(device) if device is not None else None
+    src = array_types.get(type(data))
+    if src is None:  # Python data (or a NumPy scalar): build on the host first
+        if dtype is None and not isinstance(data, np.generic):
+            arr = np.asarray(data)
+            if arr.dtype.kind in "fO":
+                arr = np.asarray(data, dtype=_default_float[0])
+            elif arr.dtype.kind in "iu":
+                arr = arr.astype(np.int64, copy=False)
+        else:
+            arr = np.asarray(data, dtype=dtype)
+        src, data = _devices["cpu"], arr
+    elif dtype is not None and data.dtype != np.dtype(dtype):
+        data = data.astype(dtype)
+    if dev is not None and dev is not src:
+        host = data if src.name == "cpu" else src.to_host(data)
+        data = dev.to_device(np.asarray(host, order="C"))  # ascontiguousarray makes 0-d 1-d
+    return data

@@ -10,8 +10,8 @@ from __future__ import annotations
 import sys
 
 from minigrad import random
-from minigrad.autograd import grad as _grad
-from minigrad.engine import Function, enable_grad, no_grad, state
+from minigrad.engine import Function, Identity, make_tensor, run_backward
+from minigrad.modes import enable_grad, no_grad, state
 from minigrad.tensor import Tensor
 
 __all__ = ["checkpoint"]
@@ -76,7 +76,7 @@ def checkpoint(fn, *inputs):
     out_slots = [i for i, o in enumerate(outs) if isinstance(o, Tensor)]
     if not out_slots:
         raise TypeError("checkpoint: fn returned no Tensor")
-    results = _Checkpoint.apply(
+    results = Checkpoint.apply(
         *tensors, *params, fn=fn, inputs=inputs, slots=slots, params=params,
         outs=tuple(outs[i].data for i in out_slots), rng_state=rng_state, tags=tags)
     results = results if isinstance(results, tuple) else (results,)
@@ -90,9 +90,7 @@ def checkpoint(fn, *inputs):
 
 def _alias(t, requires_grad):
     """A new leaf sharing `t`'s array (no copy)."""
-    a = Tensor._wrap(t.data)
-    a.requires_grad = requires_grad
-    return a
+    return make_tensor(t.data, requires_grad)
 
 
 def _with(inputs, slots, tensors):
@@ -102,12 +100,16 @@ def _with(inputs, slots, tensors):
     return args
 
 
-class _Checkpoint(Function):
+class Checkpoint(Function):
     """outs = fn(*inputs) computed without a graph;  backward: re-run fn with the graph on (same
     random draws), then backpropagate `gouts` through it to the inputs and the leaves fn used.
 
     Saves the input arrays only (needed to re-run fn); parameters are held by reference.
+    Under create_graph the saved inputs arrive as the live tensors: fn re-runs on aliases joined
+    to them, so the gradients it returns can be differentiated again.
     """
+
+    differentiable_backward = True
 
     def forward(self, *arrays, fn, inputs, slots, params, outs, rng_state, tags):
         self.save_for_backward(*arrays[:len(slots)])
@@ -119,32 +121,30 @@ class _Checkpoint(Function):
 
     def backward(self, *gouts):
         needs = self.needs_input_grad
-        xs = [_alias(Tensor._wrap(a), bool(needs[i])) for i, a in enumerate(self.saved)]
-        # hooks on the parameters belong to the outer backward (they see the summed gradient):
-        # keep them from running inside this one as well
-        hooks = [p._hooks for p in self.params]
+        graph = isinstance(gouts[0], Tensor)
+        if graph:
+            xs = [Identity.apply(t) if needs[i] else t for i, t in enumerate(self.saved)]
+        else:
+            xs = [make_tensor(a, bool(needs[i])) for i, a in enumerate(self.saved)]
         now_rng, now_tags = random.get_state(), state.tags
         random.set_state(self.rng_state)
         state.tags = self.scope
         try:
-            for p in self.params:
-                p._hooks = None
             with enable_grad():
                 out = self.fn(*_with(self.args, self.slots, xs))
             outs = [out] if isinstance(out, Tensor) else [o for o in out if isinstance(o, Tensor)]
             live = [(o, g) for o, g in zip(outs, gouts) if o.requires_grad]
             want = [i for i in range(len(self.parents)) if needs[i]]
             wrt = [(xs + self.params)[i] for i in want]
-            got = _grad([o for o, _ in live], wrt, [Tensor._wrap(g) for _, g in live],
-                        allow_unused=True) if live else ()
+            got = run_backward([o for o, _ in live], [g for _, g in live], retain_graph=graph,
+                               create_graph=graph, capture=wrt, stop_at_capture=True
+                               ) if live else [None] * len(wrt)
         finally:
-            for p, h in zip(self.params, hooks):
-                p._hooks = h
             random.set_state(now_rng)
             state.tags = now_tags
         grads = [None] * len(self.parents)
         for i, g in zip(want, got):
-            grads[i] = None if g is None else g.data
+            grads[i] = g
         return tuple(grads)
 
 

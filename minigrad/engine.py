@@ -1,167 +1,90 @@
-"""The autograd engine: `Function` (one primitive op), graph recording, and the backward walk.
+"""The autograd engine: `Function` (one op), recording the graph, and the backward walk.
 
-An op is a `Function` subclass with `forward(*arrays, **kw)` on raw arrays and `backward(*gouts)`
-returning one gradient per input. `Function.apply` runs forward and, when a gradient is needed,
-records the node: its parents (where each input's gradient goes) and what it saved. The engine
-does the chores once, here: iterative topological order, summing broadcast gradients back to each
-input's shape, accumulation, hooks, freeing saved arrays, and the version and anomaly checks.
+Read in this order: `make_tensor`, `Function.apply`
+(forward, then record the node), then `run_backward` and its named steps (count consumers, seed,
+run each node once every consumer has sent its gradient, send the results on, free) and
+`finish_leaves` (hooks, then `.grad`). With `create_graph=True` the walk runs every backward
+formula on Tensors instead of arrays, so the gradients it returns have a graph of their own.
+This module imports nothing of the Tensor class: `minigrad.tensor` (above it, as its operators
+apply ops) names that class with `use_tensor_class` when it loads.
 """
 from __future__ import annotations
 
-import contextlib
 import itertools
-import os
-import sys
 
 import numpy as np
 
-from minigrad.backend import _by_type, get_array_module
-
-
-class _State:
-    """Process-wide switches read by every op (not thread-safe, like the rest of minigrad)."""
-
-    grad_enabled = True
-    anomaly = False
-    tags = ()          # scope tags recorded on nodes, e.g. (("module", "cell"), ("time", 3))
-    tracker = None     # minigrad.memory tracker while one is active: hold(fn, inputs), release(fn)
-    collector = None   # list that gathers leaf tensors used (for checkpoint)
-    recorder = None    # mg.viz.record() while active: called as recorder(fn, inputs, results)
-
-
-state = _State
-
-
-class AnomalyError(RuntimeError):
-    """An op produced NaN or Inf while `detect_anomaly()` was active."""
+from minigrad.backend import array_types, device_of
+from minigrad.modes import (AnomalyError, all_finite, detect_anomaly, enable_grad,  # noqa: F401
+                            is_grad_enabled, no_grad, state, tag_scope, user_line)
 
 
 class GraphFreedError(RuntimeError):
     """Backward asked to run through a graph whose saved arrays were already freed."""
 
 
-@contextlib.contextmanager
-def no_grad():
-    """Run ops without recording a graph (inference, optimizer updates); nests with
-    `enable_grad()` and works as a decorator.
+# --- tensors ---------------------------------------------------------------------------------
 
-    >>> import minigrad as mg
-    >>> w = mg.tensor([1.0], requires_grad=True)
-    >>> with mg.no_grad():
-    ...     (w * 2).requires_grad
-    False
-    """
-    prev, _State.grad_enabled = _State.grad_enabled, False
-    try:
-        yield
-    finally:
-        _State.grad_enabled = prev
+Tensor = None  # the Tensor class, named by minigrad.tensor through use_tensor_class
 
 
-@contextlib.contextmanager
-def enable_grad():
-    """Record the graph again inside a `no_grad()` block."""
-    prev, _State.grad_enabled = _State.grad_enabled, True
-    try:
-        yield
-    finally:
-        _State.grad_enabled = prev
+def use_tensor_class(cls) -> None:
+    """Called once by minigrad.tensor: the class of every tensor the engine makes."""
+    global Tensor, _new_tensor
+    Tensor, _new_tensor = cls, object.__new__
 
 
-def is_grad_enabled() -> bool:
-    """False inside `no_grad()` (unless an inner `enable_grad()` turned it back on)."""
-    return _State.grad_enabled
+def make_tensor(data, requires_grad=False, node=None, idx=0, into=None):
+    """A Tensor of `data` made by `node` (output `idx`), or `into` filled: the one place a
+    tensor's fields are set (`Tensor(...)`, op outputs and gradients come here)."""
+    t = _new_tensor(Tensor) if into is None else into
+    t.data = data
+    t.grad = None
+    t.requires_grad = requires_grad
+    t._node = node
+    t._idx = idx
+    t._version = 0
+    t._hooks = None
+    t.name = None
+    return t
 
 
-@contextlib.contextmanager
-def detect_anomaly():
-    """Raise `AnomalyError` at the first op whose forward or backward yields NaN/Inf.
-
-    The error names the op and the line of user code that created it. Slow: use it to debug.
-
-    >>> import minigrad as mg
-    >>> x = mg.tensor([0.0], requires_grad=True)
-    >>> with mg.detect_anomaly():
-    ...     y = mg.sqrt(x).sum()        # fine forward; backward divides by 2 sqrt(0) = 0
-    ...     y.backward()                # doctest: +SKIP
-    AnomalyError: Sqrt produced NaN/Inf in backward, created at <stdin>:2
-    """
-    prev, _State.anomaly = _State.anomaly, True
-    try:
-        yield
-    finally:
-        _State.anomaly = prev
-
-
-@contextlib.contextmanager
-def tag_scope(key: str, value):
-    """Tag every node created inside with `(key, value)` (used to group drawings by module/time)."""
-    prev = _State.tags
-    _State.tags = prev + ((key, value),)
-    try:
-        yield
-    finally:
-        _State.tags = prev
-
-
-_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# frames in these folders are library code: anomaly mode reports the first frame outside them
-_PKG_DIRS = (os.path.join(_ROOT, "minigrad") + os.sep, os.path.join(_ROOT, "rnn") + os.sep)
-
-
-def _user_line() -> str:
-    """'file:line' of the innermost frame outside minigrad and rnn: the user's line."""
-    f = sys._getframe(1)
-    while f is not None and os.path.abspath(f.f_code.co_filename).startswith(_PKG_DIRS):
-        f = f.f_back
-    if f is None:
-        return "<unknown>"
-    return f"{f.f_code.co_filename}:{f.f_lineno}"
-
-
-def _all_finite(arrays) -> bool:
-    for a in arrays:
-        if a is not None and not bool(get_array_module(a).isfinite(a).all()):
-            return False
-    return True
-
-
-def unbroadcast(g, shape):
-    """Sum a gradient `g` back to `shape` (the inverse of NumPy broadcasting)."""
-    if g.shape == shape:
-        return g
-    extra = g.ndim - len(shape)
-    axes = tuple(range(extra)) + tuple(
-        i + extra for i, n in enumerate(shape) if n == 1 and g.shape[i + extra] != 1)
-    if axes:
-        g = g.sum(axis=axes, keepdims=True)
-    if extra:
-        g = g.reshape(shape)
-    return g
-
+# --- ops and recording -----------------------------------------------------------------------
 
 class Function:
-    """One primitive op and, once applied with gradients on, one node of the graph.
+    """One op and, once applied with gradients on, one node of the graph.
 
     Subclasses write `forward(self, *arrays, **kw) -> array | tuple of arrays` and
     `backward(self, *gouts) -> gradient | tuple of gradients` (one per input, None where
     `self.needs_input_grad[i]` is False). Keep what backward needs with `save_for_backward`;
-    extra plain values (an axis, a shape) may be stored as attributes.
+    plain values (an axis, a shape) may be stored as attributes.
+
+    Higher order (`create_graph=True`): a backward written only with operators and methods that
+    arrays and Tensors share may declare `differentiable_backward = True`; the engine then runs it
+    on Tensors (saved inputs, and the outputs named in `saved_outputs`, as the live tensors;
+    anything else saved as a constant; `self.xp` as `tensor_xp`).
+    Otherwise a `composed` staticmethod, taking the op's inputs (Tensors) and keywords and
+    returning its outputs built from differentiable ops, is re-run and differentiated instead
+    (a node of such an op keeps its input tensors until its backward ran, to re-run it).
     """
 
-    # parents: None when the node is not recorded, else a list with, per input, None (no
-    # gradient), (node, output index, shape) or (leaf, -1, shape). Only what every recorded node
-    # needs is a slot written by apply; rare state (hooks on outputs, version checks, several
-    # outputs, anomaly origin, a device module other than NumPy) is a class default that the few
-    # nodes needing it override in their own __dict__: each write saved is time saved per op.
+    # parents: None when the node is not recorded, else per input None (no gradient),
+    # (node, output index, shape) or (leaf, -1, shape). Rare state (hooks on outputs, version
+    # checks, several outputs, anomaly origin, another array module) is a class default that the
+    # few nodes needing it override in their own __dict__: each write saved is time saved per op.
     __slots__ = ("parents", "saved", "gouts", "seq", "tags", "freed", "__weakref__", "__dict__")
 
     differentiable = True
+    differentiable_backward = False
+    composed = None    # staticmethod(inputs..., **kw) -> outputs, for create_graph
+    tensor_xp = None   # xp -> the array namespace on Tensors (ops.Primitive sets it)
     xp = np            # the array module of the inputs (cupy on a GPU)
     n_out = 1
     out_meta = None    # ((shape, dtype), ...) of each output when n_out > 1
     out_hooks = None   # {output index: [hook, ...]} from Tensor.register_hook on an output
-    checks = None      # [(tensor, version), ...] for saved inputs: see `_version_checks`
+    checks = None      # [(tensor, version), ...] for saved inputs: see `_note_saved`
+    saved_outputs = ()  # ((position in saved, output index), ...): the outputs it saves
+    inputs = None      # (inputs, kwargs), kept for `composed` only
     origin = "<unknown>"  # "file:line" of the user code that made the node, in anomaly mode
 
     def save_for_backward(self, *arrays) -> None:
@@ -192,7 +115,7 @@ class Function:
         # The hot path of every op, kept to plain loops and as few objects as possible: one
         # pass over the inputs, per-input work only for inputs that need a gradient, and the
         # single-output case (almost every op) without tuples around the result.
-        record = _State.grad_enabled and cls.differentiable
+        record = state.grad_enabled and cls.differentiable
         arrays = []
         atype = parents = None
         for t in inputs:
@@ -208,7 +131,7 @@ class Function:
                 a = t
             ta = type(a)
             if ta is not atype:
-                if ta in _by_type:
+                if ta in array_types:
                     if atype is not None:
                         _device_mismatch(cls, inputs)
                     atype = ta
@@ -219,7 +142,7 @@ class Function:
         fn.saved = ()
         fn.parents = parents  # set before forward, which may read needs_input_grad
         if atype is not np.ndarray and atype is not None:
-            fn.xp = _by_type[atype].xp
+            fn.xp = array_types[atype].xp
         try:
             out = fn.forward(*arrays, **kwargs)
         except (ValueError, TypeError, IndexError) as e:
@@ -227,95 +150,74 @@ class Function:
             raise type(e)(f"{cls.__name__}: {e} (input shapes: {shapes})") from e
         if type(out) is not atype:
             if type(out) is tuple:
-                return _finish_multi(fn, cls, inputs, out)
-            if type(out) not in _by_type:  # NumPy turns 0-d results into scalars: keep arrays
-                out = np.asarray(out)
-        if _State.anomaly:
-            _check_forward(fn, cls, (out,))
-        if _State.collector is not None:
+                return _apply_multi(fn, inputs, out, kwargs)
+            out = _as_device_array(fn, out)
+        if state.anomaly:
+            _check_forward(fn, (out,))
+        if state.collector is not None:
             _collect(inputs)
-        t = _new_tensor(Tensor)
-        t.data = out
-        t.grad = None
-        t._idx = 0
-        t._version = 0
-        t._hooks = None
-        t.name = None
         if parents is None:
-            t.requires_grad = False
-            t._node = None
-            return t
-        t.requires_grad = True
-        t._node = fn
-        _record(fn, inputs, (t,))
+            return make_tensor(out)
+        t = make_tensor(out, True, fn)
+        # record the node (as `_record`, written out here: this line runs for every op)
+        fn.gouts = None
+        fn.freed = False
+        fn.tags = state.tags
+        fn.seq = _next_seq()
+        if fn.saved:
+            _note_saved(fn, inputs, kwargs)
+        if state.recorder is not None:
+            state.recorder(fn, inputs, (t,))
         return t
 
 
-def _finish_multi(fn, cls, inputs, outs):
+def _apply_multi(fn, inputs, outs, kwargs):
     """The end of `Function.apply` for an op with several outputs."""
-    outs = tuple([o if type(o) in _by_type else np.asarray(o) for o in outs])
-    if _State.anomaly:
-        _check_forward(fn, cls, outs)
-    if _State.collector is not None:
+    outs = tuple([_as_device_array(fn, o) for o in outs])
+    if state.anomaly:
+        _check_forward(fn, outs)
+    if state.collector is not None:
         _collect(inputs)
     if fn.parents is None:
-        return tuple([_make(o, False, None, 0) for o in outs])
+        return tuple([make_tensor(o) for o in outs])
     fn.n_out = len(outs)
     fn.out_meta = tuple([(o.shape, o.dtype) for o in outs])
-    results = tuple([_make(o, True, fn, k) for k, o in enumerate(outs)])
-    _record(fn, inputs, results)
+    results = tuple([make_tensor(o, True, fn, k) for k, o in enumerate(outs)])
+    _record(fn, inputs, results, kwargs)
     return results
 
 
-def _record(fn, inputs, results):
-    """Make `fn` a node of the graph: the state backward needs, the versions of the inputs it
-    saved, and the memory tracker and viz recorder when they are active."""
+def _as_device_array(fn, out):
+    """NumPy turns 0-d results into scalars: make them arrays again (in `saved` too)."""
+    if type(out) in array_types:
+        return out
+    a = np.asarray(out)
+    if fn.saved:
+        fn.saved = tuple([a if s is out else s for s in fn.saved])
+    return a
+
+
+def _record(fn, inputs, results, kwargs):
+    """Make `fn` a node of the graph: the state backward needs, what it saved, and the memory
+    tracker and viz recorder when they are active."""
     fn.gouts = None
     fn.freed = False
-    fn.tags = _State.tags
+    fn.tags = state.tags
     fn.seq = _next_seq()
     if fn.saved:
-        _version_checks(fn, inputs)
-        if _State.tracker is not None:
-            _State.tracker.hold(fn, inputs)
-    if _State.recorder is not None:
-        _State.recorder(fn, inputs, results)
+        _note_saved(fn, inputs, kwargs)
+    if state.recorder is not None:
+        state.recorder(fn, inputs, results)
 
 
-def _check_forward(fn, cls, outs):
-    fn.origin = _user_line()
-    if not _all_finite(outs):
-        raise AnomalyError(f"{cls.__name__} produced NaN/Inf in forward, created at {fn.origin}")
-
-
-def _collect(inputs):
-    """Hand the leaves that require grad among `inputs` to the active collector (checkpoint)."""
-    for t in inputs:
-        if isinstance(t, Tensor) and t.requires_grad and t._node is None:
-            _State.collector.append(t)
-
-
-# needs_input_grad of a node that is not recorded (its backward never runs; a forward may read
-# it): one shared tuple instead of a new one per op, long enough for any op's inputs
-_NO_GRADS = (False,) * 1024
-_NO_GRADIENTS = itertools.repeat(None)  # zipped with the parents of a node no gradient reached
-# what may be passed to an op besides Tensors and device arrays (tuples/lists: shapes, indices)
-_PLAIN = (int, float, bool, np.generic, tuple, list)
-# node numbers in creation order (a counter, not a class attribute written on every op)
-_next_seq = itertools.count().__next__
-
-
-def _device_mismatch(cls, inputs):
-    from minigrad.backend import device_of
-    names = sorted({device_of(t.data if isinstance(t, Tensor) else t).name for t in inputs
-                    if t is not None and type(getattr(t, "data", t)) in _by_type})
-    raise ValueError(f"{cls.__name__}: inputs are on different devices ({' and '.join(names)}); "
-                     "move them to one device with .to(device)")
-
-
-def _version_checks(fn, inputs) -> None:
-    """Record (tensor, version) in `fn.checks` for every input whose array `fn` saved, so that
-    backward can tell if it was changed in place since; see also `note_inplace`."""
+def _note_saved(fn, inputs, kwargs) -> None:
+    """Record (tensor, version) in `fn.checks` for every input whose array `fn` saved: backward
+    refuses one that was changed in place since, and under create_graph uses the live tensor.
+    A node with a composed twin keeps its inputs (to re-run it); the memory tracker counts."""
+    if fn.composed is not None:
+        fn.inputs = (inputs, kwargs)
+    if state.tracker is not None:
+        state.tracker.hold(fn, inputs)
     checks = None
     for t in inputs:
         if isinstance(t, Tensor):
@@ -333,49 +235,177 @@ def _version_checks(fn, inputs) -> None:
 def note_inplace(t) -> None:
     """Called by Tensor's in-place methods after bumping `t._version`.
 
-    A saved input is checked by its consumer (`_version_checks`). An output saved by the op that
-    made it (tanh saves its result) is checked only once it changes: recording the check at
-    every op would cost a weak reference per op. The check refers to `t` from t's own node, a
-    cycle that the garbage collector frees; it only exists after such an in-place change.
+    An output saved by the op that made it (tanh saves its result) is checked once it changes:
+    recording the check at every op would cost a reference per op. The check refers to `t` from
+    t's own node, a cycle that the garbage collector frees; it only exists after such a change.
     """
     node = t._node
     if node is not None and not node.freed and any(s is t.data for s in node.saved):
         node.checks = (node.checks or []) + [(t, t._version - 1)]
 
 
-def _check_versions(fn):
-    for t, version in fn.checks:
-        if t._version != version:
-            raise RuntimeError(
-                f"{fn.name}: a tensor of shape {t.shape} saved for backward was modified in place "
-                f"after the forward pass (version {t._version}, expected {version}); "
-                "use an out-of-place op instead")
+def _check_forward(fn, outs):
+    fn.origin = user_line()
+    if not all_finite(outs):
+        raise AnomalyError(f"{fn.name} produced NaN/Inf in forward, created at {fn.origin}")
 
 
-def _fit(g, parent, fn):
-    """`g` summed back to the input's shape; a gradient that cannot be is the op's bug."""
-    shape = parent[2]
-    tail = g.shape[g.ndim - len(shape):] if len(shape) <= g.ndim else None
-    if tail is not None and all(n in (1, m) for n, m in zip(shape, tail)):
-        return unbroadcast(g, shape)
-    raise RuntimeError(f"{fn.name}.backward returned a gradient of shape {tuple(g.shape)} for "
-                       f"input {fn.parents.index(parent)} of shape {shape}")
+def _collect(inputs):
+    """Hand the leaves that require grad among `inputs` to the active collector (checkpoint)."""
+    for t in inputs:
+        if isinstance(t, Tensor) and t.requires_grad and t._node is None:
+            state.collector.append(t)
 
 
-def _run_hooks(hooks, g):
-    for hook in hooks:
-        r = hook(_make(g, False, None, 0))
-        if r is not None:
-            g = r.data if isinstance(r, Tensor) else r
-    return g
+def _device_mismatch(cls, inputs):
+    names = sorted({device_of(t.data if isinstance(t, Tensor) else t).name for t in inputs
+                    if t is not None and type(getattr(t, "data", t)) in array_types})
+    raise ValueError(f"{cls.__name__}: inputs are on different devices ({' and '.join(names)}); "
+                     "move them to one device with .to(device)")
 
 
-def count_consumers(roots, freed_hint="pass retain_graph=True to the first call to keep them"):
-    """node -> how many recorded consumers it has among the nodes reachable from `roots`.
+# needs_input_grad of a node that is not recorded (its backward never runs; a forward may read
+# it): one shared tuple instead of a new one per op, long enough for any op's inputs
+_NO_GRADS = (False,) * 1024
+_NO_GRADIENTS = itertools.repeat(None)  # zipped with the parents of a node no gradient reached
+# what may be passed to an op besides Tensors and device arrays (tuples/lists: shapes, indices)
+_PLAIN = (int, float, bool, np.generic, tuple, list)
+_next_seq = itertools.count().__next__  # node numbers in creation order
 
-    Iterative (no recursion limit); a node whose saved arrays were freed raises GraphFreedError
-    ending with `freed_hint`. A node runs its backward once this count falls to zero.
+
+class Identity(Function):
+    """out = x;  gx = gout. A new node over a tensor: the place where a nested walk stops."""
+    differentiable_backward = True
+
+    def forward(self, x):
+        return x
+
+    def backward(self, gout):
+        return gout
+
+
+# --- the backward walk -----------------------------------------------------------------------
+
+def run_backward(roots, seeds, *, retain_graph=False, create_graph=False, capture=None,
+                 stop_at_capture=False, run_hooks=True, visit=None) -> dict | list:
+    """Backpropagate from `roots` (Tensors) seeded with `seeds` (arrays, or Tensors under
+    create_graph). Returns {id(leaf): [leaf, summed gradient, owned]} of the leaves reached, or
+    with `capture` (Tensors) the list of gradients that reached each of them.
+
+    `stop_at_capture`: the captured tensors' nodes do not run (a node's own backward uses this:
+    the partial derivatives at its inputs, not through them). `visit(fn, gouts, gxs)` is called
+    for every node run (viz.Stepper), with gradients already summed to the inputs' shapes.
     """
+    graph = create_graph
+    want, stops, captured = _capture_plan(capture, stop_at_capture)
+    deps = count_consumers(roots, stops=stops)                      # 1. order
+    leaves, ready = _seed(roots, seeds, deps, graph)                # 2. seed
+    prev_grad, prev_tags, tracker, anomaly = (state.grad_enabled, state.tags, state.tracker,
+                                              state.anomaly)
+    state.grad_enabled = graph  # a graph-mode backward records; an array one never needs to
+    try:
+        while ready:                                                # 3. run each ready node
+            fn = ready.pop()
+            gouts = fn.gouts
+            fn.gouts = None
+            if want and fn in want:
+                for idx, k in want[fn]:
+                    captured[k] = _gouts_filled(fn, gouts, graph)[idx] if gouts else None
+                if stops is not None:
+                    continue
+            if gouts is not None:  # else no gradient reached this node (an unused output)
+                if fn.n_out > 1 or fn.out_hooks is not None or fn.checks is not None:
+                    gouts = before_backward(fn, gouts, graph, run_hooks)
+                gxs = backward_on_graph(fn, gouts) if graph else fn.backward(*gouts)
+                if type(gxs) is not tuple:
+                    gxs = (gxs,)
+                if anomaly or len(gxs) != len(fn.parents):
+                    _bad_backward(fn, gxs)
+            else:
+                gxs = None
+            if visit is not None:
+                gxs = [None if g is None or p is None else fit(g, p, fn)
+                       for g, p in zip(gxs or _NO_GRADIENTS, fn.parents)]
+                visit(fn, gouts, gxs)
+            if not retain_graph:                                    # 4. free what it saved
+                fn.saved = ()
+                fn.freed = True
+                if fn.inputs is not None:  # kept for a composed twin (create_graph) only
+                    fn.inputs = None
+                if tracker is not None:
+                    tracker.release(fn)
+            # 5. accumulate: each input's gradient goes to the node (or leaf) that made it,
+            # summed back to the input's shape; a node whose consumers all sent theirs is ready
+            for p, g in zip(fn.parents, gxs or _NO_GRADIENTS):
+                if p is None:
+                    continue
+                target, idx, shape = p
+                if g is not None:
+                    if graph:
+                        g = _as_graph_gradient(g)
+                    elif type(g) not in array_types:
+                        g = np.asarray(g)
+                    if g.shape != shape:
+                        g = fit(g, p, fn)
+                    if idx < 0:
+                        _add_leaf(leaves, target, g, graph)
+                        continue
+                    tg = target.gouts
+                    if tg is None:
+                        target.gouts = tg = [None] * target.n_out
+                    tg[idx] = g if tg[idx] is None else tg[idx] + g
+                elif idx < 0:
+                    continue
+                n = deps[target] - 1
+                deps[target] = n
+                if n == 0:
+                    ready.append(target)
+    finally:
+        state.grad_enabled, state.tags = prev_grad, prev_tags
+    if capture is None:
+        return leaves
+    for k, t in enumerate(capture):  # with stop_at_capture, their hooks are the outer pass's
+        if t._node is None and id(t) in leaves:
+            captured[k] = finish_leaf(t, leaves[id(t)], run_hooks and not stop_at_capture)
+    return captured
+
+
+def _capture_plan(capture, stop_at_capture):
+    """For `mg.grad`: node -> [(output index, position in capture)], the nodes the walk stops
+    at (stop_at_capture) or None, and the list the captured gradients go into."""
+    if capture is None:
+        return {}, None, []
+    want = {}
+    for k, t in enumerate(capture):
+        if t._node is not None:
+            want.setdefault(t._node, []).append((t._idx, k))
+    stops = set(want) if stop_at_capture else None
+    return want, stops, [None] * len(capture)
+
+
+def _seed(roots, seeds, deps, graph):
+    """Each root's gradient into its node's slot (or its leaf's sum); the nodes ready to run."""
+    leaves, ready = {}, []
+    for t, g in zip(roots, seeds):
+        node = t._node
+        if node is None:
+            if t.requires_grad:
+                _add_leaf(leaves, t, g, graph)
+            continue
+        gouts = node.gouts
+        if gouts is None:
+            node.gouts = gouts = [None] * node.n_out
+        gouts[t._idx] = g if gouts[t._idx] is None else gouts[t._idx] + g
+        if deps[node] == 0 and node not in ready:
+            ready.append(node)
+    return leaves, ready
+
+
+def count_consumers(roots, freed_hint="pass retain_graph=True to the first call to keep them",
+                    stops=None) -> dict:
+    """node -> how many recorded consumers it has among the nodes reachable from `roots`
+    (not walking past `stops`). Iterative: no recursion limit. A node whose saved arrays were
+    freed raises GraphFreedError ending with `freed_hint`."""
     deps = {}
     stack = []
     for t in roots:
@@ -385,6 +415,8 @@ def count_consumers(roots, freed_hint="pass retain_graph=True to the first call 
             stack.append(node)
     while stack:
         node = stack.pop()
+        if stops is not None and node in stops:
+            continue
         if node.freed:
             raise GraphFreedError(f"backward through {node.name} a second time: its saved "
                                   f"arrays were freed after the first backward; {freed_hint}")
@@ -399,144 +431,192 @@ def count_consumers(roots, freed_hint="pass retain_graph=True to the first call 
     return deps
 
 
-def run_backward(roots, root_grads, retain_graph=False, capture=None):
-    """Backpropagate from `roots` (Tensors) seeded with `root_grads` (arrays of their shapes).
-
-    With `capture` (a list of Tensors) the gradients reaching them are returned instead of being
-    accumulated into any `.grad` (this is `mg.grad`); otherwise leaves accumulate into `.grad`.
-    """
-    leaf_grads = {}  # id(leaf) -> [leaf, summed gradient, whether the sum is our own array]
-    want_node = {}   # node -> [(output index, position in capture)]; nodes hash by identity
-    if capture is not None:
-        for k, t in enumerate(capture):
-            if t._node is not None:
-                want_node.setdefault(t._node, []).append((t._idx, k))
-    captured = [None] * (len(capture) if capture is not None else 0)
-
-    # 1. count the consumers of every node reachable from the roots
-    deps = count_consumers(roots)
-
-    # 2. seed the roots
-    ready = []
-    for t, g in zip(roots, root_grads):
-        node = t._node
-        if node is None:
-            if t.requires_grad:
-                _add_leaf(leaf_grads, t, g)
-            continue
-        if node.gouts is None:
-            node.gouts = [None] * node.n_out
-        gouts = node.gouts
-        gouts[t._idx] = g if gouts[t._idx] is None else gouts[t._idx] + g
-        if deps[node] == 0 and node not in ready:
-            ready.append(node)
-
-    # 3. run each node once all its consumers have sent their gradients
-    anomaly = _State.anomaly
-    tracker = _State.tracker
-    while ready:
-        fn = ready.pop()
-        gouts = fn.gouts  # None when no gradient reached this node (an unused output)
-        fn.gouts = None
-        gxs = None
-        if gouts is not None:
-            if fn.n_out > 1:  # outputs nobody used get zero gradients
-                xp = get_array_module(*[g for g in gouts if g is not None])
-                for k, (shape, dtype) in enumerate(fn.out_meta):
-                    if gouts[k] is None:
-                        gouts[k] = xp.zeros(shape, dtype)
-            if fn.out_hooks is not None:
-                for k, hooks in fn.out_hooks.items():
-                    gouts[k] = _run_hooks(hooks, gouts[k])
-            if want_node and fn in want_node:
-                for idx, k in want_node[fn]:
-                    captured[k] = gouts[idx]
-            if fn.checks is not None:
-                _check_versions(fn)
-            gxs = fn.backward(*gouts)
-            if type(gxs) is not tuple:
-                gxs = (gxs,)
-            if len(gxs) != len(fn.parents):
-                raise RuntimeError(f"{fn.name}.backward returned {len(gxs)} gradients for "
-                                   f"{len(fn.parents)} inputs")
-            if anomaly and not _all_finite(gxs):
-                raise AnomalyError(f"{fn.name} produced NaN/Inf in backward, created at "
-                                   f"{fn.origin}")
-        if not retain_graph:
-            fn.saved = ()
-            fn.freed = True
-            if tracker is not None:
-                tracker.release(fn)
-        for p, g in zip(fn.parents, gxs or _NO_GRADIENTS):
-            if p is None:
-                continue
-            target, idx, shape = p
-            if g is not None:
-                if type(g) not in _by_type:
-                    g = np.asarray(g)
-                if g.shape != shape:
-                    g = _fit(g, p, fn)
-                if idx < 0:
-                    _add_leaf(leaf_grads, target, g)
-                    continue
-                tg = target.gouts
-                if tg is None:
-                    target.gouts = tg = [None] * target.n_out
-                tg[idx] = g if tg[idx] is None else tg[idx] + g
-            elif idx < 0:
-                continue
-            n = deps[target] - 1
-            deps[target] = n
-            if n == 0:
-                ready.append(target)
-
-    # 4. leaves: hooks see the whole gradient of this pass, then it is captured or accumulated
-    for leaf, g, owned in leaf_grads.values():
-        if g.dtype != leaf.data.dtype:  # a float32 leaf used with float64 data: float32 grad
-            g = g.astype(leaf.data.dtype)
-            owned = True
-        if leaf._hooks:
-            g = _run_hooks(leaf._hooks, g)
-            owned = False
-        if capture is not None:
-            for k, t in enumerate(capture):
-                if t is leaf:
-                    captured[k] = g
-        elif leaf.grad is None:
-            # a gradient an op passed on may be shared with other nodes: .grad gets its own copy
-            leaf.grad = _make(g if owned else g.copy(), False, None, 0)
-        else:
-            leaf.grad.data = leaf.grad.data + g
-    return captured
+def _gouts_filled(fn, gouts, graph):
+    """Outputs nobody used get zero gradients (several-output ops only)."""
+    if fn.n_out > 1:
+        for k, (shape, dtype) in enumerate(fn.out_meta):
+            if gouts[k] is None:
+                z = fn.xp.zeros(shape, dtype)
+                gouts[k] = make_tensor(z) if graph else z
+    return gouts
 
 
-def _add_leaf(leaf_grads, leaf, g):
+def before_backward(fn, gouts, graph, run_hooks):
+    """The rarer chores before a node's backward: zero gradients for outputs nobody used, hooks on
+    its outputs, and the check that nothing it saved was changed in place since."""
+    if fn.n_out > 1:
+        gouts = _gouts_filled(fn, gouts, graph)
+    if run_hooks and fn.out_hooks is not None:
+        for k, hooks in fn.out_hooks.items():
+            gouts[k] = _run_hooks(hooks, gouts[k], graph)
+    if fn.checks is not None:
+        check_versions(fn)
+    return gouts
+
+
+def backward_on_graph(fn, gouts):
+    """fn's gradients as Tensors with a graph (create_graph): its own formula on Tensors, or the
+    gradients of its composed twin, or an error naming the op."""
+    if fn.differentiable_backward:
+        return _backward_on_tensors(fn, gouts)
+    if fn.composed is not None and fn.inputs is not None:
+        return _backward_of_composed(fn, gouts)
+    raise RuntimeError(
+        f"{fn.name}: create_graph=True needs the gradient of its backward, which works on "
+        "arrays only; declare `differentiable_backward = True` if backward uses only what "
+        "Tensors and arrays share, or a `composed` staticmethod that the engine can re-run")
+
+
+def _bad_backward(fn, gxs):
+    if len(gxs) != len(fn.parents):
+        raise RuntimeError(f"{fn.name}.backward returned {len(gxs)} gradients for "
+                           f"{len(fn.parents)} inputs")
+    if not all_finite([getattr(g, "data", g) for g in gxs]):
+        raise AnomalyError(f"{fn.name} produced NaN/Inf in backward, created at {fn.origin}")
+
+
+def _backward_on_tensors(fn, gouts):
+    """Run fn's own backward formula on Tensors, so that what it computes is recorded: the saved
+    inputs and outputs as the live tensors (second derivatives flow through them), everything
+    else it saved as constants, and `xp` as the same array API on Tensors."""
+    arrays, had_xp = fn.saved, "xp" in fn.__dict__
+    xp = fn.xp
+    live = list(arrays)
+    for j, s in enumerate(arrays):
+        for t, _ in fn.checks or ():
+            if t.data is s:
+                live[j] = t
+                break
+    for j, k in fn.saved_outputs:
+        live[j] = make_tensor(arrays[j], True, fn, k)
+    order = dict(fn.tags).get("grad", 0) + 1
+    state.tags = tuple(t for t in fn.tags if t[0] != "grad") + (("grad", order),)
+    fn.saved = tuple(live)
+    if fn.tensor_xp is not None:
+        fn.xp = fn.tensor_xp(xp)
+    try:
+        gxs = fn.backward(*[g if isinstance(g, Tensor) else make_tensor(g) for g in gouts])
+    finally:
+        fn.saved = arrays
+        if had_xp:
+            fn.xp = xp
+        elif "xp" in fn.__dict__:
+            del fn.xp
+    return gxs
+
+
+def _backward_of_composed(fn, gouts):
+    """fn's gradients from its composed twin: re-run it on (aliases of) fn's inputs, then walk
+    its graph back to those aliases with create_graph. Costs one composed forward and backward."""
+    inputs, kwargs = fn.inputs
+    aliases = [Identity.apply(t) if isinstance(t, Tensor) and t.requires_grad else t
+               for t in inputs]
+    order = dict(fn.tags).get("grad", 0) + 1
+    state.tags = tuple(t for t in fn.tags if t[0] != "grad") + (("grad", order),)
+    outs = fn.composed(*aliases, **kwargs)
+    outs = outs if isinstance(outs, tuple) else (outs,)
+    live = [(o, g) for o, g in zip(outs, gouts) if g is not None and o.requires_grad]
+    wrt = [a for a, p in zip(aliases, fn.parents) if p is not None]
+    got = run_backward([o for o, _ in live], [g for _, g in live], retain_graph=True,
+                       create_graph=True, capture=wrt, stop_at_capture=True)
+    got = iter(got)
+    return tuple([next(got) if p is not None else None for p in fn.parents])
+
+
+def check_versions(fn):
+    for t, version in fn.checks:
+        if t._version != version:
+            raise RuntimeError(
+                f"{fn.name}: a tensor of shape {t.shape} saved for backward was modified in place "
+                f"after the forward pass (version {t._version}, expected {version}); "
+                "use an out-of-place op instead")
+
+
+def fit(g, parent, fn):
+    """`g` summed back to the input's shape (the one place broadcasting is undone)."""
+    shape = parent[2]
+    if g.shape == shape:
+        return g
+    tail = g.shape[g.ndim - len(shape):] if len(shape) <= g.ndim else None
+    if tail is None or not all(n in (1, m) for n, m in zip(shape, tail)):
+        raise RuntimeError(f"{fn.name}.backward returned a gradient of shape {tuple(g.shape)} "
+                           f"for input {fn.parents.index(parent)} of shape {shape}")
+    return unbroadcast(g, shape)
+
+
+def unbroadcast(g, shape):
+    """Sum a gradient `g` back to `shape` (the inverse of NumPy broadcasting)."""
+    if g.shape == shape:
+        return g
+    extra = g.ndim - len(shape)
+    axes = tuple(range(extra)) + tuple(
+        i + extra for i, n in enumerate(shape) if n == 1 and g.shape[i + extra] != 1)
+    if axes:
+        g = g.sum(axis=axes, keepdims=True)
+    if extra:
+        g = g.reshape(shape)
+    return g
+
+
+def _as_graph_gradient(g):
+    """A gradient under create_graph is a Tensor (a constant one when backward gave an array)."""
+    if isinstance(g, Tensor):
+        return g
+    return make_tensor(g if type(g) in array_types else np.asarray(g))
+
+
+def _add_leaf(leaves, leaf, g, graph):
     """Sum `g` into the leaf's gradient of this pass. The first gradient may be shared with other
     nodes (Add passes one array to both inputs), so the first sum is a new array; later ones add
-    into it in place: a weight used at every step of a sequence is not reallocated per step."""
-    entry = leaf_grads.get(id(leaf))
+    into it in place (arrays only): a weight used at every step is not reallocated per step."""
+    entry = leaves.get(id(leaf))
     if entry is None:
-        leaf_grads[id(leaf)] = [leaf, g, False]
+        leaves[id(leaf)] = [leaf, g, False]
     elif entry[2] and entry[1].dtype == g.dtype and entry[1].shape == g.shape:
         entry[1] += g
     else:
         entry[1] = entry[1] + g
-        entry[2] = True
+        entry[2] = not graph
 
 
-def _make(data, requires_grad, node, idx):
-    t = _new_tensor(Tensor)
-    t.data = data
-    t.grad = None
-    t.requires_grad = requires_grad
-    t._node = node
-    t._idx = idx
-    t._version = 0
-    t._hooks = None
-    t.name = None
-    return t
+def finish_leaf(leaf, entry, run_hooks=True):
+    """The leaf's gradient of this pass, cast to its dtype, after its hooks."""
+    _, g, owned = entry
+    if g.dtype != leaf.data.dtype:  # a float32 leaf used with float64 data: float32 grad
+        g = g.astype(leaf.data.dtype)
+        owned = True
+    if run_hooks and leaf._hooks:
+        g = _run_hooks(leaf._hooks, g, isinstance(g, Tensor))
+        owned = False
+    entry[1], entry[2] = g, owned
+    return g
 
 
-from minigrad.tensor import Tensor  # noqa: E402  (Tensor and Function refer to each other)
+def finish_leaves(leaves) -> None:
+    """Accumulate each leaf's gradient of this pass into its `.grad` (after its hooks)."""
+    for entry in leaves.values():
+        leaf = entry[0]
+        g = finish_leaf(leaf, entry)
+        if isinstance(g, Tensor):  # create_graph: .grad keeps the gradient's graph
+            leaf.grad = g if leaf.grad is None else leaf.grad + g
+        elif leaf.grad is None:
+            # a gradient an op passed on may be shared with other nodes: .grad gets its own copy
+            leaf.grad = make_tensor(g if entry[2] else g.copy())
+        else:
+            leaf.grad.data = leaf.grad.data + g
 
-_new_tensor = Tensor.__new__
+
+def _run_hooks(hooks, g, graph):
+    for hook in hooks:
+        r = hook(g if graph else make_tensor(g))
+        if r is None:
+            continue
+        if graph and g.requires_grad and not getattr(r, "requires_grad", False):
+            # a hook that rebuilt the gradient from its array would cut the recorded backward:
+            # second derivatives through it would silently miss its part
+            raise RuntimeError(
+                f"hook {getattr(hook, '__qualname__', hook)!r} returned a gradient without a "
+                "graph during a create_graph=True backward; compute it from the gradient "
+                "Tensor with minigrad ops (not from its .data) so it can be differentiated")
+        g = r if graph else (r.data if isinstance(r, Tensor) else r)
+    return g

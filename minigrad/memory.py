@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import weakref
 
-from minigrad.engine import state
+from minigrad.modes import state
 from minigrad.tensor import Tensor
 
 __all__ = ["Tracker", "track", "summary", "Summary", "saved_arrays"]
@@ -43,7 +43,7 @@ def saved_arrays(fn, inputs=None) -> list:
         inputs = [p[0] for p in fn.parents if p is not None and p[1] < 0]
         if fn.checks:
             inputs += [r for r, _ in fn.checks if isinstance(r, Tensor)]
-    leaf_ids = {id(t.data) for t in inputs if isinstance(t, Tensor) and t._node is None}
+    leaf_ids = {id(t.data) for t in inputs if isinstance(t, Tensor) and t.is_leaf}
     return [a for a in fn.saved if hasattr(a, "nbytes") and id(a) not in leaf_ids]
 
 
@@ -194,7 +194,7 @@ def summary(*tensors: Tensor) -> Summary:
         if not isinstance(t, Tensor):
             raise TypeError(f"memory.summary: expected Tensors, got {type(t).__name__}")
     nodes = {}
-    stack = [t._node for t in tensors if t._node is not None]
+    stack = [t.grad_fn for t in tensors if t.grad_fn is not None]
     while stack:  # iterative: a 10^4-step unrolled graph would overflow recursion
         fn = stack.pop()
         if id(fn) in nodes:

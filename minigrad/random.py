@@ -25,3 +25,15 @@ def get_state():
 
 def set_state(state) -> None:
     _gen[0].bit_generator.state = state
+
+
+def as_generator(rng) -> np.random.Generator:
+    """`rng` as a Generator: None -> the default one, an int -> a new one seeded with it."""
+    if rng is None:
+        return _gen[0]
+    if isinstance(rng, np.random.Generator):
+        return rng
+    if isinstance(rng, (int, np.integer)):
+        return np.random.default_rng(int(rng))
+    raise TypeError(f"rng must be a numpy.random.Generator or an int seed, "
+                    f"got {type(rng).__name__}")

@@ -15,7 +15,7 @@ import numpy as np
 import minigrad as mg
 from minigrad import backend
 from minigrad.engine import state as _engine
-from rnn.cell import state_tensors
+from rnn import state as st
 from rnn.unroll import unroll
 
 __all__ = ["eigenvalues", "saturation", "scale_spectral_radius", "spectral_radius",
@@ -24,7 +24,7 @@ __all__ = ["eigenvalues", "saturation", "scale_spectral_radius", "spectral_radiu
 
 def _square(weight, op: str) -> np.ndarray:
     a = weight.data if isinstance(weight, mg.Tensor) else weight
-    a = np.asarray(backend.to_host(a) if type(a) in backend._by_type else a)
+    a = np.asarray(backend.to_host(a) if backend.is_array(a) else a)
     if a.ndim != 2 or a.shape[0] != a.shape[1]:
         raise ValueError(f"{op}: expected a square recurrent matrix (H, H), got shape {a.shape}; "
                          "for a gated cell pass one gate block, e.g. weight_hh[:H]")
@@ -98,7 +98,7 @@ def state_gradient_norms(cell, inputs, loss_fn: Callable | None = None,
     hs = []
 
     def keep(t, s):
-        hs.append(state_tensors(s)[0])
+        hs.append(st.flatten(s)[0][0])
         return s
 
     with mg.enable_grad():

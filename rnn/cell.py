@@ -1,22 +1,28 @@
 """`Cell`: the contract every recurrent cell follows, built-in or written by a user.
 
-A cell maps one time step: `forward(x_t, state) -> (output, new_state)` with `x_t` of shape
-(B, I), `output` (B, H) and `state` a Tensor or a tuple of Tensors. It owns no time loop: unrolling,
-lengths, both directions, stacking and truncated or checkpointed BPTT all live in `rnn`, so a
-cell written in ten lines runs with every one of them.
+A cell maps one time step: `forward(x_t, state) -> (output, new_state)`, or
+`forward(x_t, state, context) -> (output, new_state)` for a cell that reads a context, with `x_t`
+of shape (B, I), `output` a Tensor (B, H) and `state` a Tensor or any nesting of tuples, lists,
+NamedTuples and dicts of Tensors (`rnn.state`). It owns no time loop: unrolling, lengths, both
+directions, stacking and truncated or checkpointed BPTT all live in `rnn`, so a cell written in
+ten lines runs with every one of them. The contract (see `Cell`) also declares the two optional
+fast paths a cell may offer, so the step loop never probes for them.
 """
 from __future__ import annotations
 
+import inspect
 import math
 
 import numpy as np
 
 import minigrad as mg
-from minigrad import backend
+from minigrad import backend, checks
 from minigrad.nn import Module, Parameter
+from rnn import state as st
 
 
-def _generator(rng) -> np.random.Generator:
+def generator(rng) -> np.random.Generator:
+    """A NumPy Generator from `rng`: None (minigrad's default generator), a Generator, or a seed."""
     if rng is None:
         return mg.random.default_generator()
     if isinstance(rng, np.random.Generator):
@@ -27,12 +33,47 @@ def _generator(rng) -> np.random.Generator:
                     f"{type(rng).__name__}")
 
 
-class Cell(Module):
-    """Base class of recurrent cells: one time step `forward(x_t, state) -> (output, new_state)`.
+def _context_in_signature(cls) -> bool | None:
+    """Whether `cls.forward` takes (x_t, state, context): True, False, or None when it takes
+    *args (then the parent's declaration stands). TypeError for any other signature."""
+    signature = inspect.signature(cls.forward)
+    params = list(signature.parameters.values())[1:]   # after self
+    if any(p.kind is p.VAR_POSITIONAL for p in params):
+        return None
+    n = sum(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in params)
+    if n not in (2, 3):
+        raise TypeError(f"{cls.__name__}.forward must be forward(self, x_t, state) or "
+                        f"forward(self, x_t, state, context), got forward{signature}")
+    return n == 3
 
-    Shapes: `x_t` (B, I), `output` (B, H); the state is a Tensor (B, H) or a tuple of Tensors
-    (an LSTM's `(h, c)`). Whole sequences are time-major, (T, B, I) in and (T, B, H) out, and are
-    run by `rnn.unroll`, never by the cell.
+
+class Cell(Module):
+    """Base class of recurrent cells: one time step `forward(x_t, state) -> (output, new_state)`,
+    or `forward(x_t, state, context)` for a cell that reads a context.
+
+    Shapes: `x_t` (B, I), `output` a Tensor (B, H); the state is a Tensor (B, H) or any nesting
+    of tuples, lists, NamedTuples and dicts of Tensors (an LSTM's `(h, c)`, a memory cell's
+    `((h, c), memory)`), and `new_state` must have the structure and shapes of `state`
+    (`rnn.unroll` checks it at the first step and names the cell, the step and the path inside
+    the state when it differs). Whole sequences are time-major, (T, B, I) in and (T, B, H) out,
+    and are run by `rnn.unroll`, never by the cell.
+
+    Context: anything fixed over time that each step reads (encoder outputs, their mask, a memory
+    bank), a Tensor or any structure of Tensors like a state. A cell declares that it reads one by
+    its signature, `forward(self, x_t, state, context)`: the class attribute `takes_context` is
+    set from it once, when the class is created (set it in the class body to override).
+    `rnn.unroll(cell, x, context=...)` then passes the same context to every step, and every
+    layer and loop built on `unroll` passes it on.
+
+    Fast paths (optional, declared here, never probed):
+
+    - `precompute_inputs(inputs)`: the part of every step that depends on x_t only, for all T
+      steps at once, (T, B, I) -> (T, B, G) (one matrix product instead of T); the loop then
+      calls `step(gx_t, state[, context])` instead of `forward`. Default: None (no such part).
+    - `sequence_kernel(inputs, state, lengths[, context])`: the whole loop as one op, returning
+      `(outputs (T, B, H), final_state)`, lengths a host int64 array (B,) with values in [0, T]
+      (0: the row keeps its state) or None. Default: None (run the step loop). A cell may
+      return None at run time too (the LSTM does with peepholes or `fused=False`).
 
     A subclass calls `super().__init__(input_size, hidden_size, rng=..., dtype=..., device=...)`,
     creates its weights with `self.parameter(*shape)` (uniform(-1/sqrt(H), 1/sqrt(H)), as PyTorch)
@@ -52,17 +93,32 @@ class Cell(Module):
     ((5, 2, 4), (2, 4))
     """
 
+    takes_context: bool = False
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "takes_context" not in cls.__dict__ and "forward" in cls.__dict__:
+            found = _context_in_signature(cls)
+            if found is not None:
+                cls.takes_context = found
+
     def __init__(self, input_size: int | None = None, hidden_size: int | None = None, *,
                  rng=None, dtype=None, device=None):
         super().__init__()
-        for name, n in (("input_size", input_size), ("hidden_size", hidden_size)):
-            if n is not None and (not isinstance(n, (int, np.integer)) or n <= 0):
-                raise ValueError(f"{type(self).__name__}: {name} must be a positive int, got {n!r}")
-        self.input_size = None if input_size is None else int(input_size)
-        self.hidden_size = None if hidden_size is None else int(hidden_size)
+        name = type(self).__name__
+        self.input_size = None if input_size is None else checks.integer(
+            input_size, name, "input_size", low=1)
+        self.hidden_size = None if hidden_size is None else checks.integer(
+            hidden_size, name, "hidden_size", low=1)
         # kept only to draw the weights a subclass creates in its __init__
-        self._rng = _generator(rng)
-        self._init_dtype = np.dtype(dtype) if dtype is not None else mg.get_default_dtype()
+        self._rng = generator(rng)
+        try:
+            self._init_dtype = np.dtype(dtype) if dtype is not None else mg.get_default_dtype()
+        except TypeError:
+            raise TypeError(f"{name}: dtype {dtype!r} is not a NumPy dtype") from None
+        if self._init_dtype.kind != "f":
+            raise TypeError(f"{name}: a cell's weights need a float dtype, got "
+                            f"{self._init_dtype}")
         self._init_device = backend.get_device(device)
 
     @property
@@ -102,16 +158,31 @@ class Cell(Module):
                              "initial_state) so unroll can build the initial state")
         return self.zeros(batch_size)
 
+    def __call__(self, x_t, state, *context, **kwargs):
+        """One step, with its arguments checked first (`check_step`): a cell called by hand
+        gets a clear error naming it. `rnn.unroll` checks the first step this way and calls
+        `forward` directly after that, so the loop pays for the checks once."""
+        check_step(self, x_t, state)
+        return super().__call__(x_t, state, *context, **kwargs)
+
     def forward(self, x_t, state):  # pragma: no cover - abstract
         raise NotImplementedError(f"{type(self).__name__} must define forward(x_t, state)")
 
+    def precompute_inputs(self, inputs):
+        """Fast path: the input part of every step at once, (T, B, I) -> (T, B, G), or None."""
+        return None
+
+    def step(self, gx_t, state, *context):
+        """One step from `precompute_inputs`' slice gx_t (B, G): (output, new_state)."""
+        raise NotImplementedError(f"{type(self).__name__}.precompute_inputs returned a Tensor, "
+                                  "so the cell must define step(gx_t, state)")
+
+    def sequence_kernel(self, inputs, state, lengths, *context):
+        """Fast path: the whole loop as one op, (outputs, final_state), or None."""
+        return None
+
     def extra_repr(self) -> str:
         return f"{self.input_size}, {self.hidden_size}"
-
-
-def state_tensors(state) -> tuple:
-    """The Tensors of a state (a Tensor or a tuple of Tensors), as a flat tuple."""
-    return tuple(state) if isinstance(state, (tuple, list)) else (state,)
 
 
 def check_input(cell, x, ndim: int = 2) -> None:
@@ -122,7 +193,31 @@ def check_input(cell, x, ndim: int = 2) -> None:
         raise TypeError(f"{name}: expected a Tensor {layout}, got {type(x).__name__}")
     if x.ndim != ndim:
         raise ValueError(f"{name}: expected input of rank {ndim} {layout}, got shape {x.shape}")
+    if x.dtype.kind != "f":
+        raise TypeError(f"{name}: expected a float input, got dtype {x.dtype}")
     want = cell.in_features
     if want is not None and x.shape[-1] != want:
         raise ValueError(f"{name}: input has {x.shape[-1]} features (shape {x.shape}), the cell "
                          f"expects {want}")
+
+
+def check_step(cell, x_t, state) -> None:
+    """The checks of one step's arguments, shared by every cell: `x_t` a float Tensor (B, I)
+    with the cell's features and dtype; `state` a Tensor or structure of Tensors (`rnn.state`),
+    each (B, ...) in the cell's dtype. TypeError or ValueError naming the cell."""
+    name = type(cell).__name__
+    check_input(cell, x_t)
+    dtype = cell._like()[0]
+    if x_t.dtype != dtype:
+        raise TypeError(f"{name}: x_t is {x_t.dtype} but the cell's weights are {dtype}; "
+                        f"convert one (mg.astype or dtype= when building the cell)")
+    if state is None:
+        raise TypeError(f"{name}: state is None; start from cell.initial_state(B) (rnn.unroll "
+                        "does that for you)")
+    tensors, spec = st.flatten(state, f"{name}: state")
+    for path, t in zip(spec.paths(), tensors):
+        if t.ndim == 0 or t.shape[0] != x_t.shape[0]:
+            raise ValueError(f"{name}: {path} has shape {t.shape}, but x_t has batch size "
+                             f"B = {x_t.shape[0]}; every state Tensor is (B, ...)")
+        if t.dtype != dtype:
+            raise TypeError(f"{name}: {path} is {t.dtype} but the cell's weights are {dtype}")

@@ -2,10 +2,11 @@
 GRU (both reset forms), MUT1-3 and the Phased LSTM. Every cell is time-major: a sequence is
 (T, B, I) in and (T, B, H) out; one step is (B, I) in and (B, H) out.
 
-RNNCell, the vanilla LSTMCell and GRUCell run each step as one fused op (`rnn.fused`, hand-derived
-backward) when `fused=True`, and expose `precompute_inputs` (the input projection of all T steps as
-one matrix product), `step` and `sequence_kernel` (the whole loop as one op). With `fused=False`
-they are composed from minigrad primitives, so every gate shows in the graph. The peephole LSTM,
+RNNCell, the vanilla LSTMCell and GRUCell run each step as one fused op (`rnn.kernels`,
+hand-derived backward) when `fused=True`, and offer both fast paths of the `Cell` contract:
+`precompute_inputs` (the input projection of all T steps as one matrix product) with `step`, and,
+when fused, `sequence_kernel` (the whole loop as one op). With `fused=False` they are composed
+from minigrad primitives, so every gate shows in the graph. The peephole LSTM,
 its variants, MUT and Phased cells are always composed.
 """
 from __future__ import annotations
@@ -13,7 +14,8 @@ from __future__ import annotations
 import numpy as np
 
 import minigrad as mg
-from rnn import fused as kernels
+from minigrad import checks
+from rnn import kernels
 from rnn.cell import Cell, check_input
 
 
@@ -80,7 +82,9 @@ class RNNCell(_Projected):
         return h, h
 
     def sequence_kernel(self, inputs, h0, lengths=None):
-        """The whole loop as one op: (T, B, I) -> ((T, B, H), h_T)."""
+        """The whole loop as one op: (T, B, I) -> ((T, B, H), h_T); None when not fused."""
+        if not self.fused:
+            return None
         return kernels.rnn_sequence(inputs, h0, self.weight_ih, self.weight_hh, self.bias,
                                        nonlinearity=self.nonlinearity, lengths=lengths)
 
@@ -139,7 +143,7 @@ class LSTMCell(_Projected):
                              f"{variant!r}")
         self.variant = variant
         self.peephole = bool(peephole) if variant is None else variant != "NP"
-        self.forget_bias = float(forget_bias)
+        self.forget_bias = checks.real(forget_bias, "LSTMCell", "forget_bias")
         self.fused = bool(fused) and not self.peephole and variant is None
         H = hidden_size
         self.weight_ih = self.parameter(4 * H, input_size)
@@ -197,7 +201,10 @@ class LSTMCell(_Projected):
         return h, (h, c)
 
     def sequence_kernel(self, inputs, state, lengths=None):
-        """The whole loop as one op: (T, B, I) -> ((T, B, H), (h_T, c_T))."""
+        """The whole loop as one op: (T, B, I) -> ((T, B, H), (h_T, c_T)); None when not fused
+        (fused=False, peepholes or a variant)."""
+        if not self.fused:
+            return None
         h0, c0 = state
         out, h, c = kernels.lstm_sequence(inputs, h0, c0, self.weight_ih, self.weight_hh,
                                              self.bias, lengths=lengths)
@@ -265,7 +272,9 @@ class GRUCell(_Projected):
         return h, h
 
     def sequence_kernel(self, inputs, h0, lengths=None):
-        """The whole loop as one op: (T, B, I) -> ((T, B, H), h_T)."""
+        """The whole loop as one op: (T, B, I) -> ((T, B, H), h_T); None when not fused."""
+        if not self.fused:
+            return None
         return kernels.gru_sequence(inputs, h0, self.weight_ih, self.weight_hh, self.bias_ih,
                                        self.bias_hh, reset_after=self.reset_after,
                                        lengths=lengths)
@@ -430,7 +439,9 @@ class PhasedLSTMCell(Cell):
                  device=None):
         super().__init__(input_size, hidden_size, rng=rng, dtype=dtype, device=device)
         H = hidden_size
-        self.leak = float(leak)
+        self.leak = checks.real(leak, "PhasedLSTMCell", "leak", low=0)
+        r_on = checks.real(r_on, "PhasedLSTMCell", "r_on", low=0, low_open=True, high=1)
+        forget_bias = checks.real(forget_bias, "PhasedLSTMCell", "forget_bias")
         self.weight_ih = self.parameter(4 * H, input_size)
         self.weight_hh = self.parameter(4 * H, H)
         bias = self.parameter(4 * H)
@@ -453,7 +464,7 @@ class PhasedLSTMCell(Cell):
         """k (B, H) for step times `time` (B, 1)."""
         xp = mg.get_array_module(time.data)
         a = time - self.shift                                           # (B, H)
-        wraps = mg.Tensor._wrap(xp.floor(a.data / self.tau.data))      # constant: mod's kinks
+        wraps = mg.tensor(xp.floor(a.data / self.tau.data))      # constant: mod's kinks
         phi = (a - self.tau * wraps) / self.tau
         ratio = phi / self.r_on
         half = (phi.data < 0.5 * self.r_on.data)

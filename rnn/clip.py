@@ -11,7 +11,7 @@ from typing import Callable
 
 from minigrad import backend
 from minigrad.tensor import Tensor
-from rnn.cell import state_tensors
+from rnn import state as st
 
 __all__ = ["clip_state_grad"]
 
@@ -22,7 +22,8 @@ def clip_state_grad(max_norm: float | None = None, *, value: float | None = None
 
     With `max_norm`, each example's gradient g_b (row b of every state tensor, e.g. h and c of an
     LSTM, each on its own) is rescaled to at most that L2 norm:
-    g_b <- g_b * min(1, max_norm / (||g_b|| + eps)). With `value`, each element is clipped to
+    g_b <- g_b * min(1, max_norm / (||g_b|| + eps)); a nested state's tensors are each clipped on
+    their own too (`rnn.state.flatten`). With `value`, each element is clipped to
     [-value, value]. The gradient clipped is the total reaching the state (from the output at
     that step and from the next step), before it flows on to the earlier steps. A state hook
     makes `unroll` use the per-step loop (a fused sequence kernel has no per-step tensors).
@@ -41,7 +42,7 @@ def clip_state_grad(max_norm: float | None = None, *, value: float | None = None
     clip = _ClipNorm(max_norm, eps) if value is None else _ClipValue(value)
 
     def state_hook(t, state):
-        for s in state_tensors(state):
+        for s in st.flatten(state)[0]:
             if isinstance(s, Tensor) and s.requires_grad:  # no graph (no_grad, or a first
                 s.register_hook(clip)                      # checkpointed run): nothing to clip
         return state
@@ -61,7 +62,7 @@ class _ClipNorm:
         axes = tuple(range(1, x.ndim))
         norm = xp.sqrt((x * x).sum(axis=axes, keepdims=True))
         scale = xp.minimum(1.0, self.max_norm / (norm + self.eps)).astype(x.dtype, copy=False)
-        return Tensor._wrap(x * scale)
+        return Tensor(x * scale)
 
 
 class _ClipValue:
@@ -71,5 +72,4 @@ class _ClipValue:
         self.value = value
 
     def __call__(self, g):
-        return Tensor._wrap(backend.get_array_module(g.data).clip(g.data, -self.value,
-                                                                  self.value))
+        return Tensor(backend.get_array_module(g.data).clip(g.data, -self.value, self.value))

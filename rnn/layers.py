@@ -7,9 +7,23 @@ import numpy as np
 import minigrad as mg
 from minigrad import backend
 from minigrad.nn import Module
-from rnn.cell import Cell, _generator, check_input
+from rnn import state as st
+from rnn.cell import Cell, check_input, generator
 from rnn.cells import GRUCell, LSTMCell, RNNCell
-from rnn.unroll import _as_inputs, _as_lengths, unroll
+from rnn.lengths import as_lengths
+from rnn.steps import as_inputs
+from rnn.unroll import unroll
+
+
+def _context_for(layer, context):
+    """The context for one layer: given to layers that take one, None to the others."""
+    return context if layer.takes_context else None
+
+
+def _check_takes_context(owner, context) -> None:
+    if context is not None and not owner.takes_context:
+        raise TypeError(f"{type(owner).__name__}: got a context but none of its cells takes one "
+                        "(a cell that reads it defines forward(self, x_t, state, context))")
 
 
 def reverse_sequences(x: mg.Tensor, lengths=None) -> mg.Tensor:
@@ -26,7 +40,7 @@ def reverse_sequences(x: mg.Tensor, lengths=None) -> mg.Tensor:
     if lengths is None:
         return mg.flip(x, axis=0)
     T, B = x.shape[0], x.shape[1]
-    n = np.asarray(lengths, dtype=np.int64).reshape(1, B)
+    n = as_lengths(lengths, B, T, "reverse_sequences", min_length=0).reshape(1, B)
     t = np.arange(T)[:, None]
     src = np.where(t < n, n - 1 - t, t)                           # (T, B) source step
     flat = (src * B + np.arange(B)).reshape(-1)
@@ -38,11 +52,12 @@ def reverse_sequences(x: mg.Tensor, lengths=None) -> mg.Tensor:
 class Bidirectional(Module):
     """Run one cell forward in time and another backward; concatenate their outputs.
 
-    `outputs, (state_fw, state_bw) = bi(inputs, state=None, lengths=None, checkpoint_every=None)`
-    with inputs (T, B, I) and outputs (T, B, H_fw + H_bw), `[forward, backward]` on the last axis.
-    The two cells may differ in type and size. With `lengths` the backward cell starts at each
-    sequence's own last step: each sequence is reversed within its length, run, and reversed back,
-    so its padding never enters the backward state.
+    `outputs, (state_fw, state_bw) = bi(inputs, state=None, lengths=None, checkpoint_every=None,
+    context=None)` with inputs (T, B, I) and outputs (T, B, H_fw + H_bw), `[forward, backward]`
+    on the last axis. The two cells may differ in type, size and state structure. With `lengths`
+    the backward cell starts at each sequence's own last step: each sequence is reversed within
+    its length, run, and reversed back, so its padding never enters the backward state. A
+    `context` goes to each cell that takes one (unchanged: it is not a sequence).
 
     >>> import minigrad as mg, rnn
     >>> bi = rnn.Bidirectional(rnn.GRUCell(3, 4, rng=0), rnn.LSTMCell(3, 2, rng=1))
@@ -68,14 +83,27 @@ class Bidirectional(Module):
     def hidden_size(self) -> int:
         return self.forward_cell.hidden_size + self.backward_cell.hidden_size
 
-    def forward(self, inputs, state=None, lengths=None, checkpoint_every=None) -> tuple:
-        inputs = _as_inputs(self.forward_cell, inputs)
-        lengths = _as_lengths(self, lengths, inputs.shape[0], inputs.shape[1])
+    @property
+    def takes_context(self) -> bool:
+        return self.forward_cell.takes_context or self.backward_cell.takes_context
+
+    def forward(self, inputs, state=None, lengths=None, checkpoint_every=None, *,
+                context=None) -> tuple:
+        name = type(self).__name__
+        inputs = as_inputs(self.forward_cell, inputs, name)
+        lengths = as_lengths(lengths, inputs.shape[1], inputs.shape[0], name)
+        _check_takes_context(self, context)
+        if state is not None and (not isinstance(state, (tuple, list)) or len(state) != 2):
+            got = st.flatten(state)[1].describe() if isinstance(state, (tuple, list, dict)) \
+                else type(state).__name__
+            raise st.StateError(f"{name}: state must be the pair (state_fw, state_bw), got {got}")
         s_fw, s_bw = (None, None) if state is None else state
         out_fw, s_fw = unroll(self.forward_cell, inputs, s_fw, lengths,
+                              context=_context_for(self.forward_cell, context),
                               checkpoint_every=checkpoint_every)
         out_bw, s_bw = unroll(self.backward_cell, reverse_sequences(inputs, lengths), s_bw,
-                              lengths, checkpoint_every=checkpoint_every)
+                              lengths, context=_context_for(self.backward_cell, context),
+                              checkpoint_every=checkpoint_every)
         out = mg.concat([out_fw, reverse_sequences(out_bw, lengths)], axis=-1)
         return out, (s_fw, s_bw)
 
@@ -83,8 +111,10 @@ class Bidirectional(Module):
 class Stacked(Module):
     """A deep RNN: layers (cells or Bidirectionals) run one after another over the whole sequence.
 
-    `outputs, states = stack(inputs, state=None, lengths=None, checkpoint_every=None)`, inputs
-    (T, B, I), outputs (T, B, H_last), `states` a list with each layer's final state. `dropout`
+    `outputs, states = stack(inputs, state=None, lengths=None, checkpoint_every=None,
+    context=None)`, inputs (T, B, I), outputs (T, B, H_last), `states` a list with each layer's
+    final state (any structure: a layer's state is its cell's). A `context` goes to every layer
+    that takes one (a decoder stack whose top layer attends over the encoder outputs). `dropout`
     is applied to each layer's outputs before the next layer (in training mode only). With
     `residual=True` every layer after the first adds its input to its output, which needs equal
     sizes (checked here); the first layer maps the features to the hidden size.
@@ -131,11 +161,18 @@ class Stacked(Module):
     def hidden_size(self) -> int:
         return getattr(self, f"layer{self.num_layers - 1}").hidden_size
 
-    def forward(self, inputs, state=None, lengths=None, checkpoint_every=None) -> tuple:
+    @property
+    def takes_context(self) -> bool:
+        return any(layer.takes_context for layer in self.layers)
+
+    def forward(self, inputs, state=None, lengths=None, checkpoint_every=None, *,
+                context=None) -> tuple:
         layers = self.layers
-        x = _as_inputs(layers[0] if isinstance(layers[0], Cell) else layers[0].forward_cell,
-                       inputs)
-        lengths = _as_lengths(self, lengths, x.shape[0], x.shape[1])
+        name = type(self).__name__
+        x = as_inputs(layers[0] if isinstance(layers[0], Cell) else layers[0].forward_cell,
+                      inputs, name)
+        lengths = as_lengths(lengths, x.shape[1], x.shape[0], name)
+        _check_takes_context(self, context)
         if state is not None and len(state) != len(layers):
             raise ValueError(f"{type(self).__name__}: {len(state)} states for {len(layers)} layers")
         states = []
@@ -143,10 +180,13 @@ class Stacked(Module):
             if i and self.dropout and self.training:
                 x = mg.dropout(x, self.dropout)
             s = None if state is None else state[i]
+            ctx = _context_for(layer, context)
             if isinstance(layer, Cell):
-                out, s = unroll(layer, x, s, lengths, checkpoint_every=checkpoint_every)
+                out, s = unroll(layer, x, s, lengths, context=ctx,
+                                checkpoint_every=checkpoint_every)
             else:
-                out, s = layer(x, s, lengths=lengths, checkpoint_every=checkpoint_every)
+                out, s = layer(x, s, lengths=lengths, checkpoint_every=checkpoint_every,
+                               context=ctx)
             x = out + x if self.residual and i else out
             states.append(s)
         return x, states
@@ -216,7 +256,7 @@ class _Recurrent(Stacked):
         name = type(self).__name__
         if not isinstance(num_layers, int) or num_layers < 1:
             raise ValueError(f"{name}: num_layers must be an int >= 1, got {num_layers!r}")
-        gen = _generator(rng)  # one generator, so layers and directions get different weights
+        gen = generator(rng)  # one generator, so layers and directions get different weights
 
         def make(n_in):
             return self.cell_type(n_in, hidden_size, rng=gen, dtype=dtype, device=device,
@@ -230,15 +270,17 @@ class _Recurrent(Stacked):
         self.input_size, self.batch_first = input_size, bool(batch_first)
         self.bidirectional = bool(bidirectional)
 
-    def forward(self, inputs, state=None, lengths=None, checkpoint_every=None) -> tuple:
+    def forward(self, inputs, state=None, lengths=None, checkpoint_every=None, *,
+                context=None) -> tuple:
         """inputs (T, B, I) ((B, T, I) with batch_first) -> (outputs (T, B, H*dirs), states).
 
         `states` holds each layer's final state (a `(forward, backward)` pair when bidirectional).
+        `context` is passed on as in `Stacked` (the built-in cells take none).
         """
         if self.batch_first:
             check_input(self, inputs, ndim=3)
             inputs = mg.swapaxes(inputs, 0, 1)
-        out, states = super().forward(inputs, state, lengths, checkpoint_every)
+        out, states = super().forward(inputs, state, lengths, checkpoint_every, context=context)
         return (mg.swapaxes(out, 0, 1) if self.batch_first else out), states
 
     def extra_repr(self):

@@ -5,6 +5,7 @@ import numpy as np
 
 import minigrad as mg
 from minigrad import backend
+from rnn.lengths import as_lengths
 
 
 def sequence_cross_entropy(logits, targets, lengths=None, weights=None, reduction: str = "mean",
@@ -12,8 +13,8 @@ def sequence_cross_entropy(logits, targets, lengths=None, weights=None, reductio
     """Softmax cross-entropy summed over a sequence: loss_b = sum_t w_tb * CE(logits_tb, y_tb).
 
     logits (T, B, V); targets (T, B) integers (anything past a sequence's end is ignored, so
-    padding may hold any value); lengths (B,) masks steps t >= lengths[b]; weights (T, B) (or
-    anything broadcasting to it) scales each token, default 1. With m_tb the mask and
+    padding may hold any value); lengths (B,) in [0, T] masks steps t >= lengths[b]; weights
+    (T, B) (or anything broadcasting to it) scales each token, default 1. With m_tb the mask and
     l_tb = m_tb * w_tb * CE(logits_tb, y_tb):
 
     - `average="token"`: "none" returns l (T, B); "sum" returns sum_tb l; "mean" returns
@@ -39,28 +40,22 @@ def sequence_cross_entropy(logits, targets, lengths=None, weights=None, reductio
     T, B, V = logits.shape
     dev = backend.device_of(logits.data)
     y = targets.data if isinstance(targets, mg.Tensor) else targets
-    y = backend.to_host(y) if type(y) in backend._by_type else np.asarray(y)
+    y = backend.to_host(y) if backend.is_array(y) else np.asarray(y)
     if y.shape != (T, B):
         raise ValueError(f"{name}: targets of shape {y.shape} do not match logits of shape "
                          f"{logits.shape} (expected (T, B) = {(T, B)})")
     if y.dtype.kind not in "iu":
         raise TypeError(f"{name}: targets must be integers, got dtype {y.dtype}")
     mask = np.ones((T, B), dtype=bool)
-    if lengths is not None:
-        n = np.asarray(backend.to_host(lengths.data) if isinstance(lengths, mg.Tensor)
-                       else lengths)
-        if n.shape != (B,):
-            raise ValueError(f"{name}: lengths of shape {n.shape} do not match the batch "
-                             f"(B,) = ({B},)")
-        if n.size and (n.min() < 1 or n.max() > T):
-            raise ValueError(f"{name}: lengths must lie in [1, T={T}], got {n.tolist()}")
+    n = as_lengths(lengths, B, T, name, min_length=0)   # 0: a TBPTT window after the end
+    if n is not None:
         mask = np.arange(T)[:, None] < n[None, :]
     y = np.where(mask, y, 0)  # padding may hold anything, even out-of-range ids
     ce = mg.cross_entropy(logits, backend.to_device(y.astype(np.int64), dev), reduction="none")
     scale = mask.astype(logits.dtype)
     if weights is not None:
         w = weights.data if isinstance(weights, mg.Tensor) else weights
-        w = backend.to_host(w) if type(w) in backend._by_type else np.asarray(w)
+        w = backend.to_host(w) if backend.is_array(w) else np.asarray(w)
         try:
             scale = scale * np.broadcast_to(w, (T, B)).astype(logits.dtype)
         except ValueError as e:

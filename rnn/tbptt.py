@@ -16,9 +16,11 @@ from typing import Callable
 import numpy as np
 
 import minigrad as mg
-from rnn.cell import Cell, check_input, state_tensors
-from rnn.checkpointing import run_steps, unroll_checkpointed
-from rnn.unroll import _as_inputs, _as_lengths, _check_state
+from rnn import state as st
+from rnn.cell import Cell, check_input
+from rnn.checkpointing import unroll_checkpointed
+from rnn.lengths import as_lengths
+from rnn.steps import as_inputs, check_context, run_steps, start_state
 
 __all__ = ["TBPTTResult", "Window", "tbptt"]
 
@@ -46,7 +48,7 @@ class TBPTTResult:
 
 
 def tbptt(cell: Cell, inputs, k1: int, k2: int | None = None, *, loss_fn: Callable,
-          state=None, lengths=None, on_step: Callable | None = None,
+          state=None, lengths=None, context=None, on_step: Callable | None = None,
           checkpoint_every=None, input_fn: Callable | None = None) -> TBPTTResult:
     """Train `cell` on `inputs` (T, B, I) with truncated BPTT: update every `k1` steps,
     backpropagating through the last `k2` (default k1) steps.
@@ -61,7 +63,10 @@ def tbptt(cell: Cell, inputs, k1: int, k2: int | None = None, *, loss_fn: Callab
     `lengths` (B,) ints in [1, T]: sequence b stops after lengths[b] steps (later windows see it
     as ended: its state is kept and its outputs are zeros; use `w.lengths` to mask the loss);
     windows after every sequence ended are skipped. `checkpoint_every` checkpoints each
-    window's graph (for long k2).
+    window's graph (for long k2). The state may be any structure of Tensors (`rnn.state`); it is
+    detached tensor by tensor. `context` (fixed over time, see `rnn.unroll`) is read by every
+    window; its gradient, like the weights', adds up over the windows. It must be data (leaves):
+    a context computed by a graph would be freed by the first window's backward.
 
     `input_fn` puts input layers inside every window's graph: `inputs` is then any array or
     Tensor with time and batch first, (T, B, ...) (token ids (T, B) for a language model), and
@@ -93,24 +98,26 @@ def tbptt(cell: Cell, inputs, k1: int, k2: int | None = None, *, loss_fn: Callab
     if not callable(loss_fn):
         raise TypeError(f"tbptt: loss_fn must be callable, got {type(loss_fn).__name__}")
     if input_fn is None:
-        inputs = _as_inputs(cell, inputs)
+        inputs = as_inputs(cell, inputs, "tbptt")
     elif not callable(input_fn):
         raise TypeError(f"tbptt: input_fn must be callable, got {type(input_fn).__name__}")
     elif len(getattr(inputs, "shape", ())) < 2 or inputs.shape[0] == 0:
         raise ValueError(f"tbptt: with input_fn, inputs must be an array or Tensor (T, B, ...) "
                          f"with T >= 1, got {getattr(inputs, 'shape', type(inputs).__name__)}")
-    if isinstance(inputs, mg.Tensor) and inputs._node is not None and inputs.requires_grad:
+    if isinstance(inputs, mg.Tensor) and not inputs.is_leaf and inputs.requires_grad:
         raise ValueError(f"tbptt: {name} got inputs computed by a graph (shape {inputs.shape}); "
                          "every window runs its own backward, so the graph before them would "
                          "be freed by the first one: pass data (a leaf), and compute input "
                          "layers (an embedding) in input_fn")
+    check_context(cell, context, "tbptt")
+    if context is not None and any(not t.is_leaf and t.requires_grad
+                                   for t in st.flatten(context, "context")[0]):
+        raise ValueError(f"tbptt: {name} got a context computed by a graph; every window runs "
+                         "its own backward, so that graph would be freed by the first one: "
+                         "pass data (leaves), e.g. context.detach()")
     T, B = inputs.shape[0], inputs.shape[1]
-    lengths = _as_lengths(cell, lengths, T, B)
-    if state is None:
-        state = cell.initial_state(B)
-    else:
-        _check_state(cell, state, B)
-    state = _detach(state)
+    lengths = as_lengths(lengths, B, T, name)
+    state = _detach(start_state(cell, state, B, "tbptt"))
 
     stops = list(range(k1, T, k1)) + [T]
     starts = [max(0, stop - k2) for stop in stops]  # where each window's graph begins
@@ -119,7 +126,7 @@ def tbptt(cell: Cell, inputs, k1: int, k2: int | None = None, *, loss_fn: Callab
     losses = []
     prev = 0
     def run(state, a, b, checkpoint_every):
-        return _run(cell, inputs, state, lengths, a, b, checkpoint_every, input_fn)
+        return _run(cell, inputs, state, lengths, a, b, checkpoint_every, input_fn, context)
 
     for i, stop in enumerate(stops):
         g0 = starts[i]
@@ -162,7 +169,8 @@ def tbptt(cell: Cell, inputs, k1: int, k2: int | None = None, *, loss_fn: Callab
     return TBPTTResult(final, losses)
 
 
-def _run(cell, inputs, state, lengths, a, b, checkpoint_every, input_fn):
+def _run(cell, inputs, state, lengths, a, b, checkpoint_every, input_fn, context):
+    """Steps [a, b) from `state`, tagged and hooked with their real indices."""
     x = inputs[a:b]
     if input_fn is not None:
         x = input_fn(x)
@@ -173,11 +181,9 @@ def _run(cell, inputs, state, lengths, a, b, checkpoint_every, input_fn):
                              f"a batch of {B}; expected ({b - a}, {B}, features)")
     seg = None if lengths is None else np.clip(lengths - a, 0, b - a)
     if checkpoint_every is not None:
-        return unroll_checkpointed(cell, x, state, seg, checkpoint_every)
-    return run_steps(cell, x, state, seg, t0=a)
+        return unroll_checkpointed(cell, x, state, seg, checkpoint_every, context=context, t0=a)
+    return run_steps(cell, x, state, seg, context=context, t0=a)
 
 
 def _detach(state):
-    if isinstance(state, (tuple, list)):
-        return tuple(s.detach() for s in state_tensors(state))
-    return state.detach()
+    return st.map(lambda s: s.detach(), state)

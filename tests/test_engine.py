@@ -3,7 +3,10 @@ multi-output ops, shared values, anomaly mode, in-place detection and input erro
 
 References: NumPy maths done by hand in each test, or central finite differences (gradcheck).
 """
+import ast
 import gc
+import pathlib
+import re
 import weakref
 
 import numpy as np
@@ -14,7 +17,7 @@ from hypothesis.extra import numpy as hnp
 
 import minigrad as mg
 from minigrad.autograd import backward
-from minigrad.engine import AnomalyError, Function, GraphFreedError, run_backward
+from minigrad.engine import AnomalyError, Function, GraphFreedError
 from minigrad.testing import gradcheck
 
 shapes = hnp.array_shapes(min_dims=1, max_dims=3, max_side=4)
@@ -252,11 +255,11 @@ def test_backward_from_several_outputs_at_once():
     np.testing.assert_allclose(x.grad.numpy(), 2 * x.numpy() + 3 * x.numpy() ** 2)
 
 
-def test_run_backward_with_a_root_that_feeds_another_root():
+def test_backward_with_a_root_that_feeds_another_root():
     x = f64([1.0, 2.0])
     y = x * 2
     z = y * y
-    run_backward([y, z], [np.array([1.0, 1.0]), np.array([1.0, 10.0])])
+    backward([y, z], [np.array([1.0, 1.0]), np.array([1.0, 10.0])])
     # dz/dx = 2 y * 2, plus dy/dx = 2 from the first root
     np.testing.assert_allclose(x.grad.numpy(), 2 + 4 * y.numpy() * [1.0, 10.0])
 
@@ -450,3 +453,57 @@ def test_bad_inputs_name_the_op_and_shapes():
         mg.exp("x")
     with pytest.raises(TypeError, match="Mul: unsupported input type dict"):
         mg.mul(a, {})
+
+
+# --- the core's shape: docs/engine.md runs, modules import in dependency order -----------------
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+
+def test_docs_engine_blocks_run_each_alone():
+    doc = (ROOT / "docs" / "engine.md").read_text()
+    blocks = re.findall(r"^```python\n(.*?)^```", doc, re.S | re.M)
+    assert len(blocks) >= 3
+    for k, src in enumerate(blocks):
+        exec(compile(src, f"docs/engine.md block {k}", "exec"), {"__name__": f"engine_md_{k}"})
+
+
+def test_minigrad_modules_import_only_modules_below_them():
+    """No import cycle among minigrad's modules, and no private name imported from another."""
+    deps = {}
+    for path in (ROOT / "minigrad").rglob("*.py"):
+        name = ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+        found = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("minigrad"):
+                for a in node.names:
+                    assert not a.name.startswith("_"), f"{name} imports {node.module}.{a.name}"
+                    sub = f"{node.module}.{a.name}"
+                    found.add(sub if node.module == "minigrad" else node.module)
+        deps[name] = found - {name}
+    done, stack = set(), []
+
+    def visit(m):
+        assert m not in stack, "import cycle: " + " -> ".join(stack[stack.index(m):] + [m])
+        if m in done or m not in deps:
+            return
+        stack.append(m)
+        for d in deps[m]:
+            visit(d)
+        stack.pop()
+        done.add(m)
+
+    for m in deps:
+        if m != "minigrad":          # the package __init__ re-exports everything
+            visit(m)
+
+
+def test_no_private_name_of_a_minigrad_module_is_read_from_outside_it():
+    pattern = re.compile(r"\b(?:backend|engine|ops|functions|modes|autograd|random|checkpoint|"
+                         r"memory|mg|F)\._[a-zA-Z]\w*|\bTensor\._[a-z]\w*")
+    found = []
+    for folder in ("minigrad", "rnn"):
+        for path in (ROOT / folder).rglob("*.py"):
+            for k, line in enumerate(path.read_text().splitlines(), 1):
+                found += [f"{path.relative_to(ROOT)}:{k}: {m}" for m in pattern.findall(line)]
+    assert found == []

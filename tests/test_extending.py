@@ -23,7 +23,9 @@ def test_doc_has_the_worked_example():
     code = "\n".join(blocks())
     assert len(blocks()) >= 4
     for needed in ("class ScaledTanh(mg.Function)", "save_for_backward", "needs_input_grad",
-                   "gradcheck(", "mg.viz.draw", "mg.checkpoint"):
+                   "gradcheck(", "mg.viz.draw", "mg.checkpoint", "create_graph=True",
+                   "gradgradcheck(", "composed = staticmethod", "def gradient_penalty",
+                   "def conjugate_gradients", "np.linalg.solve(H"):
         assert needed in code, needed
 
 

@@ -1,4 +1,4 @@
-"""rnn.fused: every fused op equals the same maths composed from minigrad primitives.
+"""rnn.kernels: every fused op equals the same maths composed from minigrad primitives.
 
 The references below are written from primitives only (matmul, split, sigmoid, tanh, relu, mul,
 add, where, stack), so a mistake in a hand-derived backward shows as a gradient that differs from
@@ -15,7 +15,7 @@ import minigrad as mg
 from minigrad import backend
 from minigrad.testing import gradcheck
 from minigrad.testing.strategies import sequences
-from rnn import fused
+from rnn import kernels as fused
 
 F64 = np.float64
 

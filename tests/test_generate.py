@@ -109,3 +109,18 @@ def test_bad_arguments(kwargs, err):
     args.update(kwargs)
     with pytest.raises(err, match="generate|pick"):
         generate(counter, **args)
+
+
+def test_nucleus_sampling_frequencies():
+    # top_p = 0.7 over p = (0.5, 0.25, 0.15, 0.1): the nucleus is {0, 1} (0.5 < 0.7 <= 0.75),
+    # renormalised to (2/3, 1/3)
+    logits = np.log(np.array([0.5, 0.25, 0.15, 0.1]))
+    n = 30_000
+    draws = pick(np.tile(logits, (n, 1)), "sample", top_p=0.7, rng=3)
+    freq = np.bincount(draws, minlength=4) / n
+    want = np.array([2 / 3, 1 / 3, 0, 0])
+    assert np.all(np.abs(freq - want) <= 5 * np.sqrt(want * (1 - want) / n) + 1e-12)
+    out = generate(counter, [3], 5, strategy="sample", top_p=0.5, rng=0)
+    np.testing.assert_array_equal(out, [4, 0, 1, 2, 3])  # 10 nats: the nucleus is one token
+    with pytest.raises(ValueError, match="generate: top_p"):
+        generate(counter, [3], 5, strategy="sample", top_p=1.5)

@@ -5,7 +5,9 @@ Hypothesis draws the shapes (with broadcasting), axes, indices and values (kept 
 for each row; the tests below compare
 
   (a) forward values with the NumPy reference, in float64 and float32;
-  (b) gradients with central finite differences (`gradcheck`, float64, non-contiguous inputs);
+  (b) gradients with central finite differences (`gradcheck`, float64, non-contiguous inputs),
+      and second derivatives (`gradgradcheck`: the backward recorded under create_graph,
+      differentiated again, against finite differences of first-order gradients);
   (c) result dtype and shape with NumPy's (mixed float32/float64 inputs included), and gradient
       dtypes and shapes with the inputs';
   (d) bad input: ValueError/TypeError whose message names the op;
@@ -23,13 +25,13 @@ from typing import Callable
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import minigrad as mg
 from minigrad import backend
-from minigrad.testing import gradcheck
+from minigrad.testing import gradcheck, gradgradcheck
 from minigrad.testing import strategies as mst
 
 F64, F32 = np.dtype(np.float64), np.dtype(np.float32)
@@ -263,6 +265,11 @@ def stack_case(draw, dtype, small):
     return Case(tuple(_x(draw, shape, dtype) for _ in range(k)), {"axis": axis}, tuple(range(k)))
 
 
+def unstack_case(draw, dtype, small):
+    shape, axis = _shape_and_axis(draw, small)
+    return Case((_x(draw, shape, dtype),), {"axis": axis}, (0,))
+
+
 def split_case(draw, dtype, small):
     shape, axis = _shape_and_axis(draw, small)
     n = shape[axis]
@@ -433,6 +440,7 @@ TABLE = [
     Row("stack", lambda *xs, axis: mg.stack(xs, axis=axis),
         lambda *xs, axis: np.stack(xs, axis=axis), case=stack_case),
     Row("split", mg.split, np_split, case=split_case),
+    Row("unstack", mg.unstack, lambda x, axis: tuple(np.moveaxis(x, axis, 0)), case=unstack_case),
     Row("pad", mg.pad, lambda x, pad_width, value: np.pad(x, pad_width, constant_values=value),
         case=pad_case),
     Row("roll", mg.roll, np.roll, case=roll_case),
@@ -539,6 +547,18 @@ def test_gradcheck(name, data):
     case = data.draw(cases(row, F64), label="case")
     args = as_tensors(case, views=lambda a: data.draw(mst.views(a), label="view"))
     assert gradcheck(_checked(row, case), args)
+
+
+# (b2) second derivatives: the backward recorded under create_graph, differentiated again, against
+# finite differences of first-order gradients (gradgradcheck), every differentiable row --------
+
+@pytest.mark.parametrize("name", GRAD_NAMES)
+@settings(max_examples=8)
+@given(data=st.data())
+def test_gradgradcheck(name, data):
+    row = ROWS[name]
+    case = data.draw(cases(row, F64, small=True), label="case")
+    assert gradgradcheck(_checked(row, case), as_tensors(case))
 
 
 @pytest.mark.parametrize("name", ["div", "pow", "max", "logsumexp", "var", "matmul", "getitem",
@@ -661,6 +681,7 @@ BAD = [
     Bad("concat", lambda: mg.concat([t(2, 3), t(2, 3)], axis=2), ValueError, ("Concat", "axis 2")),
     Bad("stack", lambda: mg.stack([t(2), t(3)]), ValueError, ("Stack", "(3,)")),
     Bad("split", lambda: mg.split(t(5), 2), ValueError, ("Split", "(5,)")),
+    Bad("unstack", lambda: mg.unstack(t(2, 3), axis=2), ValueError, ("Unstack", "axis 2")),
     Bad("pad", lambda: mg.pad(t(2, 3), ((1, 1), (1, 1), (1, 1))), ValueError, ("Pad", "2 dims")),
     Bad("pad", lambda: mg.pad(t(2), -1), ValueError, ("Pad", "non-negative")),
     Bad("roll", lambda: mg.roll(t(2, 3), 1, axis=2), ValueError, ("Roll", "axis 2")),
@@ -858,11 +879,11 @@ def test_embedding_repeated_indices_accumulate():
     np.testing.assert_array_equal(w.grad.numpy(), [[1.0, 1.0], [0.0, 0.0], [3.0, 3.0]])
 
 
-def test_docstring_examples_of_the_ops_run():
+def test_docstring_examples_of_the_functions_run():
     import doctest
 
-    from minigrad import ops
-    result = doctest.testmod(ops, extraglobs={"mg": mg, "np": np},
+    from minigrad import functions
+    result = doctest.testmod(functions, extraglobs={"mg": mg, "np": np},
                              optionflags=doctest.NORMALIZE_WHITESPACE)
     assert result.attempted >= 10 and result.failed == 0
 

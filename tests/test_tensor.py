@@ -27,11 +27,15 @@ def test_numpy_dtype_is_kept(dtype):
     assert mg.tensor(a).dtype == np.dtype(dtype)
 
 
-@pytest.mark.parametrize("data", [1, 2.5, True, [1, 2, 3], [[1.0, 2.0], [3.0, 4.0]]])
-def test_python_data_gets_the_default_float32(data):
+@pytest.mark.parametrize("data,dtype", [
+    (2.5, np.float32), ([[1.0, 2.0], [3.0, 4.0]], np.float32), ([1, 2.5], np.float32),
+    ([], np.float32), (1, np.int64), ([1, 2, 3], np.int64), ([[0], [1]], np.int64),
+    (True, np.bool_), ([True, False], np.bool_)])
+def test_python_data_follows_numpy_kinds_with_float32_floats(data, dtype):
+    # like NumPy and PyTorch: integers give int64, bools bool, floats the default float dtype
     t = mg.tensor(data)
-    assert t.dtype == np.float32
-    np.testing.assert_array_equal(t.numpy(), np.asarray(data, dtype=np.float32))
+    assert t.dtype == dtype
+    np.testing.assert_array_equal(t.numpy(), np.asarray(data, dtype=dtype))
 
 
 def test_explicit_dtype_wins():

@@ -9,7 +9,7 @@ import rnn
 from minigrad.engine import state as engine_state
 from minigrad.testing import gradcheck
 from minigrad.testing.strategies import sequences
-from rnn.unroll import _unroll
+from rnn.steps import run_steps
 
 F64 = "float64"
 
@@ -124,8 +124,9 @@ def test_time_tags_on_every_step():
     tags = dict(h._node.tags)
     assert tags["time"] == 2 and tags["module"] == cell._path
     assert engine_state.tags == ()
-    _, h = _unroll(cell, x, None, None, False, None, t0=5)   # a segment starting at t = 5
-    assert dict(h._node.tags)["time"] == 7
+    x6 = mg.tensor(np.ones((6, 1, 2)), requires_grad=True)
+    _, h = rnn.unroll(cell, x6, checkpoint_every=4)   # the last segment, steps 4 and 5
+    assert dict(h._node.tags)["time"] == 5 and dict(h._node.tags)["segment"] == 1
     lstm = rnn.LSTMCell(2, 3, rng=0, fused=False)
     _, (h, c) = rnn.unroll(lstm, x.astype("float32"), per_step=True)
     assert dict(h._node.tags)["time"] == 2
@@ -138,7 +139,7 @@ def test_tags_restored_after_error():
             raise RuntimeError("boom")
 
     with pytest.raises(RuntimeError, match="boom"):
-        rnn.unroll(Boom(2, 3, 0), mg.zeros(2, 1, 2))
+        rnn.unroll(Boom(2, 3, 0), mg.zeros(2, 1, 2, dtype="float64"))
     assert engine_state.tags == ()
 
 
@@ -187,12 +188,12 @@ def test_allow_empty_rows_keep_state(fused):
     cell = rnn.GRUCell(2, 3, rng=0, dtype=F64, fused=fused)
     x = mg.tensor(np.random.default_rng(6).standard_normal((3, 2, 2)))
     h0 = mg.tensor(np.random.default_rng(7).standard_normal((2, 3)))
-    out, h = _unroll(cell, x, h0, np.array([0, 2]), False, None, allow_empty=True)
+    out, h = run_steps(cell, x, h0, np.array([0, 2]))
     np.testing.assert_array_equal(h.numpy()[0], h0.numpy()[0])
     assert not out.numpy()[:, 0].any() and not out.numpy()[2:, 1].any()
     _, h1 = rnn.unroll(cell, x[:2, 1:], h0[1:])
     np.testing.assert_allclose(h.numpy()[1:], h1.numpy(), rtol=1e-12)
-    out, h = _unroll(cell, x, h0, np.array([0, 0]), False, None, allow_empty=True)
+    out, h = run_steps(cell, x, h0, np.array([0, 0]))
     assert out.shape == (3, 2, 3) and not out.numpy().any()
     np.testing.assert_array_equal(h.numpy(), h0.numpy())
 

@@ -26,15 +26,16 @@ needs_dot = pytest.mark.skipif(shutil.which("dot") is None,
 # --- helpers ----------------------------------------------------------------------------------
 
 def svg_counts(digraph):
-    """(nodes, edges, clusters) of the SVG that `dot` draws."""
+    """(nodes, edges, clusters) of the SVG that `dot` draws, the legend's aside."""
     svg = digraph.pipe(format="svg").decode()
-    return (len(re.findall(r'class="node', svg)), len(re.findall(r'class="edge"', svg)),
-            len(re.findall(r'class="cluster"', svg)))
+    return tuple(len(re.findall(r'<g id="(?!legend)[^"]*" class="%s' % kind, svg))
+                 for kind in ("node", "edge\"", "cluster\""))
 
 
 def dot_nodes(source):
-    """Node statements of a DOT text: id -> label."""
-    return dict(re.findall(r'^\s*(\w+) \[label="((?:[^"\\]|\\.)*)"', source, re.M))
+    """Node statements of a DOT text: id -> label (the legend's aside)."""
+    return {k: v for k, v in re.findall(r'^\s*(\w+) \[label="((?:[^"\\]|\\.)*)"', source, re.M)
+            if not k.startswith("legend")}
 
 
 def dot_clusters(source):
@@ -54,11 +55,14 @@ def dot_clusters(source):
             m = re.match(r'(\w+) \[label=', s)
             if m and stack:
                 out[stack[-1]].add(m.group(1))
+    out.pop("legend", None)  # the legend box is checked on its own
     return out
 
 
 def dot_edges(source):
-    return re.findall(r'^\s*(\w+) -> (\w+)(?: \[(.*)\])?$', source, re.M)
+    """(src, dst, attributes) of the edges of a DOT text, the legend's aside."""
+    return [e for e in re.findall(r'^\s*(\w+) -> (\w+)(?: \[(.*)\])?$', source, re.M)
+            if not e[0].startswith("legend")]
 
 
 class Cell(Module):
@@ -495,3 +499,48 @@ def test_demo_writes_and_prints_its_files(tmp_path):
     assert sorted(p.suffix for p in paths) == [".html", ".png", ".png", ".png", ".svg"]
     for p in paths:
         assert p.parent == tmp_path and p.stat().st_size > 0
+
+
+# --- the legend and the gradient graph ----------------------------------------------------------
+
+def legend_labels(source):
+    return {a or b for a, b in re.findall(r'^\s*legend_\w+ \[label=(?:"([^"]*)"|(\w+))', source,
+                                          re.M)} - {""}
+
+
+def test_the_legend_names_the_colours_drawn_and_the_edges():
+    w = mg.tensor(np.ones((2, 2)), requires_grad=True, name="w")
+    loss = (mg.tanh(w) * np.ones(2)).sum()
+    labels = legend_labels(mg.viz.draw(loss).source)
+    assert {"op (forward)", "leaf input", "output", "saved for backward",
+            "constant: no gradient"} <= labels
+    assert "op of a create_graph backward" not in labels and "parameter" not in labels
+    assert legend_labels(mg.viz.draw(loss, legend=False).source) == set()
+
+
+def test_the_gradient_graph_is_drawn_apart_from_the_forward_graph():
+    x = mg.tensor([0.5, -1.0], requires_grad=True, name="x")
+    y = (mg.tanh(x) ** 2).sum()
+    (g,) = mg.grad(y, [x], create_graph=True)
+    (hv,) = mg.grad((g * np.array([1.0, 2.0])).sum(), [x], create_graph=True)
+    src = mg.viz.draw(hv).source
+    nodes = dot_nodes(src)
+    fills = dict(re.findall(r'^\s*(\w+) \[label=.*fillcolor="([^"]+)"', src, re.M))
+    forward = [k for k, v in nodes.items() if v.startswith("Tanh\\n")]
+    first = [k for k, v in nodes.items() if "(d1)" in v.split("\\n")[0]]
+    second = [k for k, v in nodes.items() if "(d2)" in v.split("\\n")[0]]
+    assert len(forward) == 1 and first and second
+    assert fills[forward[0]] == "#eeeeee"
+    assert {fills[k] for k in first + second} == {"#ecd9f7"}
+    assert "op of a create_graph backward" in legend_labels(src)
+
+
+def test_the_gradient_graph_examples_of_docs_viz_run(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "viz.md").read_text()
+    section = doc.split("## The gradient graph")[1].split("\n## ")[0]
+    blocks = re.findall(r"^```python\n(.*?)^```", section, re.S | re.M)
+    assert len(blocks) == 2
+    for k, src in enumerate(blocks):
+        exec(compile(src, f"docs/viz.md gradient graph block {k}", "exec"), {})
+    assert (tmp_path / "dtanh2.svg").exists() and (tmp_path / "hvp.svg").exists()

@@ -16,8 +16,9 @@ import math
 
 import numpy as np
 
-from minigrad import backend
-from minigrad.tensor import Tensor, _rng
+from minigrad import backend, checks
+from minigrad.random import as_generator as _rng
+from minigrad.tensor import Tensor
 
 __all__ = ["constant_", "normal_", "ones_", "orthogonal_", "uniform_", "xavier_normal_",
            "xavier_uniform_", "zeros_"]
@@ -31,13 +32,15 @@ def _check(t, op):
 def _write(t: Tensor, host) -> Tensor:
     # in place, off the graph, and counted: a graph that saved the old values will refuse backward
     t.data[...] = backend.to_device(np.asarray(host, dtype=t.dtype), backend.device_of(t.data))
-    t._version += 1
+    t.bump_version()
     return t
 
 
 def uniform_(t: Tensor, a: float = 0.0, b: float = 1.0, rng=None) -> Tensor:
     """t ~ U(a, b) elementwise."""
     _check(t, "uniform_")
+    a = checks.real(a, "init.uniform_", "a")
+    b = checks.real(b, "init.uniform_", "b")
     if not a <= b:
         raise ValueError(f"init.uniform_: need a <= b, got a={a}, b={b}")
     return _write(t, _rng(rng).uniform(a, b, t.shape))
@@ -46,14 +49,15 @@ def uniform_(t: Tensor, a: float = 0.0, b: float = 1.0, rng=None) -> Tensor:
 def normal_(t: Tensor, mean: float = 0.0, std: float = 1.0, rng=None) -> Tensor:
     """t ~ N(mean, std^2) elementwise."""
     _check(t, "normal_")
-    if std < 0:
-        raise ValueError(f"init.normal_: std must be >= 0, got {std}")
+    mean = checks.real(mean, "init.normal_", "mean")
+    std = checks.real(std, "init.normal_", "std", low=0)
     return _write(t, _rng(rng).normal(mean, std, t.shape))
 
 
 def constant_(t: Tensor, value: float) -> Tensor:
     """t = value everywhere."""
     _check(t, "constant_")
+    value = checks.real(value, "init.constant_", "value")
     return _write(t, np.full(t.shape, value))
 
 
@@ -81,6 +85,7 @@ def xavier_uniform_(t: Tensor, gain: float = 1.0, rng=None) -> Tensor:
     For a weight (out, in): fan_in = in, fan_out = out.
     """
     _check(t, "xavier_uniform_")
+    gain = checks.real(gain, "init.xavier_uniform_", "gain")
     fan_in, fan_out = _fans(t, "xavier_uniform_")
     a = gain * math.sqrt(6.0 / (fan_in + fan_out))
     return _write(t, _rng(rng).uniform(-a, a, t.shape))
@@ -89,6 +94,7 @@ def xavier_uniform_(t: Tensor, gain: float = 1.0, rng=None) -> Tensor:
 def xavier_normal_(t: Tensor, gain: float = 1.0, rng=None) -> Tensor:
     """t ~ N(0, std^2) with std = gain * sqrt(2 / (fan_in + fan_out))."""
     _check(t, "xavier_normal_")
+    gain = checks.real(gain, "init.xavier_normal_", "gain")
     fan_in, fan_out = _fans(t, "xavier_normal_")
     std = gain * math.sqrt(2.0 / (fan_in + fan_out))
     return _write(t, _rng(rng).normal(0.0, std, t.shape))
@@ -102,6 +108,7 @@ def orthogonal_(t: Tensor, gain: float = 1.0, rng=None) -> Tensor:
     Q uniformly distributed (Haar). Then Q Q^T = I when rows <= cols, Q^T Q = I otherwise.
     """
     _check(t, "orthogonal_")
+    gain = checks.real(gain, "init.orthogonal_", "gain")
     if t.ndim < 2:
         raise ValueError(f"init.orthogonal_: needs a tensor with at least 2 dims, got shape "
                          f"{t.shape}")

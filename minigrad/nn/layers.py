@@ -10,22 +10,26 @@ from typing import Iterable
 
 import numpy as np
 
-from minigrad import ops
+from minigrad import checks
+from minigrad import functions as F
 from minigrad.nn.module import Module, Parameter
-from minigrad.tensor import Tensor, _rng, get_default_dtype
+from minigrad.backend import get_default_dtype
+from minigrad.random import as_generator as _rng
+from minigrad.tensor import Tensor
 
 
 def _dtype(dtype, cls) -> np.dtype:
-    d = np.dtype(dtype) if dtype is not None else get_default_dtype()
+    try:
+        d = np.dtype(dtype) if dtype is not None else get_default_dtype()
+    except TypeError:
+        raise TypeError(f"{cls}: dtype {dtype!r} is not a NumPy dtype") from None
     if d.kind != "f":
         raise TypeError(f"{cls}: parameters need a float dtype, got {d}")
     return d
 
 
 def _positive(value, what, cls) -> int:
-    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value <= 0:
-        raise ValueError(f"{cls}: {what} must be a positive integer, got {value!r}")
-    return int(value)
+    return checks.integer(value, cls, what, low=1)
 
 
 class Linear(Module):
@@ -57,10 +61,12 @@ class Linear(Module):
             self.bias = None
 
     def forward(self, x: Tensor) -> Tensor:
+        if not isinstance(x, Tensor):
+            raise TypeError(f"Linear: input must be a Tensor, got {type(x).__name__}")
         if x.shape[-1:] != (self.in_features,):
             raise ValueError(f"Linear: input of shape {x.shape} does not end in in_features="
                              f"{self.in_features}")
-        out = ops.matmul(x, self.weight.T)
+        out = F.matmul(x, self.weight.T)
         return out if self.bias is None else out + self.bias
 
     def extra_repr(self) -> str:
@@ -90,7 +96,7 @@ class Embedding(Module):
         self.weight = Parameter(w.astype(dtype), device=device)
 
     def forward(self, indices) -> Tensor:
-        return ops.embedding(self.weight, indices)
+        return F.embedding(self.weight, indices)
 
     def extra_repr(self) -> str:
         return f"{self.num_embeddings}, {self.embedding_dim}"
@@ -110,12 +116,10 @@ class Dropout(Module):
 
     def __init__(self, p: float = 0.5):
         super().__init__()
-        if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 <= p < 1:
-            raise ValueError(f"Dropout: p must be a number in [0, 1), got {p!r}")
-        self.p = float(p)
+        self.p = checks.probability(p, "Dropout", "p")
 
     def forward(self, x: Tensor) -> Tensor:
-        return ops.dropout(x, self.p, training=self.training)
+        return F.dropout(x, self.p, training=self.training)
 
     def extra_repr(self) -> str:
         return f"p={self.p}"
@@ -125,21 +129,21 @@ class Tanh(Module):
     """out = tanh(x)"""
 
     def forward(self, x: Tensor) -> Tensor:
-        return ops.tanh(x)
+        return F.tanh(x)
 
 
 class ReLU(Module):
     """out = max(x, 0)"""
 
     def forward(self, x: Tensor) -> Tensor:
-        return ops.relu(x)
+        return F.relu(x)
 
 
 class Sigmoid(Module):
     """out = 1 / (1 + exp(-x))"""
 
     def forward(self, x: Tensor) -> Tensor:
-        return ops.sigmoid(x)
+        return F.sigmoid(x)
 
 
 class ModuleList(Module):

@@ -18,7 +18,7 @@ from typing import Callable, Iterator, NamedTuple
 import numpy as np
 
 from minigrad import backend
-from minigrad.engine import state
+from minigrad.modes import state
 from minigrad.tensor import Tensor
 
 
@@ -265,7 +265,7 @@ class Module:
             if k in state_dict:
                 v = state_dict[k]
                 v = v.data if isinstance(v, Tensor) else v
-                v = backend.to_host(v) if type(v) in backend._by_type else np.asarray(v)
+                v = backend.to_host(v) if backend.is_array(v) else np.asarray(v)
                 if v.dtype.kind not in "biuf":
                     raise TypeError(f"{cls}.load_state_dict: {k!r} holds dtype {v.dtype}, "
                                     "expected numbers")
@@ -278,7 +278,7 @@ class Module:
             t = own[k]
             # in place, and counted, so a graph that saved the old values refuses to backprop
             t.data[...] = backend.to_device(v.astype(t.dtype), backend.device_of(t.data))
-            t._version += 1
+            t.bump_version()
         return IncompatibleKeys(missing, unexpected)
 
     def extra_repr(self) -> str:

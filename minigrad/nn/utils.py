@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from typing import Iterable
 
+from minigrad import checks
 from minigrad.backend import get_array_module
 from minigrad.tensor import Tensor
 
@@ -64,10 +65,10 @@ def clip_grad_norm_(params: Iterable[Tensor] | Tensor, max_norm: float,
     still happens (and spreads the NaN), as in PyTorch.
     """
     grads = _grads(params, "clip_grad_norm_")
-    max_norm, p = float(max_norm), float(norm_type)
-    if max_norm < 0 or not p > 0:
-        raise ValueError(f"clip_grad_norm_: need max_norm >= 0 and norm_type > 0, got "
-                         f"max_norm={max_norm}, norm_type={norm_type}")
+    max_norm = checks.real(max_norm, "clip_grad_norm_", "max_norm", low=0)
+    p = checks.real(norm_type, "clip_grad_norm_", "norm_type", low=0, low_open=True,
+                    allow_inf=True)
+    checks.boolean(error_if_nonfinite, "clip_grad_norm_", "error_if_nonfinite")
     if not grads:
         return 0.0
     total = _total_norm(grads, p)
@@ -84,8 +85,6 @@ def clip_grad_norm_(params: Iterable[Tensor] | Tensor, max_norm: float,
 def clip_grad_value_(params: Iterable[Tensor] | Tensor, clip_value: float) -> None:
     """Clamp every gradient element to [-clip_value, clip_value] in place."""
     grads = _grads(params, "clip_grad_value_")
-    v = float(clip_value)
-    if v < 0:
-        raise ValueError(f"clip_grad_value_: clip_value must be >= 0, got {clip_value}")
+    v = checks.real(clip_value, "clip_grad_value_", "clip_value", low=0)
     for g in grads:
         get_array_module(g).clip(g, -v, v, out=g)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import warnings
 
-from minigrad import backend
+from minigrad import backend, checks
 
 __all__ = ["SkipNonFinite", "grads_finite"]
 
@@ -50,8 +50,9 @@ class SkipNonFinite:
         if not hasattr(optimizer, "step") or not hasattr(optimizer, "param_groups"):
             raise TypeError(f"SkipNonFinite: expected an optimizer with step() and param_groups, "
                             f"got {type(optimizer).__name__}")
-        if max_consecutive is not None and max_consecutive < 1:
-            raise ValueError(f"SkipNonFinite: max_consecutive must be >= 1, got {max_consecutive}")
+        if max_consecutive is not None:
+            max_consecutive = checks.integer(max_consecutive, "SkipNonFinite", "max_consecutive",
+                                             low=1)
         self.optimizer = optimizer
         self.max_consecutive = max_consecutive
         self.skipped = 0

@@ -1,7 +1,7 @@
 """Optimizers: SGD (momentum, Nesterov), Adam, AdamW, RMSprop, Adagrad.
 
 Each `step()` runs off the graph and writes into `p.data` in place with the array module of the
-data (NumPy or CuPy), then bumps `p._version`, so a graph that saved the old value refuses to
+data (NumPy or CuPy), then calls `p.bump_version()`, so a graph that saved the old value refuses to
 backpropagate instead of silently using the new one. Per-parameter state (momentum buffers,
 moment estimates, step counts) lives on the parameter's device and follows it after `Module.to`.
 
@@ -19,8 +19,8 @@ import math
 
 import numpy as np
 
-from minigrad import backend
-from minigrad.engine import no_grad
+from minigrad import backend, checks
+from minigrad.modes import no_grad
 from minigrad.tensor import Tensor
 
 __all__ = ["Adagrad", "Adam", "AdamW", "Optimizer", "RMSprop", "SGD"]
@@ -72,16 +72,18 @@ class Optimizer:
     def _check_hyper(self, group: dict) -> None:
         name = type(self).__name__
         for key in ("lr", "eps", "weight_decay", "momentum"):
-            if key in group and not group[key] >= 0:
-                raise ValueError(f"{name}: {key} must be >= 0, got {group[key]}")
-        for key in ("alpha",):
-            if key in group and not 0 <= group[key] <= 1:
-                raise ValueError(f"{name}: {key} must be in [0, 1], got {group[key]}")
+            if key in group:
+                group[key] = checks.real(group[key], name, key, low=0)
+        if "alpha" in group:
+            group["alpha"] = checks.probability(group["alpha"], name, "alpha", one=True)
+        if "nesterov" in group:
+            group["nesterov"] = checks.boolean(group["nesterov"], name, "nesterov")
         if "betas" in group:
-            b1, b2 = group["betas"]
-            if not (0 <= b1 < 1 and 0 <= b2 < 1):
-                raise ValueError(f"{name}: betas must lie in [0, 1), got {group['betas']}")
-            group["betas"] = (float(b1), float(b2))
+            betas = group["betas"]
+            if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+                raise TypeError(f"{name}: betas must be a pair (beta1, beta2), got {betas!r}")
+            group["betas"] = tuple(checks.probability(b, name, f"betas[{i}]")
+                                   for i, b in enumerate(betas))
 
     def zero_grad(self) -> None:
         """Drop every parameter's gradient (set `.grad` to None)."""
@@ -119,7 +121,7 @@ class Optimizer:
                     st = self._state(p)
                     st["step"] += 1
                     self._update(p.data, g, st, group)
-                    p._version += 1
+                    p.bump_version()
 
     def _update(self, x, g, state: dict, group: dict) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -205,7 +207,8 @@ class SGD(Optimizer):
 
     def __init__(self, params, lr: float, momentum: float = 0.0, nesterov: bool = False,
                  weight_decay: float = 0.0):
-        if nesterov and momentum <= 0:
+        momentum = checks.real(momentum, "SGD", "momentum", low=0)
+        if checks.boolean(nesterov, "SGD", "nesterov") and momentum <= 0:
             raise ValueError(f"SGD: nesterov needs momentum > 0, got momentum={momentum}")
         super().__init__(params, dict(lr=lr, momentum=momentum, nesterov=nesterov,
                                       weight_decay=weight_decay))

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 
+from minigrad import checks
 from minigrad.optim.optimizers import Optimizer
 
 __all__ = ["CosineAnnealingLR", "ExponentialLR", "LRScheduler", "StepLR"]
@@ -83,11 +84,8 @@ class StepLR(LRScheduler):
     hyper = ("step_size", "gamma")
 
     def __init__(self, optimizer: Optimizer, step_size: int, gamma: float = 0.1):
-        if not isinstance(step_size, int) or step_size <= 0:
-            raise ValueError(f"StepLR: step_size must be a positive integer, got {step_size!r}")
-        if not gamma > 0:
-            raise ValueError(f"StepLR: gamma must be > 0, got {gamma}")
-        self.step_size, self.gamma = step_size, float(gamma)
+        self.step_size = checks.integer(step_size, "StepLR", "step_size", low=1)
+        self.gamma = checks.real(gamma, "StepLR", "gamma", low=0, low_open=True)
         super().__init__(optimizer)
 
     def _lr(self, base_lr, t):
@@ -100,9 +98,7 @@ class ExponentialLR(LRScheduler):
     hyper = ("gamma",)
 
     def __init__(self, optimizer: Optimizer, gamma: float):
-        if not gamma > 0:
-            raise ValueError(f"ExponentialLR: gamma must be > 0, got {gamma}")
-        self.gamma = float(gamma)
+        self.gamma = checks.real(gamma, "ExponentialLR", "gamma", low=0, low_open=True)
         super().__init__(optimizer)
 
     def _lr(self, base_lr, t):
@@ -118,11 +114,8 @@ class CosineAnnealingLR(LRScheduler):
     hyper = ("T_max", "eta_min")
 
     def __init__(self, optimizer: Optimizer, T_max: int, eta_min: float = 0.0):
-        if not isinstance(T_max, int) or T_max <= 0:
-            raise ValueError(f"CosineAnnealingLR: T_max must be a positive integer, got {T_max!r}")
-        if not eta_min >= 0:
-            raise ValueError(f"CosineAnnealingLR: eta_min must be >= 0, got {eta_min}")
-        self.T_max, self.eta_min = T_max, float(eta_min)
+        self.T_max = checks.integer(T_max, "CosineAnnealingLR", "T_max", low=1)
+        self.eta_min = checks.real(eta_min, "CosineAnnealingLR", "eta_min", low=0)
         super().__init__(optimizer)
 
     def _lr(self, base_lr, t):

@@ -1,4 +1,5 @@
-"""A kit for testing ops and cells: `gradcheck`, and (with hypothesis) `.strategies`."""
-from minigrad.testing.gradcheck import GradcheckError, gradcheck
+"""A kit for testing ops and cells: `gradcheck`, `gradgradcheck`, and (with hypothesis)
+`.strategies`."""
+from minigrad.testing.gradcheck import GradcheckError, gradcheck, gradgradcheck
 
-__all__ = ["GradcheckError", "gradcheck"]
+__all__ = ["GradcheckError", "gradcheck", "gradgradcheck"]

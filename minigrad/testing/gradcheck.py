@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from minigrad import backend
+from minigrad import backend, checks
 from minigrad.autograd import grad as _grad
+from minigrad.modes import enable_grad, no_grad
 from minigrad.tensor import Tensor
 
 
@@ -48,8 +49,23 @@ def gradcheck(fn, inputs, *, eps=1e-6, atol=1e-6, rtol=1e-4, mode="directional",
     >>> gradcheck(lambda x: mg.tanh(x) * x, [x])
     True
     """
+    return _check("gradcheck", fn, inputs, eps=eps, atol=atol, rtol=rtol, mode=mode,
+                  n_directions=n_directions, seed=seed)
+
+
+def _check(what, fn, inputs, *, eps, atol, rtol, mode, n_directions, seed) -> bool:
+    """gradcheck's work; `what` names the check in its errors (gradcheck, gradgradcheck)."""
     if mode not in ("directional", "elementwise"):
         raise ValueError(f"gradcheck: mode must be 'directional' or 'elementwise', got {mode!r}")
+    eps = checks.real(eps, "gradcheck", "eps", low=0, low_open=True)
+    atol = checks.real(atol, "gradcheck", "atol", low=0)
+    rtol = checks.real(rtol, "gradcheck", "rtol", low=0)
+    n_directions = checks.integer(n_directions, "gradcheck", "n_directions", low=1)
+    if not callable(fn):
+        raise TypeError(f"gradcheck: fn must be callable, got {type(fn).__name__}")
+    if isinstance(inputs, Tensor):
+        raise TypeError("gradcheck: inputs must be a list of Tensors, got a single Tensor; "
+                        "wrap it in a list")
     inputs = list(inputs)
     checked = [i for i, t in enumerate(inputs) if isinstance(t, Tensor) and t.requires_grad]
     if not checked:
@@ -65,7 +81,6 @@ def gradcheck(fn, inputs, *, eps=1e-6, atol=1e-6, rtol=1e-4, mode="directional",
 
     def loss_with(v, values):
         """v . f(inputs with `values` substituted for the checked ones) (no graph)."""
-        from minigrad.engine import no_grad
         saved = [inputs[i].data for i in checked]
         try:
             for i, val in zip(checked, values):
@@ -107,7 +122,7 @@ def gradcheck(fn, inputs, *, eps=1e-6, atol=1e-6, rtol=1e-4, mode="directional",
             exact = sum(float((a * u).sum()) for a, u in zip(analytic, us))
             if not abs(exact - numeric) <= atol + rtol * abs(numeric):
                 raise GradcheckError(
-                    f"gradcheck failed for {where}, direction {d}: backward gives "
+                    f"{what} failed for {where}, direction {d}: backward gives "
                     f"{exact:.10g}, finite differences give {numeric:.10g} "
                     f"(difference {abs(exact - numeric):.3g})")
         else:
@@ -130,6 +145,46 @@ def gradcheck(fn, inputs, *, eps=1e-6, atol=1e-6, rtol=1e-4, mode="directional",
             if worst[1] is not None:
                 i, idx, exact, numeric = worst[1]
                 raise GradcheckError(
-                    f"gradcheck failed for {where}: worst at input {i}, index {idx}: backward "
+                    f"{what} failed for {where}: worst at input {i}, index {idx}: backward "
                     f"gives {exact:.10g}, finite differences give {numeric:.10g}")
     return True
+
+
+def gradgradcheck(fn, inputs, *, eps=1e-6, atol=1e-5, rtol=1e-4, mode="directional",
+                  n_directions=2, seed=0) -> bool:
+    """Check the second derivatives of `fn(*inputs)`: the gradients that `create_graph=True`
+    records, differentiated again, against finite differences of first-order gradients.
+
+    The function checked is G(inputs, v) = d<fn(inputs), v>/d(inputs) for cotangents `v` drawn
+    from `seed` (float64 tensors requiring grad, one per output that requires grad): its backward
+    is the second-order backward of `fn` (through the inputs and through v), its values come from
+    ordinary backward passes. Directional by default, like `gradcheck`, whose options it takes;
+    the error names `fn`, the shapes and the seed.
+
+    >>> import minigrad as mg
+    >>> x = mg.tensor([0.3, -1.2], dtype="float64", requires_grad=True)
+    >>> gradgradcheck(lambda x: mg.tanh(x) * x, [x])
+    True
+    """
+    inputs = list(inputs)
+    checked = [i for i, t in enumerate(inputs) if isinstance(t, Tensor) and t.requires_grad]
+    if not checked:
+        raise ValueError("gradgradcheck: no input Tensor has requires_grad=True")
+    rng = np.random.default_rng(seed + 1)
+    live = [k for k, o in enumerate(_outputs(fn, inputs)) if o.requires_grad]
+    outs = _outputs(fn, inputs)
+    vs = [Tensor(rng.standard_normal(outs[k].shape), dtype=np.float64, device=outs[k].device,
+                 requires_grad=True) for k in live]
+
+    def first_gradients(*args):
+        xs, v = list(args[:len(inputs)]), args[len(inputs):]
+        with enable_grad():
+            o = _outputs(fn, xs)
+            got = _grad([o[k] for k in live], [xs[i] for i in checked], list(v),
+                        create_graph=True, allow_unused=True)
+        return tuple(Tensor(backend.get_array_module(xs[i].data).zeros(xs[i].shape))
+                     if g is None else g for i, g in zip(checked, got))
+
+    first_gradients.__qualname__ = f"the gradients of {_name(fn)}"
+    return _check("gradgradcheck", first_gradients, inputs + vs, eps=eps, atol=atol, rtol=rtol,
+                  mode=mode, n_directions=n_directions, seed=seed)

@@ -3,7 +3,9 @@
 Op nodes (rounded boxes) show the op, its output shapes and values and what it saved; tensor
 nodes (plain boxes) are parameters, other leaves, constants and the outputs. An edge carries one
 tensor from its producer to the input slot of its consumer; a bold edge is an array the consumer
-saved for backward, a dashed one a constant (no gradient flows back along it).
+saved for backward, a dashed one a constant (no gradient flows back along it). Ops that a
+`create_graph=True` backward recorded (the gradient graph) are drawn in their own colour, with the
+order of the derivative they compute; a legend box says what each colour and line means.
 """
 from __future__ import annotations
 
@@ -64,14 +66,17 @@ class Digraph(graphviz.Digraph):
 
 
 # Colours, also used by the HTML stepper's style sheet.
-FILL = {"op": "#eeeeee", "param": "#cfe2ff", "leaf": "#d8f0d8", "const": "#f7f7f7",
-        "output": "#ffe0b0", "more": "#ffffff"}
+FILL = {"op": "#eeeeee", "gradop": "#ecd9f7", "param": "#cfe2ff", "leaf": "#d8f0d8",
+        "const": "#f7f7f7", "output": "#ffe0b0", "more": "#ffffff"}
+LEGEND = {"op": "op (forward)", "gradop": "op of a create_graph backward",
+          "param": "parameter", "leaf": "leaf input", "const": "constant", "output": "output"}
 MARK = {"current": "#ff8c69", "fdone": "#bfe0ff", "bdone": "#ffd9a0"}
 GRAD_COLOR = "#b03000"
 
 
 def draw(outputs, *, show_values: bool = True, show_grads: bool = True, group: str | None = None,
-         max_nodes: int | None = None, rankdir: str = "TB", fold: bool = False) -> Digraph:
+         max_nodes: int | None = None, rankdir: str = "TB", fold: bool = False,
+         legend: bool = True) -> Digraph:
     """Draw the graph that produced `outputs` (a Tensor or a sequence of Tensors).
 
     Nodes show op name, shape, dtype and name (parameters by dotted path once
@@ -84,6 +89,11 @@ def draw(outputs, *, show_values: bool = True, show_grads: bool = True, group: s
     of identical consecutive steps is drawn once, labelled with its count. `max_nodes` keeps the
     last `max_nodes` ops (those nearest the outputs). Returns a `Digraph`: `.source` is the DOT
     text, `.render("g.svg")` writes an image, Jupyter shows it inline.
+
+    Drawing a gradient that `mg.grad(..., create_graph=True)` returned shows the graph of the
+    backward pass (ops in lilac, labelled "d1" for a first derivative, "d2" for the graph of a
+    second one, ...) joined to the forward graph it reads (grey ops). `legend=False` leaves out
+    the box that explains the colours and lines.
 
     >>> import minigrad as mg
     >>> w = mg.tensor([[0.5, -1.0]], requires_grad=True, name="w")
@@ -105,7 +115,7 @@ def draw(outputs, *, show_values: bool = True, show_grads: bool = True, group: s
     if rankdir not in ("TB", "BT", "LR", "RL"):
         raise ValueError(f"draw: rankdir must be TB, BT, LR or RL, got {rankdir!r}")
     return layout(build(outputs), show_values=show_values, show_grads=show_grads, group=group,
-                  max_nodes=max_nodes, rankdir=rankdir, fold=fold)
+                  max_nodes=max_nodes, rankdir=rankdir, fold=fold, legend=legend)
 
 
 def _tag(fn, key):
@@ -174,10 +184,11 @@ def _fold(g: Graph):
 
 def layout(g: Graph, *, show_values=True, show_grads=True, group=None, max_nodes=None,
            rankdir="TB", fold=False, marks=None, edge_text=None, op_grads=None,
-           classes=False) -> Digraph:
+           classes=False, legend=False) -> Digraph:
     """Build the Digraph for `g`. Steppers add `marks` (node id -> current/fdone/bdone),
     `edge_text` ((src, dst, pos) -> gradient text) and `op_grads` (op id -> text);
-    `classes=True` leaves colouring to a style sheet (the HTML stepper)."""
+    `classes=True` leaves colouring to a style sheet (the HTML stepper); `legend=True` adds the
+    box explaining colours and lines."""
     marks = marks or {}
     edge_text = edge_text or {}
     op_grads = op_grads or {}
@@ -213,6 +224,7 @@ def layout(g: Graph, *, show_values=True, show_grads=True, group=None, max_nodes
             out_shapes[(e.src, e.out_idx)] = e.shape
     tree = {"nodes": [], "kids": {}}
     chains = {}
+    kinds_drawn = set()
 
     def place(ch, line):
         box = tree
@@ -229,7 +241,7 @@ def layout(g: Graph, *, show_values=True, show_grads=True, group=None, max_nodes
             a["fillcolor"] = MARK.get(marks.get(nid), FILL[kind])
             if marks.get(nid) == "current":
                 a["penwidth"] = "3"
-        if kind == "op":
+        if kind in ("op", "gradop"):
             a["style"] = "rounded,filled"
         elif kind == "const":
             a["style"] = "dashed,filled"
@@ -264,7 +276,11 @@ def layout(g: Graph, *, show_values=True, show_grads=True, group=None, max_nodes
             lines.append("saves: " + ", ".join(saved))
         if show_grads and nid in op_grads:
             lines.append("grad: " + op_grads[nid])
-        place(ch, (nid, _label(lines), attrs(nid, "op")))
+        order = _tag(fn, "grad")
+        if order is not None:
+            lines[0] += f"  (d{order})"
+        kinds_drawn.add("op" if order is None else "gradop")
+        place(ch, (nid, _label(lines), attrs(nid, "op" if order is None else "gradop")))
     if dropped:
         place((), ("more", f"… {len(dropped)} earlier ops not drawn", attrs("more", "more")))
 
@@ -288,9 +304,12 @@ def layout(g: Graph, *, show_values=True, show_grads=True, group=None, max_nodes
         elif group == "module" and t.kind == "param" and "." in t.name:
             module = t.name.rsplit(".", 1)[0]
             ch = next((c for c in chains.values() if c and c[-1] == module), ())
+        kinds_drawn.add(t.kind)
         place(ch, (t.id, _label(lines), attrs(t.id, t.kind)))
 
     _emit(dot, tree, group, folded_label, [0])
+    if legend:
+        _legend(dot, [k for k in LEGEND if k in kinds_drawn], attrs)
 
     # edges, mapped onto representatives and drawn once each with a count
     time_of = {g.op_id(fn): _tag(fn, "time") for fn in g.ops}
@@ -340,6 +359,28 @@ def layout(g: Graph, *, show_values=True, show_grads=True, group=None, max_nodes
             a["fontcolor"] = GRAD_COLOR
         dot.edge(src, dst, **a)
     return dot
+
+
+def _legend(dot, kinds, attrs):
+    """A box naming each colour drawn, and what bold and dashed edges mean."""
+    with dot.subgraph(name="cluster_legend") as sub:
+        sub.attr(label="legend", style="rounded", color="#bbbbbb", fontsize="10", id="legend")
+        prev = None
+        for kind in kinds:
+            a = attrs(f"legend_{kind}", kind)
+            sub.node(f"legend_{kind}", label=LEGEND[kind], fontsize="9", **a)
+            if prev is not None:
+                sub.edge(prev, f"legend_{kind}", style="invis", id=f"legend_e_{kind}")
+            prev = f"legend_{kind}"
+        sub.node("legend_a", label="", shape="point", width="0.05", id="legend_a")
+        sub.node("legend_b", label="saved for backward", shape="plaintext", fontsize="9",
+                 style="", id="legend_b")
+        sub.node("legend_c", label="constant: no gradient", shape="plaintext", fontsize="9",
+                 style="", id="legend_c")
+        sub.edge("legend_a", "legend_b", penwidth="2", id="legend_e_saved")
+        sub.edge("legend_a", "legend_c", style="dashed", color="#888888", id="legend_e_const")
+        if prev is not None:
+            sub.edge(prev, "legend_a", style="invis", id="legend_e_lines")
 
 
 def _label(lines) -> str:

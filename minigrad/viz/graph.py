@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from minigrad import backend
-from minigrad.engine import Function, state
+from minigrad.engine import Function
+from minigrad.modes import state
 from minigrad.nn.module import Parameter
 from minigrad.tensor import Tensor
 
@@ -119,7 +120,7 @@ def build(outputs) -> Graph:
         if not isinstance(t, Tensor):
             raise TypeError(f"viz: expected Tensors to draw, got {type(t).__name__}")
     seen = {}
-    stack = [t._node for t in roots if t._node is not None]
+    stack = [t.grad_fn for t in roots if t.grad_fn is not None]
     while stack:
         fn = stack.pop()
         if id(fn) in seen:
@@ -165,13 +166,13 @@ def build(outputs) -> Graph:
                                                                else f"output {k}"),
                                     t.shape, t.dtype, t.data,
                                     t.grad.data if t.grad is not None else None, t))
-        if t._node is not None:
-            g.edges.append(Edge(g.ids[id(t._node)], oid, -1, t._idx, t.shape))
+        if t.grad_fn is not None:
+            g.edges.append(Edge(g.ids[id(t.grad_fn)], oid, -1, t.output_index, t.shape))
     return g
 
 
 def _is_array(a) -> bool:
-    return type(a) in backend._by_type
+    return backend.is_array(a)
 
 
 def outputs_of(fn):

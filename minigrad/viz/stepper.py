@@ -4,11 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
-
 from minigrad.autograd import roots_and_grads
-from minigrad.engine import _check_versions, count_consumers, unbroadcast
-from minigrad.tensor import Tensor, _seed_grad
+from minigrad.engine import count_consumers, run_backward
+from minigrad.tensor import Tensor, seed_grad
 from minigrad.viz.draw import Digraph, layout
 from minigrad.viz.graph import build, fmt_value, op_id, outputs_of
 
@@ -74,7 +72,7 @@ class Stepper:
             raise ValueError("Stepper: no output requires grad, so there is no backward pass to "
                              "step through (build it from tensors with requires_grad=True)")
         self.graph = build(roots)
-        seeds = [_seed_grad(t, g, "Stepper") for t, g in zip(roots, grad_outputs)]
+        seeds = [seed_grad(t, g, "Stepper") for t, g in zip(roots, grad_outputs)]
         self.roots = roots
         self.seeds = seeds
         self.forward_steps = [ForwardStep(k, fn, outputs_of(fn))
@@ -129,7 +127,7 @@ class Stepper:
             edge_text.update(self.edge_grads(s))
         marks[g.op_id(step.node)] = "current"
         for k, t in enumerate(self.roots):
-            edge_text[(g.op_id(t._node), f"out{k}", -1)] = "g = " + fmt_value(self.seeds[k])
+            edge_text[(g.op_id(t.grad_fn), f"out{k}", -1)] = "g = " + fmt_value(self.seeds[k])
         return {"marks": marks, "edge_text": edge_text, "op_grads": op_grads}
 
     def edge_grads(self, step: BackwardStep) -> dict:
@@ -144,66 +142,16 @@ class Stepper:
 
 
 def _walk(roots, seeds):
-    """The engine's backward order (see `engine.run_backward`), kept step by step."""
-    deps = count_consumers(roots, "build the Stepper before calling backward, or pass "
-                                  "retain_graph=True to that backward")
+    """The engine's own backward walk (`engine.run_backward`), kept step by step through its
+    `visit` callback, without freeing, hooks or touching any `.grad`."""
+    count_consumers(roots, "build the Stepper before calling backward, or pass "
+                           "retain_graph=True to that backward")
+    steps, done = [], []
 
-    pending = {}      # id(node) -> list of gradients arriving at its outputs
-    leaf_grads = {}   # id(leaf) -> [leaf, summed gradient]
-    ready = []
-    for t, s in zip(roots, seeds):
-        fn = t._node
-        if fn is None:
-            if t.requires_grad:
-                _add(leaf_grads, id(t), t, s)
-            continue
-        gl = pending.setdefault(id(fn), [None] * fn.n_out)
-        gl[t._idx] = s if gl[t._idx] is None else gl[t._idx] + s
-        if deps[fn] == 0 and fn not in ready:
-            ready.append(fn)
-
-    steps = []
-    done = []
-    while ready:
-        fn = ready.pop()
-        gouts = pending.pop(id(fn), None) or [None] * fn.n_out
-        gxs = [None] * len(fn.parents)
-        if any(g is not None for g in gouts):
-            for k in range(fn.n_out):
-                if gouts[k] is None:
-                    shape, dtype = fn.out_meta[k]
-                    gouts[k] = fn.xp.zeros(shape, dtype)
-            if fn.checks is not None:
-                _check_versions(fn)
-            got = fn.backward(*gouts)
-            got = got if type(got) is tuple else (got,)
-            for i, p in enumerate(fn.parents):
-                if p is not None and got[i] is not None:
-                    gx = got[i] if hasattr(got[i], "shape") else np.asarray(got[i])
-                    gxs[i] = unbroadcast(gx, p[2]) if gx.shape != p[2] else gx
+    def visit(fn, gouts, gxs):
+        gouts = gouts or [None] * fn.n_out
         steps.append(BackwardStep(len(steps), fn, tuple(gouts), tuple(gxs), frozenset(done)))
         done.append(op_id(fn))
-        for i, p in enumerate(fn.parents):
-            if p is None:
-                continue
-            target, idx, _ = p
-            g = gxs[i]
-            if idx < 0:
-                if g is not None:
-                    _add(leaf_grads, id(target), target, g)
-                continue
-            if g is not None:
-                gl = pending.setdefault(id(target), [None] * target.n_out)
-                gl[idx] = g if gl[idx] is None else gl[idx] + g
-            deps[target] -= 1
-            if deps[target] == 0:
-                ready.append(target)
-    return steps, leaf_grads
 
-
-def _add(leaf_grads, key, leaf, g):
-    entry = leaf_grads.get(key)
-    if entry is None:
-        leaf_grads[key] = [leaf, g]
-    else:
-        entry[1] = entry[1] + g
+    leaves = run_backward(roots, seeds, retain_graph=True, run_hooks=False, visit=visit)
+    return steps, leaves
