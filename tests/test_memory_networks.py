@@ -338,14 +338,7 @@ def state_leaves(state):
     return [state]
 
 
-# Today's rnn.unroll masks a state by lengths with a (B, 1) mask and checkpoints flat tuples
-# only, so these fail on a (B, N, M) memory and a nested controller state; issue 11 (rnn.state)
-# makes unroll handle any nesting. strict: once it does, an XPASS fails and the marks go.
-NEEDS_NESTED_UNROLL = pytest.mark.xfail(strict=True, reason="rnn.unroll on nested and 3-D "
-                                        "states comes with issue 11 (rnn.state)")
-
-
-@pytest.mark.parametrize("name", [pytest.param(n, marks=NEEDS_NESTED_UNROLL) for n in CELLS])
+@pytest.mark.parametrize("name", sorted(CELLS))
 def test_lengths_give_what_each_sequence_gives_alone(name):
     """A padded batch with lengths: each sequence's outputs, final state and weight gradients are
     those of the sequence run alone, without padding."""
@@ -368,9 +361,8 @@ def test_lengths_give_what_each_sequence_gives_alone(name):
         np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-12)
 
 
-@pytest.mark.parametrize("name, lengths", [
-    pytest.param("ntm", None, marks=NEEDS_NESTED_UNROLL), ("ntm_feedforward", None),
-    ("stack", None)] + [pytest.param(n, [6, 3, 5], marks=NEEDS_NESTED_UNROLL) for n in CELLS])
+@pytest.mark.parametrize("name", sorted(CELLS))
+@pytest.mark.parametrize("lengths", [None, [6, 3, 5]])
 def test_checkpointing_gives_identical_gradients(name, lengths):
     cell = CELLS[name]()
     x = mg.tensor(np.random.default_rng(6).standard_normal((6, 3, IN_SIZE[name])))

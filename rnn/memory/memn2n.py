@@ -7,7 +7,7 @@ import numpy as np
 import minigrad as mg
 from minigrad import backend
 from minigrad.nn import Module, Parameter
-from rnn.memory.ntm import as_generator
+from rnn.cell import generator
 
 
 def position_encoding(sentence_length: int, embed_size: int) -> np.ndarray:
@@ -62,7 +62,7 @@ class MemN2N(Module):
                 raise ValueError(f"MemN2N: {name} must be a positive int, got {n!r}")
         if tying not in ("adjacent", "layerwise"):
             raise ValueError(f"MemN2N: tying must be 'adjacent' or 'layerwise', got {tying!r}")
-        rng = as_generator(rng)
+        rng = generator(rng)
         self.vocab_size, self.embed_size = vocab_size, embed_size
         self.hops, self.tying = hops, tying
         self.memory_size, self.sentence_length = memory_size, sentence_length

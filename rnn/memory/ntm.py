@@ -10,21 +10,9 @@ import numpy as np
 
 import minigrad as mg
 from minigrad.nn import Parameter
-from rnn.cell import Cell
+from rnn.cell import Cell, generator
 from rnn.cells import LSTMCell
 from rnn.memory.addressing import address, read, write
-
-
-def as_generator(rng) -> np.random.Generator:
-    """A NumPy Generator from None (minigrad's default generator), a Generator or an int seed."""
-    if rng is None:
-        return mg.random.default_generator()
-    if isinstance(rng, np.random.Generator):
-        return rng
-    if isinstance(rng, (int, np.integer)):
-        return np.random.default_rng(int(rng))
-    raise TypeError(f"rng must be a numpy.random.Generator or an int seed, got "
-                    f"{type(rng).__name__}")
 
 
 class NTMCell(Cell):
@@ -63,7 +51,7 @@ class NTMCell(Cell):
                  controller_size: int = 100, memory_slots: int = 128, slot_size: int = 20,
                  read_heads: int = 1, write_heads: int = 1, shift_width: int = 3, rng=None,
                  dtype=None, device=None):
-        rng = as_generator(rng)
+        rng = generator(rng)
         super().__init__(input_size, output_size, rng=rng, dtype=dtype, device=device)
         for name, n in (("controller_size", controller_size), ("memory_slots", memory_slots),
                         ("slot_size", slot_size), ("read_heads", read_heads),

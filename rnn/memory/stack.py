@@ -7,8 +7,7 @@ import math
 import numpy as np
 
 import minigrad as mg
-from rnn.cell import Cell
-from rnn.memory.ntm import as_generator
+from rnn.cell import Cell, generator
 
 EMPTY = -1.0  # the value of a stack cell nothing was pushed into (pushed values lie in (0, 1))
 
@@ -41,7 +40,7 @@ class StackRNNCell(Cell):
     def __init__(self, input_size: int, output_size: int, *, hidden_size: int = 40,
                  stacks: int = 2, depth: int = 100, read_top: int = 2, recurrent: bool = True,
                  rng=None, dtype=None, device=None):
-        rng = as_generator(rng)
+        rng = generator(rng)
         super().__init__(input_size, hidden_size, rng=rng, dtype=dtype, device=device)
         for name, n in (("output_size", output_size), ("stacks", stacks), ("depth", depth),
                         ("read_top", read_top)):
