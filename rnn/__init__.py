@@ -13,7 +13,9 @@ and `clip_state_grad` trade memory and tame gradients over long sequences. See d
 >>> out.shape
 (5, 2, 8)
 """
-from rnn import analysis, kernels, state, steps
+from rnn import analysis, kernels, reinforce, state, steps
+from rnn.attention import (AdditiveAttention, Attention, BilinearAttention, DotAttention,
+                           HardAttention, LocationAwareAttention, masked_softmax, source_mask)
 from rnn.cell import Cell
 from rnn.cells import GRUCell, LSTMCell, MUT1Cell, MUT2Cell, MUT3Cell, PhasedLSTMCell, RNNCell
 from rnn.checkpointing import unroll_checkpointed
@@ -22,11 +24,18 @@ from rnn.generate import generate  # the function shadows the module
 from rnn.lengths import mask_from_lengths
 from rnn.layers import GRU, LSTM, RNN, Bidirectional, DeepTransitionCell, Stacked, reverse_sequences
 from rnn.losses import sequence_cross_entropy
+from rnn.seq2seq import (AttentionDecoderCell, Seq2Seq, Seq2SeqState, SourceContext, StepStack,
+                         run_decoder)
+from rnn.hred import HRED
 from rnn import memory  # noqa: I001  (after the cells it builds on)
 from rnn.tbptt import TBPTTResult, Window, tbptt  # the function shadows the module: take all
 from rnn.unroll import pad_sequences, unroll
 
 __all__ = [
+    "AdditiveAttention", "Attention", "BilinearAttention", "DotAttention", "HardAttention",
+    "LocationAwareAttention", "reinforce", "masked_softmax", "source_mask",
+    "AttentionDecoderCell", "HRED", "Seq2Seq", "Seq2SeqState", "SourceContext", "StepStack",
+    "run_decoder",
     "Bidirectional", "Cell", "DeepTransitionCell", "GRU", "GRUCell", "LSTM", "LSTMCell",
     "MUT1Cell", "MUT2Cell", "MUT3Cell", "PhasedLSTMCell", "RNN", "RNNCell", "Stacked",
     "TBPTTResult", "Window", "analysis", "clip_state_grad", "generate", "kernels",

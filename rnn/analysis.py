@@ -18,8 +18,8 @@ from minigrad.engine import state as _engine
 from rnn import state as st
 from rnn.unroll import unroll
 
-__all__ = ["eigenvalues", "saturation", "scale_spectral_radius", "spectral_radius",
-           "state_gradient_norms"]
+__all__ = ["eigenvalues", "plot_attention", "plot_image_attention", "saturation",
+           "scale_spectral_radius", "spectral_radius", "state_gradient_norms"]
 
 
 def _square(weight, op: str) -> np.ndarray:
@@ -192,3 +192,72 @@ def _leaf(inputs, op):
     if not isinstance(inputs, mg.Tensor):
         raise TypeError(f"{op}: inputs must be a Tensor (T, B, I), got {type(inputs).__name__}")
     return mg.Tensor(inputs.data, requires_grad=True)
+
+
+def _host_weights(weights):
+    a = weights.data if isinstance(weights, mg.Tensor) else weights
+    a = np.asarray(backend.to_host(a) if backend.is_array(a) else a, dtype=np.float64)
+    return a
+
+
+def plot_attention(weights, src_tokens, tgt_tokens, ax=None, title: str | None = None):
+    """Heatmap of attention weights (T, S): row t is where output token t looked in the source.
+
+    `src_tokens` (S labels) and `tgt_tokens` (T labels) label the columns and rows (strings or
+    anything printable; a string gives one label per character). Draws on `ax` (a matplotlib
+    Axes; a new figure when None) and returns the Axes. Needs matplotlib (the `viz` extra).
+
+    >>> import numpy as np
+    >>> ax = plot_attention(np.eye(3), "abc", "xyz")
+    >>> [t.get_text() for t in ax.get_xticklabels()]
+    ['a', 'b', 'c']
+    """
+    a = _host_weights(weights)
+    src, tgt = list(src_tokens), list(tgt_tokens)
+    if a.ndim != 2 or a.shape != (len(tgt), len(src)):
+        raise ValueError(f"plot_attention: weights of shape {a.shape} do not match "
+                         f"(len(tgt_tokens), len(src_tokens)) = ({len(tgt)}, {len(src)})")
+    if ax is None:
+        import matplotlib.pyplot as plt
+        _, ax = plt.subplots(figsize=(0.3 * len(src) + 1.5, 0.3 * len(tgt) + 1.2))
+    ax.imshow(a, cmap="Greys", vmin=0.0, vmax=max(float(a.max()), 1e-12), aspect="auto")
+    ax.set_xticks(range(len(src)), [str(s) for s in src], fontsize=8)
+    ax.set_yticks(range(len(tgt)), [str(t) for t in tgt], fontsize=8)
+    ax.set_xlabel("source")
+    ax.set_ylabel("output")
+    if title:
+        ax.set_title(title, fontsize=9)
+    return ax
+
+
+def plot_image_attention(image, weights, ax=None, title: str | None = None, alpha: float = 0.6):
+    """An image (H, W) in grey with attention weights over a grid of regions (h, w) laid on it.
+
+    Each weight covers the (H/h, W/w) block of pixels its region stands for (nearest-neighbour
+    upsampling, so H and W must be multiples of h and w); weights are shown in red with
+    `alpha`. Returns the Axes.
+
+    >>> import numpy as np
+    >>> ax = plot_image_attention(np.ones((8, 24)), np.eye(1, 3)[0].reshape(1, 3))
+    >>> len(ax.images)
+    2
+    """
+    img = _host_weights(image)
+    w = _host_weights(weights)
+    if img.ndim != 2 or w.ndim != 2 or img.shape[0] % w.shape[0] or img.shape[1] % w.shape[1]:
+        raise ValueError(f"plot_image_attention: image (H, W) {img.shape} must be a whole number "
+                         f"of weight grids (h, w) {w.shape}")
+    up = np.kron(w, np.ones((img.shape[0] // w.shape[0], img.shape[1] // w.shape[1])))
+    if ax is None:
+        import matplotlib.pyplot as plt
+        _, ax = plt.subplots(figsize=(3, 3 * img.shape[0] / img.shape[1] + 0.4))
+    ax.imshow(img, cmap="Greys", interpolation="nearest")
+    rgba = np.zeros(up.shape + (4,))
+    rgba[..., 0] = 1.0
+    rgba[..., 3] = alpha * up / max(float(up.max()), 1e-12)
+    ax.imshow(rgba, interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if title:
+        ax.set_title(title, fontsize=9)
+    return ax
