@@ -282,15 +282,16 @@ def _anomaly_source(fn, inputs) -> str:
     for k, t in enumerate(inputs):
         a = t.data if isinstance(t, Tensor) else t
         if type(a) in array_types and a.dtype.kind in "fc" and not all_finite((a,)):
+            shape = tuple(a.shape)
             if not isinstance(t, Tensor):
-                what = "a constant array"
+                what = f"a constant array of shape {shape}"
             elif t._node is None:
-                what = f"leaf tensor {t.name!r}" if t.name else "a leaf tensor"
+                what = f"the leaf tensor {t.name + ' ' if t.name else ''}of shape {shape}"
             else:
-                what = f"a tensor made by {t._node.name} outside detect_anomaly"
-            return (f"NaN/Inf came in through input {k} of {fn.name} ({what} of shape "
-                    f"{tuple(a.shape)}), not produced by {fn.name}; {fn.name} was called "
-                    f"at {fn.origin}")
+                what = (f"a tensor of shape {shape} made by {t._node.name} outside "
+                        "detect_anomaly")
+            return (f"NaN/Inf came in through input {k} of {fn.name}: {what}; {fn.name} did "
+                    f"not produce it (called at {fn.origin})")
     return f"{fn.name} produced NaN/Inf in forward, created at {fn.origin}"
 
 
