@@ -188,10 +188,15 @@ def _apply_multi(fn, inputs, outs, kwargs):
 
 
 def _as_device_array(fn, out):
-    """NumPy turns 0-d results into scalars: make them arrays again (in `saved` too)."""
-    if type(out) in array_types:
+    """NumPy turns 0-d results into scalars: make them arrays again (in `saved` too). A result
+    that is not of the inputs' array type is also where an op that wraps anything (roll,
+    broadcast_to) shows that it was given no numbers at all (None): refused here, off the hot
+    path."""
+    a = out if type(out) in array_types else np.asarray(out)
+    if a.dtype.kind not in "biufc":  # None or a string reached an op that wraps anything
+        raise TypeError(f"{fn.name}: an input is not numbers (the result has dtype {a.dtype})")
+    if a is out:
         return out
-    a = np.asarray(out)
     if fn.saved:
         fn.saved = tuple([a if s is out else s for s in fn.saved])
     return a

@@ -38,8 +38,9 @@ def _filled(fill, shape, dtype, device, requires_grad, where):
     if not isinstance(fill, (numbers.Number, np.generic)):
         raise TypeError(f"{where}: fill_value must be a number, got {type(fill).__name__} "
                         f"{fill!r}")
+    xp = backend.get_device(device, where).xp
     try:
-        arr = backend.get_device(device, where).xp.full(shape, fill, dtype=dtype)
+        arr = xp.full(shape, fill, dtype=dtype)
     except (OverflowError, ValueError, TypeError) as e:
         raise ValueError(f"{where}: cannot fill a {dtype} tensor with {fill!r}: {e}") from None
     return engine.Tensor(arr, requires_grad=_flag(requires_grad, where, "requires_grad"))
@@ -77,13 +78,14 @@ def arange(start, stop=None, step=1, dtype=None, device=None, requires_grad=Fals
     dtype = checks.dtype(dtype, "arange") if dtype is not None else get_default_dtype()
     if builtins.abs(stop - start) / builtins.abs(step) > 2 ** 40:
         raise ValueError(f"arange: [{start}, {stop}) in steps of {step} is too many values")
+    device = backend.get_device(device, "arange")
     arr = np.arange(start, stop, step, dtype=dtype)
     return engine.Tensor(arr, requires_grad=requires_grad, device=device)
 
 
 def randn(*shape, rng=None, dtype=None, device=None, requires_grad=False):
     """Standard normal samples from `rng` (a numpy Generator or a seed; default: mg.random)."""
-    shape = _shape_arg(shape, "randn")
+    shape, device = _shape_arg(shape, "randn"), backend.get_device(device, "randn")
     dtype = checks.dtype(dtype, "randn", kinds="f") if dtype is not None else get_default_dtype()
     arr = _generator(rng, "randn").standard_normal(shape).astype(dtype)
     return engine.Tensor(arr, requires_grad=requires_grad, device=device)
@@ -91,7 +93,7 @@ def randn(*shape, rng=None, dtype=None, device=None, requires_grad=False):
 
 def rand(*shape, rng=None, dtype=None, device=None, requires_grad=False):
     """Uniform [0, 1) samples from `rng` (a numpy Generator or a seed; default: mg.random)."""
-    shape = _shape_arg(shape, "rand")
+    shape, device = _shape_arg(shape, "rand"), backend.get_device(device, "rand")
     dtype = checks.dtype(dtype, "rand", kinds="f") if dtype is not None else get_default_dtype()
     arr = _generator(rng, "rand").random(shape).astype(dtype)
     return engine.Tensor(arr, requires_grad=requires_grad, device=device)
@@ -116,6 +118,17 @@ def _shape_arg(shape, where):
 
 def _flag(value, where, name):
     return checks.boolean(value, where, name)
+
+
+def _operand(x, where, name):
+    """`x` unchanged when it is a Tensor, an array of numbers or a number; else refused."""
+    if isinstance(x, engine.Tensor) or isinstance(x, (numbers.Number, np.generic)):
+        return x
+    if backend.is_array(x):
+        if x.dtype.kind not in "biufc":
+            raise TypeError(f"{where}: {name} must hold numbers, got dtype {x.dtype}")
+        return x
+    return _tensor(x, where, name)
 
 
 def _tensor(x, where, name="x"):
@@ -263,7 +276,7 @@ def where(cond, x, y):
     c = _tensor(cond, "where", "cond").data
     if c.dtype != np.bool_:
         c = c.astype(bool)
-    return Where.apply(c, x, y)
+    return Where.apply(c, _operand(x, "where", "x"), _operand(y, "where", "y"))
 
 
 def astype(x, dtype):
@@ -305,6 +318,7 @@ def logsumexp(x, axis=None, keepdims=False):
 def var(x, axis=None, keepdims=False, ddof=0):
     """Variance (NumPy's `ddof`), composed: mean of squared deviations."""
     x = _tensor(x, "var")
+    refuse_complex_loss(x, x, "var")
     axes = checks.axes(axis, x.ndim, "var")
     ddof = checks.integer(ddof, "var", "ddof", low=0)
     n = int(np.prod([x.shape[a] for a in axes])) if axes else 1
@@ -399,7 +413,7 @@ def _tensor_list(tensors, where):
     if not isinstance(tensors, (list, tuple)):
         raise TypeError(f"{where}: tensors must be a list or tuple of Tensors, got "
                         f"{type(tensors).__name__}")
-    return tensors
+    return [_operand(t, where, f"tensors[{k}]") for k, t in enumerate(tensors)]
 
 
 def unstack(x, axis=0):
@@ -426,6 +440,8 @@ def pad(x, pad_width, value=0.0):
 
 def roll(x, shift, axis=None):
     """x with its elements shifted by `shift` along `axis` (None: the flattened array), wrapping."""
+    for s in shift if isinstance(shift, (tuple, list)) else (shift,):
+        checks.integer(s, "roll", "shift")
     return Roll.apply(x, shift=shift, axis=axis)
 
 
@@ -533,7 +549,7 @@ def cross_entropy(logits, targets, ignore_index=-100, reduction="mean"):
 def refuse_complex_loss(x, y, where):
     """Composed functions that order values or give a real result refuse complex inputs too."""
     for a in (x, y):
-        dt = getattr(getattr(a, "data", a), "dtype", None)
+        dt = getattr(a.data if isinstance(a, engine.Tensor) else a, "dtype", None)
         if dt is not None and dt.kind == "c":
             raise TypeError(f"{where}: complex input ({dt}) is not supported: it orders values "
                             "or gives a real result")
