@@ -73,7 +73,8 @@ class TensorMethods:
 
     def __bool__(self):
         if self.data.size != 1:
-            raise ValueError(f"bool: the truth value of a tensor of shape {self.shape} is ambiguous")
+            raise ValueError(f"bool: the truth value of a tensor of shape {self.shape} is "
+                             "ambiguous")
         return bool(self.item())
     def to(self, device) :
         """This tensor on `device` (a differentiable copy, or self when already there)."""
