@@ -30,6 +30,15 @@ class Device:
 
 def register_device(name: str, array_type: type, xp, to_device, to_host) -> Device:
     """Make a device known: `to_device(host ndarray) -> array`, `to_host(array) -> host ndarray`."""
+    if not isinstance(name, str) or not name or ":" in name:
+        raise ValueError(f"register_device: name must be a non-empty str without ':', got "
+                         f"{name!r}")
+    if not isinstance(array_type, type):
+        raise TypeError(f"register_device: array_type must be a class, got "
+                        f"{type(array_type).__name__}")
+    for fn, what in ((to_device, "to_device"), (to_host, "to_host")):
+        if not callable(fn):
+            raise TypeError(f"register_device: {what} must be callable")
     dev = Device(name, array_type, xp, to_device, to_host)
     _devices[name] = dev
     array_types[array_type] = dev
