@@ -281,7 +281,7 @@ def where(cond, x, y):
 
 def astype(x, dtype):
     """x cast to `dtype`; the gradient is cast back to x's dtype."""
-    return AsType.apply(x, dtype=checks.dtype(dtype, "astype"))
+    return AsType.apply(_operand(x, "astype", "x"), dtype=checks.dtype(dtype, "astype"))
 
 
 def sum(x, axis=None, keepdims=False):
@@ -346,7 +346,7 @@ def reshape(x, *shape):
         shape = tuple(shape[0])
     for n in shape:
         checks.integer(n, "reshape", "each size of the shape", low=-1)
-    return Reshape.apply(x, shape=shape)
+    return Reshape.apply(_operand(x, "reshape", "x"), shape=shape)
 
 
 def transpose(x, *axes):
@@ -355,7 +355,7 @@ def transpose(x, *axes):
         axes = tuple(axes[0])
     for a in axes:
         checks.integer(a, "transpose", "each axis")
-    return Transpose.apply(x, axes=axes or None)
+    return Transpose.apply(_operand(x, "transpose", "x"), axes=axes or None)
 
 
 def swapaxes(x, a, b):
@@ -395,7 +395,7 @@ def broadcast_to(x, shape):
     """x broadcast to `shape` (NumPy rules); the gradient is summed back to x's shape."""
     shape = _shape_arg((shape,) if isinstance(shape, (tuple, list)) else (shape,),
                        "broadcast_to")
-    return BroadcastTo.apply(x, shape=shape)
+    return BroadcastTo.apply(_operand(x, "broadcast_to", "x"), shape=shape)
 
 
 def concat(tensors, axis=0):
@@ -418,7 +418,7 @@ def _tensor_list(tensors, where):
 
 def unstack(x, axis=0):
     """The slices of `x` along `axis`, as a tuple (the inverse of `stack`)."""
-    return Unstack.apply(x, axis=axis)
+    return Unstack.apply(_operand(x, "unstack", "x"), axis=axis)
 
 
 def split(x, sections, axis=0):
@@ -428,26 +428,26 @@ def split(x, sections, axis=0):
                         f"{type(sections).__name__} {sections!r}")
     if isinstance(sections, numbers.Integral) and sections < 1:
         raise ValueError(f"split: sections must be >= 1, got {sections}")
-    out = Split.apply(x, sections=sections, axis=axis)
+    out = Split.apply(_operand(x, "split", "x"), sections=sections, axis=axis)
     return out if isinstance(out, tuple) else (out,)
 
 
 def pad(x, pad_width, value=0.0):
     """Constant padding; `pad_width` as in NumPy: ((before, after), ...) per axis."""
-    return Pad.apply(x, pad_width=pad_width, value=checks.real(value, "pad", "value",
-                                                                allow_inf=True))
+    value = checks.real(value, "pad", "value", allow_inf=True)
+    return Pad.apply(_operand(x, "pad", "x"), pad_width=pad_width, value=value)
 
 
 def roll(x, shift, axis=None):
     """x with its elements shifted by `shift` along `axis` (None: the flattened array), wrapping."""
     for s in shift if isinstance(shift, (tuple, list)) else (shift,):
         checks.integer(s, "roll", "shift")
-    return Roll.apply(x, shift=shift, axis=axis)
+    return Roll.apply(_operand(x, "roll", "x"), shift=shift, axis=axis)
 
 
 def flip(x, axis=None):
     """x with the order of elements reversed along `axis` (None: all axes)."""
-    return Flip.apply(x, axis=axis)
+    return Flip.apply(_operand(x, "flip", "x"), axis=axis)
 
 
 def getitem(x, index):

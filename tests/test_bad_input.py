@@ -407,13 +407,13 @@ UNARY = {
     "squeeze": (mg.squeeze, "squeeze"), "expand_dims": (lambda x: mg.expand_dims(x, 0),
                                                          "expand_dims"),
     "swapaxes": (lambda x: mg.swapaxes(x, 0, 1), "swapaxes"),
-    "reshape": (lambda x: mg.reshape(x, -1), "Reshape"),
-    "transpose": (mg.transpose, "Transpose"), "flip": (mg.flip, "Flip"),
-    "roll": (lambda x: mg.roll(x, 1), "Roll"), "pad": (lambda x: mg.pad(x, 1), "Pad"),
-    "broadcast_to": (lambda x: mg.broadcast_to(x, (2, 3)), "BroadcastTo"),
-    "unstack": (mg.unstack, "Unstack"), "split": (lambda x: mg.split(x, 1), "Split"),
+    "reshape": (lambda x: mg.reshape(x, -1), "reshape"),
+    "transpose": (mg.transpose, "transpose"), "flip": (mg.flip, "flip"),
+    "roll": (lambda x: mg.roll(x, 1), "roll"), "pad": (lambda x: mg.pad(x, 1), "pad"),
+    "broadcast_to": (lambda x: mg.broadcast_to(x, (2, 3)), "broadcast_to"),
+    "unstack": (mg.unstack, "unstack"), "split": (lambda x: mg.split(x, 1), "split"),
     "clip": (lambda x: mg.clip(x, 0.0, 1.0), "Clip"),
-    "astype": (lambda x: mg.astype(x, "float32"), "AsType"),
+    "astype": (lambda x: mg.astype(x, "float32"), "astype"),
     "getitem": (lambda x: mg.getitem(x, 0), "getitem"),
     "normalize": (mg.normalize, "normalize"), "dropout": (lambda x: mg.dropout(x, 0.5), "Dropout"),
     "zeros_like": (mg.zeros_like, "zeros_like"), "ones_like": (mg.ones_like, "ones_like"),
@@ -476,7 +476,10 @@ def _string_array_rows():
             x = _x()
             return (lambda: fn(x, strings)), [x]
         rows.append((f"{name}(x, str-array)", TypeError, says, make))
-    for name in ("exp", "tanh", "sum", "softmax", "relu", "sigmoid", "log", "abs"):
+    for name in ("exp", "tanh", "sum", "softmax", "relu", "sigmoid", "log", "abs", "max",
+                 "reshape", "transpose", "flip", "roll", "pad", "broadcast_to", "unstack",
+                 "split", "astype", "getitem", "take", "squeeze", "expand_dims", "swapaxes",
+                 "var", "argmax", "topk", "stack", "concat", "zeros_like", "gather"):
         fn, says = UNARY[name]
         rows.append((f"{name}(str-array)", TypeError, says,
                      lambda fn=fn: ((lambda: fn(strings)), [])))
