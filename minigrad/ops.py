@@ -577,8 +577,8 @@ class GetItem(Primitive):
         try:
             out = x[index]
         except IndexError as e:
-            raise (IndexTypeError if _wrong_index_kind(index) else IndexRangeError)(
-                str(e)) from None
+            kind = checks.IndexTypeError if _wrong_index_kind(index) else checks.IndexRangeError
+            raise kind(str(e)) from None
         self.shape, self.many = x.shape, type(index) is tuple
         self.save_for_backward(*index) if self.many else self.save_for_backward(index)
         return out
@@ -597,9 +597,6 @@ class ScatterAdd(Primitive):
 
     def backward(self, gout):
         return gout[self.saved if self.many else self.saved[0]]
-
-
-IndexRangeError, IndexTypeError = checks.IndexRangeError, checks.IndexTypeError
 
 
 def _wrong_index_kind(index) -> bool:
