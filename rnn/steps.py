@@ -55,10 +55,12 @@ def as_inputs(cell, inputs, who: str = "unroll") -> mg.Tensor:
     return inputs
 
 
-def start_state(cell, state, B: int, who: str = "unroll"):
-    """`cell.initial_state(B)` when `state` is None, else `state` after checking it has that
-    structure and those shapes (`rnn.state.StateError` naming the cell and the path)."""
-    want = cell.initial_state(B)
+def start_state(cell, state, B: int, who: str = "unroll", context=None):
+    """`cell.initial_state(B)` (or `initial_state(B, context)` for a cell whose initial_state
+    reads the context) when `state` is None, else `state` after checking it has that structure
+    and those shapes (`rnn.state.StateError` naming the cell and the path)."""
+    want = (cell.initial_state(B, context) if cell.initial_state_reads_context
+            else cell.initial_state(B))
     if state is None:
         return want
     st.check(state, want, f"{who}: {type(cell).__name__}: the initial state for batch size {B}")
