@@ -905,6 +905,11 @@ def _method_rows():
         ("hvp", ValueError, _x, lambda x: mg.hvp(mg.sum, [x], [mg.ones(2)])),
         ("hvp", ValueError, _x, lambda x: mg.hvp(mg.sum, [x], [])),
         ("hvp", ValueError, _x, lambda x: mg.hvp(mg.tanh, [x], [x])),
+        ("set_num_threads", TypeError, _x, lambda x: mg.set_num_threads("2")),
+        ("set_num_threads", ValueError, _x, lambda x: mg.set_num_threads(0)),
+        ("set_num_threads", TypeError, _x, lambda x: mg.set_num_threads(1.5)),
+        ("set_num_threads", TypeError, _x, lambda x: mg.set_num_threads(True)),
+        ("get_num_threads", TypeError, _x, lambda x: mg.get_num_threads(2)),
     ]
     rows = []
     for i, (says, exc, make_x, call) in enumerate(cases):
@@ -931,7 +936,8 @@ def test_core_table_covers_every_public_function():
     # message must contain); classes are covered by their methods' rows, and
     # get_array_module accepts anything by contract (a non-array is a host scalar: NumPy)
     ids = [r[0] for r in CORE_ROWS]
-    named = {r[2] for r in CORE_ROWS} | set(UNARY) | set(BINARY)
+    files = {r[2].removeprefix("mg.") for r in _file_rows("unused")}  # mg.save, mg.load
+    named = {r[2] for r in CORE_ROWS} | set(UNARY) | set(BINARY) | files
     for name in mg.__all__:
         obj = getattr(mg, name)
         if not callable(obj) or isinstance(obj, type) or name == "get_array_module":
