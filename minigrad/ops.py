@@ -98,7 +98,7 @@ def scatter_add(xp, shape, index, g):
 def refuse_complex(*xs) -> None:
     """For the ops that order values or give a real result: complex inputs are refused."""
     for x in xs:
-        if getattr(x, "dtype", None) is not None and x.dtype.kind == "c" or type(x) is complex:
+        if (getattr(x, "dtype", None) is not None and x.dtype.kind == "c") or type(x) is complex:
             raise TypeError(f"complex input ({getattr(x, 'dtype', 'complex')}) is not supported: "
                             "this op orders values or gives a real result")
 
@@ -580,7 +580,7 @@ class GetItem(Primitive):
             kind = checks.IndexTypeError if _wrong_index_kind(index) else checks.IndexRangeError
             raise kind(str(e)) from None
         self.shape, self.many = x.shape, type(index) is tuple
-        self.save_for_backward(*index) if self.many else self.save_for_backward(index)
+        self.save_for_backward(*(index if self.many else (index,)))
         return out
 
     def backward(self, gout):
@@ -592,7 +592,7 @@ class ScatterAdd(Primitive):
     """out = zeros(shape) with x added at index (repeats add up);  gx = gout[index]"""
     def forward(self, x, *, index, shape):
         self.many = type(index) is tuple
-        self.save_for_backward(*index) if self.many else self.save_for_backward(index)
+        self.save_for_backward(*(index if self.many else (index,)))
         return scatter_add(self.xp, shape, index, x)
 
     def backward(self, gout):
