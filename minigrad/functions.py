@@ -43,7 +43,7 @@ def _filled(fill, shape, dtype, device, requires_grad, where):
         arr = xp.full(shape, fill, dtype=dtype)
     except (OverflowError, ValueError, TypeError) as e:
         raise ValueError(f"{where}: cannot fill a {dtype} tensor with {fill!r}: {e}") from None
-    return engine.Tensor(arr, requires_grad=_flag(requires_grad, where, "requires_grad"))
+    return engine.Tensor(arr, requires_grad=checks.boolean(requires_grad, where, "requires_grad"))
 
 
 def zeros(*shape, dtype=None, device=None, requires_grad=False):
@@ -114,10 +114,6 @@ def _shape_arg(shape, where):
         if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 0:
             raise ValueError(f"{where}: shape must be non-negative integers, got {shape!r}")
     return tuple(int(n) for n in shape)
-
-
-def _flag(value, where, name):
-    return checks.boolean(value, where, name)
 
 
 def _operand(x, where, name):
@@ -290,35 +286,35 @@ def sum(x, axis=None, keepdims=False):
     >>> mg.sum(mg.tensor([[1.0, 2.0], [3.0, 4.0]]), axis=0)
     tensor([4., 6.], dtype=float32)
     """
-    return Sum.apply(x, axis=axis, keepdims=_flag(keepdims, "sum", "keepdims"))
+    return Sum.apply(x, axis=axis, keepdims=checks.boolean(keepdims, "sum", "keepdims"))
 
 
 def mean(x, axis=None, keepdims=False):
     """out = sum(x, axis) / n, with n the number of elements reduced."""
-    return Mean.apply(x, axis=axis, keepdims=_flag(keepdims, "mean", "keepdims"))
+    return Mean.apply(x, axis=axis, keepdims=checks.boolean(keepdims, "mean", "keepdims"))
 
 
 def max(x, axis=None, keepdims=False):
     """out = the largest x over `axis`; ties share the gradient evenly."""
-    return Max.apply(x, axis=axis, keepdims=_flag(keepdims, "max", "keepdims"))
+    return Max.apply(x, axis=axis, keepdims=checks.boolean(keepdims, "max", "keepdims"))
 
 
 def min(x, axis=None, keepdims=False):
     """out = the smallest x over `axis`; ties share the gradient evenly."""
-    return Min.apply(x, axis=axis, keepdims=_flag(keepdims, "min", "keepdims"))
+    return Min.apply(x, axis=axis, keepdims=checks.boolean(keepdims, "min", "keepdims"))
 
 
 def logsumexp(x, axis=None, keepdims=False):
     """out = log(sum(exp(x), axis)), computed as m + log(sum(exp(x - m))) with m = max(x):
     no overflow at any |x|;  d out/dx = softmax(x).
     """
-    return LogSumExp.apply(x, axis=axis, keepdims=_flag(keepdims, "logsumexp", "keepdims"))
+    return LogSumExp.apply(x, axis=axis, keepdims=checks.boolean(keepdims, "logsumexp", "keepdims"))
 
 
 def var(x, axis=None, keepdims=False, ddof=0):
     """Variance (NumPy's `ddof`), composed: mean of squared deviations."""
     x = _tensor(x, "var")
-    refuse_complex_loss(x, x, "var")
+    _refuse_complex("var", x)
     axes = checks.axes(axis, x.ndim, "var")
     ddof = checks.integer(ddof, "var", "ddof", low=0)
     n = int(np.prod([x.shape[a] for a in axes])) if axes else 1
@@ -487,8 +483,8 @@ def _indices(idx, x, where, name):
 
 
 def take(x, indices, axis=0):
-    """Elements of `x` at `indices` along `axis` (NumPy's `take`; negatives count from the end).
-    """
+    """Elements of `x` at `indices` along `axis` (NumPy's `take`; negatives count from the
+    end)."""
     x = _tensor(x, "take")
     return Take.apply(x, _indices(indices, x, "take", "indices"), axis=axis)
 
@@ -546,9 +542,9 @@ def cross_entropy(logits, targets, ignore_index=-100, reduction="mean"):
     return CrossEntropy.apply(logits, t, ignore_index=ignore_index, reduction=reduction)
 
 
-def refuse_complex_loss(x, y, where):
+def _refuse_complex(where, *xs):
     """Composed functions that order values or give a real result refuse complex inputs too."""
-    for a in (x, y):
+    for a in xs:
         dt = getattr(a.data if isinstance(a, engine.Tensor) else a, "dtype", None)
         if dt is not None and dt.kind == "c":
             raise TypeError(f"{where}: complex input ({dt}) is not supported: it orders values "
@@ -590,7 +586,7 @@ def binary_cross_entropy_with_logits(logits, targets, reduction="mean"):
 def mse_loss(pred, target, reduction="mean"):
     """mean((pred - target)**2) (or "sum", or "none": per element); shapes must be equal."""
     pred, target = _tensor(pred, "mse_loss", "pred"), _tensor(target, "mse_loss", "target")
-    refuse_complex_loss(pred, target, "mse_loss")
+    _refuse_complex("mse_loss", pred, target)
     _same_shape(pred, target, "mse_loss")
     d = pred - target
     return _reduce(d * d, reduction, "mse_loss")
@@ -606,7 +602,7 @@ def dropout(x, p=0.5, training=True, rng=None):
     >>> y = mg.dropout(mg.tensor([1.0, 2.0, 3.0]), p=0.5, rng=np.random.default_rng(0))
     """
     p = checks.probability(p, "dropout", "p")
-    if not _flag(training, "dropout", "training") or p == 0:
+    if not checks.boolean(training, "dropout", "training") or p == 0:
         return x
     return Dropout.apply(x, p=p, rng=_generator(rng, "dropout"))
 
@@ -614,7 +610,7 @@ def dropout(x, p=0.5, training=True, rng=None):
 def normalize(x, p=2, axis=-1, eps=1e-12):
     """x / max(||x||_p, eps) along `axis`."""
     x = _tensor(x, "normalize")
-    refuse_complex_loss(x, x, "normalize")
+    _refuse_complex("normalize", x)
     checks.axes(axis, x.ndim, "normalize")
     p = checks.real(p, "normalize", "p", low=0, low_open=True)
     eps = checks.real(eps, "normalize", "eps", low=0)
@@ -629,7 +625,7 @@ def cosine_similarity(x1, x2, axis=-1, eps=1e-8):
     """sum(x1 * x2) / max(||x1|| ||x2||, eps) along `axis`."""
     x1 = _tensor(x1, "cosine_similarity", "x1")
     x2 = _tensor(x2, "cosine_similarity", "x2")
-    refuse_complex_loss(x1, x2, "cosine_similarity")
+    _refuse_complex("cosine_similarity", x1, x2)
     checks.axes(axis, builtins.max(x1.ndim, x2.ndim), "cosine_similarity")
     eps = checks.real(eps, "cosine_similarity", "eps", low=0)
     n = sqrt(sum(x1 * x1, axis=axis) * sum(x2 * x2, axis=axis))
@@ -641,8 +637,8 @@ def cosine_similarity(x1, x2, axis=-1, eps=1e-8):
 def argmax(x, axis=None, keepdims=False):
     """Index of the largest x along `axis` (None: of the flattened array); no gradient."""
     xd = _tensor(x, "argmax").data
-    refuse_complex_loss(xd, xd, "argmax")
-    keepdims = _flag(keepdims, "argmax", "keepdims")
+    _refuse_complex("argmax", xd)
+    keepdims = checks.boolean(keepdims, "argmax", "keepdims")
     if xd.size == 0:
         raise ValueError("argmax: the tensor is empty")
     if axis is not None:
@@ -653,8 +649,8 @@ def argmax(x, axis=None, keepdims=False):
 def argmin(x, axis=None, keepdims=False):
     """Index of the smallest x along `axis` (None: of the flattened array); no gradient."""
     xd = _tensor(x, "argmin").data
-    refuse_complex_loss(xd, xd, "argmin")
-    keepdims = _flag(keepdims, "argmin", "keepdims")
+    _refuse_complex("argmin", xd)
+    keepdims = checks.boolean(keepdims, "argmin", "keepdims")
     if xd.size == 0:
         raise ValueError("argmin: the tensor is empty")
     if axis is not None:
@@ -673,9 +669,9 @@ def topk(x, k, axis=-1, largest=True):
     """
     x = _tensor(x, "topk")
     xd = x.data
-    refuse_complex_loss(xd, xd, "topk")
+    _refuse_complex("topk", xd)
     axis = checks.axis(axis, xd.ndim, "topk")
-    largest = _flag(largest, "topk", "largest")
+    largest = checks.boolean(largest, "topk", "largest")
     n = xd.shape[axis]
     k = checks.integer(k, "topk", "k")
     if not 0 < k <= n:
