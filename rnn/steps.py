@@ -103,10 +103,15 @@ def _check_step(who: str, result, state, B: int, batch_axis: int = 0):
 
 def _keep_ended(m, new, old):
     """new where m (rows still running), else old, tensor by tensor; a bare Tensor directly (the
-    common case, and a per-step cost)."""
+    common case, and a per-step cost). The (B, 1) mask is reshaped to (B, 1, ..., 1) for a state
+    of more axes (an NTM's memory (B, N, M)), which it would otherwise broadcast against wrongly."""
     if isinstance(new, mg.Tensor):
-        return mg.where(m, new, old)
-    return st.map(lambda a, b: mg.where(m, a, b), new, old)
+        return mg.where(_rows(m, new.ndim), new, old)
+    return st.map(lambda a, b: mg.where(_rows(m, a.ndim), a, b), new, old)
+
+
+def _rows(m, ndim: int):
+    return m if ndim == 2 else m.reshape((m.shape[0],) + (1,) * (ndim - 1))
 
 
 def run_steps(cell, inputs, state, lengths=None, *, context=None, t0: int = 0,
