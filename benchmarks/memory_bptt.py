@@ -7,7 +7,8 @@ For each T and method it prints:
 - saved: peak bytes held for backward, from `mg.memory.track()` (exact, deterministic);
 - process: peak bytes allocated during forward + backward, from `tracemalloc` (NumPy reports
   its buffers to it), measured in a separate run because tracing slows allocation;
-- time: median wall time of forward + backward (the methods take turns);
+- time: median wall time of forward + backward (the methods take turns), and the spread of the
+  ratio: the lowest and highest of the per-round ratios to full BPTT (same round, same load);
 
 and each figure's ratio to full BPTT. Truncated BPTT is TBPTT(k, k) with k = ceil(sqrt(T)): a
 different (truncated) gradient, shown for its cost only. Checkpointed gradients are checked
@@ -75,7 +76,7 @@ def _process_peak(fn, cell, x):
 
 
 def _times(cell, x, repeat):
-    """Median time of each method; the methods take turns, so a change in the machine's load
+    """Every timed run of each method; the methods take turns, so a change in the machine's load
     during the run weighs on all of them alike."""
     times = {name: [] for name in METHODS}
     for fn in METHODS.values():
@@ -87,7 +88,7 @@ def _times(cell, x, repeat):
             t0 = time.perf_counter()
             fn(cell, x)
             times[name].append(time.perf_counter() - t0)
-    return {name: statistics.median(t) for name, t in times.items()}
+    return times
 
 
 def _grads(fn, cell, x):
@@ -118,7 +119,7 @@ def main(argv=None):
     print(f"LSTM B={B} I={I} H={H} float32, fused sequence kernel; K = ceil(sqrt(T)); "
           f"median of {repeat} runs\n")
     head = (f"{'T':>5}  {'method':<13} {'saved':>12} {'ratio':>6}  {'process':>12} {'ratio':>6}  "
-            f"{'time':>9} {'ratio':>6}")
+            f"{'time':>9} {'ratio':>6} {'range':>11}")
     print(head)
     print("-" * len(head))
     cell = rnn.LSTMCell(I, H, rng=0)
@@ -127,12 +128,14 @@ def main(argv=None):
         x = mg.tensor(rng.standard_normal((T, B, I)).astype(np.float32))
         saved = {name: _saved_peak(fn, cell, x) for name, fn in METHODS.items()}
         proc = {name: _process_peak(fn, cell, x) for name, fn in METHODS.items()}
-        secs = _times(cell, x, repeat)
+        runs = _times(cell, x, repeat)
+        secs = {name: statistics.median(t) for name, t in runs.items()}
         ref = "full BPTT"
         for name in METHODS:
+            per_round = [a / b for a, b in zip(runs[name], runs[ref])]
             print(f"{T:>5}  {name:<13} {_mb(saved[name])} {saved[name] / saved[ref]:6.3f}  "
                   f"{_mb(proc[name])} {proc[name] / proc[ref]:6.3f}  {secs[name]:8.3f}s "
-                  f"{secs[name] / secs[ref]:6.3f}")
+                  f"{secs[name] / secs[ref]:6.3f} {min(per_round):5.2f}-{max(per_round):.2f}")
         g_full, g_ck = _grads(_full, cell, x), _grads(_checkpointed, cell, x)
         diff = max(float(np.abs(a - b).max() / (np.abs(a).max() + 1e-30))
                    for a, b in zip(g_full, g_ck))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import time
 from pathlib import Path
@@ -13,15 +14,17 @@ import numpy as np
 import minigrad as mg
 
 
-def parser(name: str, description: str) -> argparse.ArgumentParser:
-    """An ArgumentParser with the options every demo has: --seed, --out, --quiet."""
+def parser(name: str, description: str, plots: bool = True) -> argparse.ArgumentParser:
+    """An ArgumentParser with the options every demo has: --seed, --out, --quiet, --threads,
+    and --no-plots for a demo whose figures are optional (`plots=True`)."""
     p = argparse.ArgumentParser(prog=f"python -m demos.{name}", description=description,
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--seed", type=int, default=0, help="seed of every random draw")
     p.add_argument("--out", default=os.path.join("out", name),
                    help="folder for the figures and results")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument("--no-plots", action="store_true", help="write no figures (faster)")
+    if plots:
+        p.add_argument("--no-plots", action="store_true", help="write no figures (faster)")
     p.add_argument("--threads", type=int, default=1,
                    help="BLAS threads (0: the library's default); RNN matrices are small, so "
                         "one thread is as fast on an idle machine and far faster on a busy one")
@@ -30,28 +33,43 @@ def parser(name: str, description: str) -> argparse.ArgumentParser:
 
 @contextlib.contextmanager
 def blas_threads(n: int):
-    """Limit BLAS to n threads inside the block (n = 0, or no threadpoolctl: leave it as is).
-
-    threadpoolctl comes with scikit-learn (the `demos` extra)."""
+    """BLAS limited to n threads inside the block (`mg.set_num_threads`; n = 0 leaves it as it
+    is); yields the number in force, or None where threadpoolctl (the `demos` extra) is missing
+    and the threads cannot be read or set."""
     try:
-        from threadpoolctl import threadpool_limits
+        before = mg.get_num_threads()
     except ImportError:
-        threadpool_limits = None
-    if n <= 0 or threadpool_limits is None:
-        yield
+        yield None
         return
-    with threadpool_limits(limits=n, user_api="blas"):
-        yield
+    if n > 0:
+        mg.set_num_threads(n)
+    try:
+        yield mg.get_num_threads()
+    finally:
+        if n > 0 and before is not None:
+            mg.set_num_threads(before)
 
 
 def launch(p: argparse.ArgumentParser, argv, run, check=None) -> dict:
     """Parse `argv` with `p`, validate with `check(args)` if given, and return `run(args)` with
-    BLAS limited to `--threads`: the `main` of every demo."""
+    BLAS limited to `--threads`: the `main` of every demo. The thread count is printed and added
+    to the demo's results (and its results.json), so every figure says how it was run."""
     args = p.parse_args(argv)
     if check is not None:
         check(args)
-    with blas_threads(args.threads):
-        return run(args)
+    saved = Path(args.out) / "results.json"
+    before = saved.stat().st_mtime_ns if saved.exists() else None
+    with blas_threads(args.threads) as n:
+        shown = "unknown (no threadpoolctl)" if n is None else n
+        print(f"BLAS threads: {shown} (--threads {args.threads}; 0 keeps the library's choice)")
+        results = run(args)
+    if isinstance(results, dict):
+        results["blas_threads"] = n
+        if saved.exists() and saved.stat().st_mtime_ns != before:  # written by this run
+            data = json.loads(saved.read_text())
+            data["blas_threads"] = n
+            saved.write_text(json.dumps(data, indent=1))
+    return results
 
 
 def start(args) -> tuple[np.random.Generator, Path, "Clock"]:

@@ -5,7 +5,9 @@ model without attention (Sutskever's encoder-decoder: the source reaches the dec
 its first state) as the ablation.
 
 Dates run from 1950 to 2049 (two-digit years: 50-99 -> 19xx, 00-49 -> 20xx). The days are split
-once into training and held-out days, so no held-out date was seen in any format.
+once into training and held-out days, so no held-out date was seen in any format. Both models are
+scored with greedy decoding and with beam search (beam 5, without and with a length penalty); a
+page that steps through one beam search is written as beam.html.
 
     python -m demos.dates            # both models, about 3 minutes on 2 cores
     python -m demos.dates --quick    # a few seconds: a check that it learns at all
@@ -13,14 +15,16 @@ once into training and held-out days, so no held-out date was seen in any format
 from __future__ import annotations
 
 import datetime
+import importlib.util
 import json
+import shutil
 
 import numpy as np
 
 import minigrad as mg
 import rnn
 from demos import _common
-from rnn.decoding import greedy
+from rnn.decoding import beam_search, greedy, save_beam_html
 
 DAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
 MONTHS = ["January", "February", "March", "April", "May", "June", "July", "August",
@@ -57,6 +61,7 @@ SRC_ID = {c: i + 1 for i, c in enumerate(SRC_CHARS)}
 TGT_CHARS = "0123456789-"
 BOS, EOS = len(TGT_CHARS), len(TGT_CHARS) + 1                        # target ids 11 and 12
 TGT_LEN = 10                                                         # YYYY-MM-DD
+TGT_VOCAB = list(TGT_CHARS) + ["<s>", "</s>"]                         # for pictures of the beam
 
 
 def split_days(rng, n_test: int):
@@ -121,14 +126,31 @@ def train(model, rng, train_days, args, label):
     return losses
 
 
-def evaluate(model, pairs, batch: int = 500) -> dict:
-    """Greedy decoding of every pair: exact matches, per-character accuracy, the outputs."""
+def beam(size: int, length_penalty=None):
+    """Beam search of `size` (one best hypothesis per example), as a decoder for `evaluate`."""
+    def decode(model, start):
+        found = beam_search(model, start, BOS, EOS, size, TGT_LEN + 1,
+                            length_penalty=length_penalty)
+        return [hyps[0] for hyps in found]
+    return decode
+
+
+# how the held-out dates are decoded: the first is the one figures and errors are shown for
+DECODERS = {
+    "greedy": lambda model, start: greedy(model, start, BOS, EOS, TGT_LEN + 1),
+    "beam 5": beam(5),
+    "beam 5, length penalty": beam(5, ("wu", 0.6)),  # GNMT's ((5 + L) / 6) ** 0.6
+}
+
+
+def evaluate(model, pairs, decode=DECODERS["greedy"], batch: int = 500) -> dict:
+    """Decoding of every pair: exact matches, per-character accuracy, the outputs."""
     outputs, weights = [], []
     for i in range(0, len(pairs), batch):
         src, src_len, _, _ = encode(pairs[i:i + batch])
         with mg.no_grad():
             start = model.start(src, src_len)
-        for hyp, n in zip(greedy(model, start, BOS, EOS, TGT_LEN + 1), src_len):
+        for hyp, n in zip(decode(model, start), src_len):
             outputs.append("".join(TGT_CHARS[k] if k < len(TGT_CHARS) else "#"
                                    for k in hyp.tokens[:TGT_LEN]))
             weights.append(None if hyp.attention is None else hyp.attention[:TGT_LEN, :n])
@@ -179,14 +201,21 @@ def run(args) -> dict:
         model = build(attentive, args.hidden, args.embed, rng)
         started = clock()
         curves[name] = train(model, rng, train_days, args, name.replace("_", " "))
-        evals[name] = ev = evaluate(model, test)
+        train_seconds = clock() - started
+        scores = {how: evaluate(model, test, decode) for how, decode in DECODERS.items()}
+        evals[name] = ev = scores["greedy"]
         results[name] = {"exact_match": ev["exact"], "char_accuracy": ev["chars"],
                          "loss_first": float(np.mean(curves[name][:20])),
                          "loss_last": float(np.mean(curves[name][-20:])),
                          "by_input_length": by_length(test, ev["right"]),
-                         "train_seconds": clock() - started}
-        print(f"{name.replace('_', ' ')}: {100 * ev['exact']:.2f}% of {len(test)} held-out "
-              f"dates exactly right (characters {100 * ev['chars']:.2f}%)")
+                         "decoding": {how: {"exact_match": e["exact"], "char_accuracy": e["chars"]}
+                                      for how, e in scores.items()},
+                         "train_seconds": train_seconds}
+        print(f"{name.replace('_', ' ')}: of {len(test)} held-out dates, exactly right with")
+        for how, e in scores.items():
+            print(f"  {how:24s} {100 * e['exact']:6.2f}%  (characters {100 * e['chars']:.2f}%)")
+        if name == "no_attention" and not args.no_plots:
+            save_beam_page(model, test, ev, out / "beam.html")
     wrong = [(s, t, o) for (s, t), o, r in zip(test, evals["attention"]["outputs"],
                                                 evals["attention"]["right"]) if not r]
     results["attention_errors"] = [f"{s!r} -> {o} (true {t})" for s, t, o in wrong[:10]]
@@ -199,6 +228,21 @@ def run(args) -> dict:
         json.dump(results, f, indent=1)
     print(f"done in {results['seconds']:.1f} s; figures and results in {out}/")
     return results
+
+
+def save_beam_page(model, test, ev, path):
+    """The beam search (beam 5) of the first held-out date greedy decoding got wrong, as a page
+    that steps through it (needs Graphviz)."""
+    if importlib.util.find_spec("graphviz") is None or shutil.which("dot") is None:
+        print("beam.html skipped: it needs the graphviz package and Graphviz's dot")
+        return
+    i = next((k for k, r in enumerate(ev["right"]) if not r), 0)
+    src, src_len, _, _ = encode(test[i:i + 1])
+    with mg.no_grad():
+        start = model.start(src, src_len)
+    _, trace = beam_search(model, start, BOS, EOS, 5, TGT_LEN + 1, return_trace=True)
+    save_beam_html(trace, path, vocab=TGT_VOCAB,
+                   title=f"{test[i][0]!r} (true {test[i][1]}): beam 5, no attention")
 
 
 def plot_heatmaps(test, ev, path):

@@ -3,13 +3,14 @@
     python -m demos.graph_tour                 # writes into out/graph_tour/
     python -m demos.graph_tour --docs          # also copies the PNGs to docs/images/
 
+It writes the drawings, `stepper.html` and `results.json` (the paths and the size of each graph).
 A 3-step LSTM (input 2, hidden 3, batch 2, composed from primitives so every gate is a node)
 runs inside `mg.viz.record()`, so the drawings carry values. Open `stepper.html` in a browser
 and press the right arrow to watch the forward pass, then the gradients flowing back.
 """
 from __future__ import annotations
 
-import argparse
+import json
 import shutil
 from pathlib import Path
 
@@ -17,6 +18,7 @@ import numpy as np
 
 import minigrad as mg
 import rnn
+from demos import _common
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "images"
 
@@ -34,26 +36,28 @@ def lstm_loss(steps: int, batch: int = 2, n_in: int = 2, hidden: int = 3, seed: 
     return loss, cell
 
 
-def main(argv=None) -> list[Path]:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--out", default="out/graph_tour", help="output folder")
+def main(argv=None) -> dict:
+    p = _common.parser("graph_tour", __doc__.split("\n\n")[0], plots=False)
+    p.set_defaults(seed=0)
     p.add_argument("--steps", type=int, default=3, help="time steps of the small LSTM")
     p.add_argument("--long", type=int, default=100, help="time steps of the folded drawing")
     p.add_argument("--docs", action="store_true", help="copy the PNGs to docs/images/")
-    args = p.parse_args(argv)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    return _common.launch(p, argv, run)
 
-    loss, _ = lstm_loss(args.steps)
+
+def run(args) -> dict:
+    _, out, clock = _common.start(args)
+    loss, _ = lstm_loss(args.steps, seed=args.seed)
     paths = [
         Path(mg.viz.draw(loss).render(out / "graph_flat.png")),
         Path(mg.viz.draw(loss, group="time").render(out / "graph_time.png")),
         Path(mg.viz.draw(loss, group="time").render(out / "graph_time.svg")),
     ]
-    long_loss, _ = lstm_loss(args.long)
+    long_loss, _ = lstm_loss(args.long, seed=args.seed)
     paths.append(Path(mg.viz.draw(long_loss, group="time", fold=True)
                       .render(out / f"graph_folded_{args.long}.png")))
-    paths.append(Path(mg.viz.save_html(loss, out / "stepper.html",
+    stepper = mg.viz.Stepper(loss)
+    paths.append(Path(mg.viz.save_html(stepper, out / "stepper.html",
                                        title=f"{args.steps}-step LSTM: forward and backward")))
     if args.docs:
         DOCS.mkdir(parents=True, exist_ok=True)
@@ -63,7 +67,13 @@ def main(argv=None) -> list[Path]:
             paths.append(DOCS / name)
     for path in paths:
         print(path)
-    return paths
+    results = {"steps": args.steps, "long": args.long, "forward_ops": len(stepper.forward_steps),
+               "backward_nodes": len(stepper), "loss": float(loss.item()),
+               "files": [str(path) for path in paths], "seconds": clock()}
+    with open(out / "results.json", "w") as f:
+        json.dump(results, f, indent=1)
+    print(f"done in {results['seconds']:.1f} s; results in {out / 'results.json'}")
+    return results
 
 
 if __name__ == "__main__":

@@ -80,6 +80,19 @@ def pulse_memory(act, w: float, T: int) -> np.ndarray:
     return np.array(memory)
 
 
+def pulse_roundoff(act, w: float, T: int) -> np.ndarray:
+    """The float64 round-off of h'_t (the run without the pulse): a difference |h_t - h'_t| at
+    or below it is rounding noise. 0 where h' is exactly 0 (linear, ReLU: nothing to round)."""
+    with mg.no_grad():
+        h = act(mg.tensor([0.0], dtype=np.float64))
+        levels = [float(np.spacing(abs(h.numpy()[0])))]
+        for _ in range(T - 1):
+            h = act(w * h)
+            levels.append(float(np.spacing(abs(h.numpy()[0]))))
+    levels = np.array(levels)
+    return np.where(levels > 1e-300, levels, 0.0)  # spacing(0) is the smallest subnormal
+
+
 def linear_rate(W: np.ndarray, T: int, rng) -> tuple[float, np.ndarray]:
     """Run h_t = W h_{t-1} from a random h_0; the measured growth per step over the second half,
     (||h_T|| / ||h_{T/2}||)^(1 / (T - T/2)), and the norms ||h_t||."""
@@ -123,7 +136,7 @@ def _check(args) -> None:
 def run(args) -> dict:
     rng, out, clock = _common.start(args)
     results = {"pulse": {}, "linear": {}, "gradients": {}, "kept": {}}
-    curves = {"pulse": {}, "linear": {}, "gradients": {}, "saturation": {}}
+    curves = {"pulse": {}, "pulse_roundoff": {}, "linear": {}, "gradients": {}, "saturation": {}}
 
     # (a) one pulse, scalar recurrences
     print(f"(a) memory of a pulse after {args.pulse_steps} steps, |h_t - h'_t|:")
@@ -133,6 +146,8 @@ def run(args) -> dict:
             # 0.0: below float64 resolution (< 1e-16 of h)
             results["pulse"].setdefault(name, {})[w] = float(m[-1])
             curves["pulse"].setdefault(name, {})[w] = m
+        # the round-off level, with w = 1.0 (where h' changes least) standing for the panel
+        curves["pulse_roundoff"][name] = pulse_roundoff(act, 1.0, args.pulse_steps)
         print(f"  {name:8s} " + "  ".join(f"w={w}: {v:9.3g}"
                                            for w, v in results["pulse"][name].items()))
     H = args.hidden
@@ -182,14 +197,25 @@ def run(args) -> dict:
 
 
 def plot(curves, out):
+    """The four figures. Log-scale curves show only what was computed: a value that became
+    exactly 0 (underflow, or a difference below the round-off of h) ends its line with a down
+    triangle on the bottom edge, and the pulse panels draw the round-off level of h (values
+    there are rounding noise, not memory) instead of flooring anything silently."""
     plt = _common.pyplot()
-    fig, axes = plt.subplots(1, len(ACTIVATIONS), figsize=(14, 3.4), sharey=True)
+    fig, axes = plt.subplots(1, len(ACTIVATIONS), figsize=(14, 3.9), sharey=True)
+    marks = []
     for ax, (name, by_w) in zip(axes, curves["pulse"].items()):
-        for w, m in by_w.items():
-            ax.semilogy(np.maximum(m, 1e-30), label=f"w = {w}")
+        zeros = [_log_line(ax, m, f"w = {w}", f"C{k}") for k, (w, m) in enumerate(by_w.items())]
+        marks.append(zeros)
+        floor = curves["pulse_roundoff"][name]
+        if floor.max() > 0:
+            ax.semilogy(floor, color="gray", ls=":", lw=1.2,
+                        label="round-off of h (below: noise)")
         ax.set(title=name, xlabel="step t")
-    axes[0].set_ylabel("memory of the pulse")
-    axes[0].legend()
+    _zero_marks(axes, marks)
+    axes[0].set_ylabel("memory of the pulse |h_t - h'_t|")
+    _legend_below(fig, axes, "\u25bc: exactly 0 from this step on (the difference is below "
+                             "float64 resolution)")
     _save(plt, fig, out / "pulse_memory.png")
 
     fig, ax = plt.subplots(figsize=(6, 3.6))
@@ -199,21 +225,70 @@ def plot(curves, out):
     ax.legend()
     _save(plt, fig, out / "linear_rate.png")
 
-    for key, ylabel, xlabel, log in (
-            ("gradients", "||dL/dh|| relative to the last step", "steps back from the last", True),
-            ("saturation", "share of saturated units", "step t", False)):
-        fig, axes = plt.subplots(1, len(RADII), figsize=(15, 4), sharey=True)
-        for ax, (radius, by_cell) in zip(axes, curves[key].items()):
-            for name, y in by_cell.items():
-                (ax.semilogy if log else ax.plot)(np.maximum(y, 1e-30) if log else y, label=name)
-            ax.set(title=f"spectral radius {radius}", xlabel=xlabel)
-        axes[0].set_ylabel(ylabel)
-        axes[0].legend(fontsize=8)
-        _save(plt, fig, out / f"{'gradient_norms' if key == 'gradients' else key}.png")
+    fig, axes = plt.subplots(1, len(RADII), figsize=(15, 4.6), sharey=True)
+    marks = []
+    for ax, (radius, by_cell) in zip(axes, curves["gradients"].items()):
+        marks.append([_log_line(ax, y, name, f"C{k}")
+                      for k, (name, y) in enumerate(by_cell.items())])
+        ax.set(title=f"spectral radius {radius}", xlabel="steps back from the last")
+    _zero_marks(axes, marks)
+    axes[0].set_ylabel("||dL/dh|| relative to the last step")
+    _legend_below(fig, axes, "\u25bc: exactly 0 from this step on (float32 underflow: "
+                             "smaller than 1e-45)")
+    _save(plt, fig, out / "gradient_norms.png")
+
+    fig, axes = plt.subplots(1, len(RADII), figsize=(15, 4.6), sharey=True)
+    styles = ["-", "--", "-.", ":"]
+    for ax, (radius, by_cell) in zip(axes, curves["saturation"].items()):
+        for k, (name, y) in enumerate(by_cell.items()):
+            ax.plot(y, color=f"C{k}", ls=styles[k % 4], lw=1.4, label=name)
+        ax.set(title=f"spectral radius {radius}", xlabel="step t")
+    axes[0].set_ylabel("share of saturated units")
+    _legend_below(fig, axes, "lines at or near 0 lie on top of each other (line styles tell "
+                             "them apart where they part)")
+    _save(plt, fig, out / "saturation.png")
+
+
+def _log_line(ax, y, label, color):
+    """Draw y on a log axis up to its last non-zero value. Returns (step, color, label) where it
+    turned exactly 0 for good, for `_zero_marks`, or None."""
+    y = np.asarray(y, dtype=np.float64)
+    nonzero = np.flatnonzero(y > 0)
+    end = nonzero[-1] + 1 if nonzero.size else 0
+    if end:
+        ax.semilogy(np.arange(end), np.where(y[:end] > 0, y[:end], np.nan), color=color,
+                    label=label)
+    return (end, color, None if end else label) if end < len(y) else None
+
+
+def _zero_marks(axes, marks):
+    """A down triangle on the bottom edge where a line became exactly 0 (drawn once the y
+    limits are known, so it sits on the edge of the drawn range)."""
+    for ax, zeros in zip(axes, marks):
+        low = ax.get_ylim()[0]
+        for step, color, label in filter(None, zeros):
+            ax.plot([step], [low], marker="v", ms=9, color=color, clip_on=False, ls="none",
+                    label=label)
+        ax.set_ylim(bottom=low)
+
+
+def _legend_below(fig, axes, note):
+    """One legend for the whole figure, under the panels (so it covers no curve), and a note."""
+    handles, labels = {}, []
+    for ax in axes:
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            if lab not in handles:
+                handles[lab] = h
+                labels.append(lab)
+    fig.tight_layout(rect=(0, 0.13, 1, 1))
+    fig.legend([handles[lab] for lab in labels], labels, loc="lower center",
+               bbox_to_anchor=(0.5, 0.045), ncol=min(len(labels), 8), fontsize=9, frameon=False)
+    fig.text(0.5, 0.01, note, ha="center", va="bottom", fontsize=8.5, color="0.25")
 
 
 def _save(plt, fig, path):
-    fig.tight_layout()
+    if not fig.legends:
+        fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
 

@@ -24,6 +24,8 @@ from minigrad.functions import (abs, add, arange, argmax, argmin, astype,
                                 transpose, unstack, var, where, zeros, zeros_like)
 from minigrad.autograd import backward, grad, hessian, hvp, jacobian, jvp, vjp
 from minigrad.random import manual_seed
+from minigrad.serialization import load, save
+from minigrad.threads import get_num_threads, set_num_threads
 from minigrad.checkpoint import checkpoint  # noqa: E402  (after the engine it wraps)
 
 __version__ = "0.1.0"
@@ -31,26 +33,31 @@ __version__ = "0.1.0"
 __all__ = [
     "AnomalyError", "Function", "GraphFreedError", "Tensor", "abs", "add", "arange", "argmax",
     "argmin", "astype", "backward", "binary_cross_entropy_with_logits", "broadcast_to",
-    "checkpoint", "clip", "concat",
-    "cosine_similarity", "cross_entropy", "detect_anomaly", "div", "dropout", "elu", "embedding",
-    "enable_grad", "exp", "expand_dims", "flip", "full", "gather", "get_array_module",
-    "get_default_dtype", "getitem", "grad", "hessian", "hvp", "is_grad_enabled", "jacobian",
-    "jvp", "leaky_relu", "log",
-    "log_softmax", "logsumexp", "manual_seed", "matmul", "max", "maximum", "mean", "min",
-    "minimum", "mse_loss", "mul", "neg", "no_grad", "normalize", "one_hot", "ones", "ones_like",
-    "pad", "pow", "rand", "randn", "random", "register_device", "relu", "reshape", "roll",
-    "set_default_dtype", "sigmoid", "softmax", "softplus", "split", "sqrt", "squeeze", "stack",
+    "checkpoint", "clip", "concat", "cosine_similarity", "cross_entropy", "detect_anomaly", "div",
+    "dropout", "elu", "embedding", "enable_grad", "exp", "expand_dims", "flip", "full", "gather",
+    "get_array_module", "get_default_dtype", "get_num_threads", "getitem", "grad", "hessian",
+    "hvp", "is_grad_enabled", "jacobian", "jvp", "leaky_relu", "load", "log", "log_softmax",
+    "logsumexp", "manual_seed", "matmul", "max", "maximum", "mean", "min", "minimum", "mse_loss",
+    "mul", "neg", "no_grad", "normalize", "one_hot", "ones", "ones_like", "pad", "pow", "rand",
+    "randn", "random", "register_device", "relu", "reshape", "roll", "save", "set_default_dtype",
+    "set_num_threads", "sigmoid", "softmax", "softplus", "split", "sqrt", "squeeze", "stack",
     "sub", "sum", "swapaxes", "tag_scope", "take", "tanh", "tensor", "topk", "transpose",
     "unstack", "var", "vjp", "where", "zeros", "zeros_like",
 ]
 
 
+_SUBMODULES = ("nn", "optim", "viz", "memory", "testing", "backend", "engine", "ops",
+               "functions", "autograd", "modes", "distributed")
+
+
 def __getattr__(name):
-    # Submodules and functions that live in modules users may not need are loaded on first use.
+    # Submodules users may not need are loaded on first use.
     import importlib
-    if name in ("nn", "optim", "viz", "memory", "testing", "backend", "engine", "ops",
-                "functions", "autograd", "modes", "distributed"):
+    if name in _SUBMODULES:
         return importlib.import_module(f"minigrad.{name}")
-    if name in ("save", "load"):
-        return getattr(importlib.import_module("minigrad.serialization"), name)
     raise AttributeError(f"module 'minigrad' has no attribute {name!r}")
+
+
+def __dir__():
+    # dir(mg) and tab completion list the lazily loaded submodules too
+    return sorted(set(globals()) | set(_SUBMODULES))

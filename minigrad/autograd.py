@@ -98,9 +98,15 @@ def roots_and_grads(op, outputs, grads, names=("outputs", "grad_outputs")):
 
 # --- functional transforms ---------------------------------------------------------------------
 
-def _inputs(op, inputs):
-    """`inputs` (a Tensor or a sequence) as fresh leaves requiring grad, and whether it was one."""
+def _inputs(op, inputs, f):
+    """`inputs` (a Tensor or a sequence) as fresh leaves requiring grad, and whether it was one;
+    `f`, the function to differentiate, must be callable."""
+    if not callable(f):
+        raise TypeError(f"{op}: f must be callable, got {type(f).__name__}")
     single = isinstance(inputs, Tensor)
+    if not single and not isinstance(inputs, (list, tuple)):
+        raise TypeError(f"{op}: inputs must be a Tensor or a list/tuple of Tensors, got "
+                        f"{type(inputs).__name__}")
     xs = [inputs] if single else list(inputs)
     for k, x in enumerate(xs):
         if not isinstance(x, Tensor):
@@ -141,7 +147,7 @@ def vjp(f, inputs, v=None, create_graph=False):
     >>> g
     tensor([2., 4.], dtype=float64)
     """
-    xs, single = _inputs("vjp", inputs)
+    xs, single = _inputs("vjp", inputs, f)
     outs = _outputs("vjp", f(*xs))
     vs = roots_and_grads("vjp", outs, v, ("outputs", "v"))[1]
     vs = [seed_grad(o, g, "vjp", True) for o, g in zip(outs, vs)]
@@ -163,7 +169,7 @@ def jvp(f, inputs, v):
     >>> jv
     tensor([2., 4.], dtype=float64)
     """
-    xs, single = _inputs("jvp", inputs)
+    xs, single = _inputs("jvp", inputs, f)
     vs = [v] if isinstance(v, Tensor) else list(v)
     if len(vs) != len(xs):
         raise ValueError(f"jvp: {len(xs)} inputs but {len(vs)} directions v")
@@ -191,7 +197,7 @@ def jacobian(f, inputs):
     tensor([[2., 0.],
             [0., 4.]], dtype=float64)
     """
-    xs, single = _inputs("jacobian", inputs)
+    xs, single = _inputs("jacobian", inputs, f)
     outs = _outputs("jacobian", f(*xs))
     result = []
     for o in outs:
@@ -221,10 +227,12 @@ def hvp(f, inputs, v):
     >>> hv                                              # 6 x * v
     (tensor([ 6., 12.], dtype=float64),)
     """
-    xs, single = _inputs("hvp", inputs)
+    xs, single = _inputs("hvp", inputs, f)
     vs = [v] if isinstance(v, Tensor) else list(v)
     if len(vs) != len(xs):
         raise ValueError(f"hvp: {len(xs)} inputs but {len(vs)} vectors v")
+    for x, w in zip(xs, vs):  # checked even where f is linear in x (then v is never used)
+        seed_grad(x, w, "hvp")
     out = f(*xs)
     if not isinstance(out, Tensor) or out.size != 1:
         raise ValueError(f"hvp: f must return a single-element Tensor, got "
@@ -250,7 +258,7 @@ def hessian(f, inputs):
     tensor([[ 6.,  0.],
             [ 0., 12.]], dtype=float64)
     """
-    xs, single = _inputs("hessian", inputs)
+    xs, single = _inputs("hessian", inputs, f)
     out = f(*xs)
     if not isinstance(out, Tensor) or out.size != 1:
         raise ValueError(f"hessian: f must return a single-element Tensor, got "

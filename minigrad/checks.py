@@ -21,7 +21,20 @@ import math
 import numbers
 import os
 
-__all__ = ["boolean", "integer", "output_path", "probability", "real"]
+import numpy as np
+
+__all__ = ["IndexRangeError", "IndexTypeError", "axes", "axis", "boolean", "dtype",
+           "index_array", "integer", "output_path", "probability", "real"]
+
+
+class IndexRangeError(IndexError, ValueError):
+    """An index out of range. A ValueError like every bad argument, and an IndexError so that
+    code relying on NumPy's contract still works (iterating a Tensor stops at the IndexError
+    that `__getitem__` raises past the end)."""
+
+
+class IndexTypeError(IndexError, TypeError):
+    """An index of the wrong kind (a float, a string, an array of floats)."""
 
 
 def real(value, where: str, name: str, *, low: float | None = None, high: float | None = None,
@@ -86,3 +99,74 @@ def output_path(path, where: str) -> str:
         raise ValueError(f"{where}: cannot write {path!r}: the directory {directory!r} does "
                          "not exist")
     return path
+
+
+def axes(value, ndim: int, where: str | None, name: str = "axis") -> tuple:
+    """`value` (None: every axis; an int or a tuple/list of ints, negatives counting from the
+    end) as a sorted tuple of distinct axes of an array of `ndim` dims. `where` None leaves the
+    prefix out (an op's forward: the engine names the op)."""
+    if value is None:
+        return tuple(range(ndim))
+    items = (value,) if isinstance(value, numbers.Integral) else value
+    if not isinstance(items, (tuple, list)):
+        raise TypeError(f"{_prefix(where)}{name} must be None, an integer or a tuple of "
+                        f"integers, got {type(value).__name__} {value!r}")
+    out = []
+    for a in items:
+        if isinstance(a, bool) or not isinstance(a, numbers.Integral):
+            raise TypeError(f"{_prefix(where)}{name} must be integers, got "
+                            f"{type(a).__name__} {a!r}")
+        if not -ndim <= a < ndim:
+            raise ValueError(f"{_prefix(where)}{name} {value} is out of range for an array of "
+                             f"{ndim} dims")
+        out.append(int(a) % ndim)
+    if len(set(out)) != len(out):
+        raise ValueError(f"{_prefix(where)}repeated {name} in {value}")
+    return tuple(sorted(out))
+
+
+def axis(value, ndim: int, where: str | None, name: str = "axis") -> int:
+    """One axis (an int, negatives counting from the end) of an array of `ndim` dims, as an
+    int in [0, ndim). A tuple is refused: the functions taking this kind act along one axis."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{_prefix(where)}{name} must be one integer, got "
+                        f"{type(value).__name__} {value!r}")
+    if not -ndim <= value < ndim:
+        raise ValueError(f"{_prefix(where)}{name} {value} is out of range for an array of "
+                         f"{ndim} dims")
+    return int(value) % ndim
+
+
+def index_array(value, where: str | None, name: str, size: int, *,
+                negative: bool = False):
+    """Integer indices (an array of any shape, any device) into an axis of `size`: within
+    [0, size), or [-size, size) with `negative`. Returns the array unchanged. Raises
+    IndexTypeError / IndexRangeError (TypeError / ValueError, and IndexError)."""
+    dt = getattr(value, "dtype", None)
+    if dt is None or dt.kind not in "iu":
+        got = f"dtype {dt}" if dt is not None else type(value).__name__
+        raise IndexTypeError(f"{_prefix(where)}{name} must be integers, got {got}")
+    if value.size:
+        lo, hi, low = int(value.min()), int(value.max()), -size if negative else 0
+        if lo < low or hi >= size:
+            raise IndexRangeError(f"{_prefix(where)}{name} must lie in [{low}, {size}) for an "
+                                  f"axis of size {size}, got min {lo} max {hi}")
+    return value
+
+
+def dtype(value, where: str, name: str = "dtype", *, kinds: str = "biufc"):
+    """`value` (a dtype, a type or a name such as "float32") as a NumPy dtype whose kind is one
+    of `kinds` (b bool, i/u integers, f floats, c complex): strings, objects, dates refused."""
+    try:
+        dt = np.dtype(value)
+    except (TypeError, ValueError) as e:
+        raise TypeError(f"{where}: {name} {value!r} is not a dtype ({e})") from None
+    if value is None or dt.kind not in kinds:
+        allowed = {"b": "bool", "i": "int", "u": "uint", "f": "float", "c": "complex"}
+        raise TypeError(f"{where}: {name} must be a {'/'.join(allowed[k] for k in kinds)} "
+                        f"dtype, got {value!r}")
+    return dt
+
+
+def _prefix(where):
+    return f"{where}: " if where else ""

@@ -15,6 +15,7 @@ import itertools
 import numpy as np
 
 from minigrad.backend import array_types, device_of
+from minigrad.checks import IndexRangeError, IndexTypeError
 from minigrad.modes import (AnomalyError, all_finite, detect_anomaly, enable_grad,  # noqa: F401
                             is_grad_enabled, no_grad, state, tag_scope, user_line)
 
@@ -145,15 +146,14 @@ class Function:
             fn.xp = array_types[atype].xp
         try:
             out = fn.forward(*arrays, **kwargs)
-        except (ValueError, TypeError, IndexError) as e:
-            shapes = ", ".join(str(getattr(a, "shape", type(a).__name__)) for a in arrays)
-            raise type(e)(f"{cls.__name__}: {e} (input shapes: {shapes})") from e
+        except FORWARD_ERRORS as e:
+            raise op_error(cls.__name__, e, arrays) from e
         if type(out) is not atype:
             if type(out) is tuple:
                 return _apply_multi(fn, inputs, out, kwargs)
             out = _as_device_array(fn, out)
         if state.anomaly:
-            _check_forward(fn, (out,))
+            _check_forward(fn, (out,), inputs)
         if state.collector is not None:
             _collect(inputs)
         if parents is None:
@@ -175,7 +175,7 @@ def _apply_multi(fn, inputs, outs, kwargs):
     """The end of `Function.apply` for an op with several outputs."""
     outs = tuple([_as_device_array(fn, o) for o in outs])
     if state.anomaly:
-        _check_forward(fn, outs)
+        _check_forward(fn, outs, inputs)
     if state.collector is not None:
         _collect(inputs)
     if fn.parents is None:
@@ -188,10 +188,15 @@ def _apply_multi(fn, inputs, outs, kwargs):
 
 
 def _as_device_array(fn, out):
-    """NumPy turns 0-d results into scalars: make them arrays again (in `saved` too)."""
-    if type(out) in array_types:
+    """NumPy turns 0-d results into scalars: make them arrays again (in `saved` too). A result
+    that is not of the inputs' array type is also where an op that wraps anything (roll,
+    broadcast_to) shows that it was given no numbers at all (None): refused here, off the hot
+    path."""
+    a = out if type(out) in array_types else np.asarray(out)
+    if a.dtype.kind not in "biufc":  # None or a string reached an op that wraps anything
+        raise TypeError(f"{fn.name}: an input is not numbers (the result has dtype {a.dtype})")
+    if a is out:
         return out
-    a = np.asarray(out)
     if fn.saved:
         fn.saved = tuple([a if s is out else s for s in fn.saved])
     return a
@@ -244,10 +249,55 @@ def note_inplace(t) -> None:
         node.checks = (node.checks or []) + [(t, t._version - 1)]
 
 
-def _check_forward(fn, outs):
+# what a forward may raise on bad input; anything else (MemoryError, a bug's RuntimeError,
+# FloatingPointError asked for with np.errstate) passes through as it is
+FORWARD_ERRORS = (ValueError, TypeError, IndexError, AttributeError, ZeroDivisionError,
+                   OverflowError)
+
+
+def op_error(name, e, arrays) -> Exception:
+    """The error an op's forward raised, as a ValueError/TypeError naming the op and its inputs.
+
+    Built anew rather than as `type(e)(message)`: NumPy's own classes (the ufunc loop errors)
+    cannot be made from a message. Index errors become `IndexRangeError` / `IndexTypeError`
+    (still IndexErrors); a non-array reaching an op (an AttributeError such as "'float' object
+    has no attribute 'ndim'") is a TypeError; overflow and division by zero are ValueErrors.
+    """
+    shapes = ", ".join(str(tuple(a.shape)) if type(a) in array_types else type(a).__name__
+                       for a in arrays)
+    dtypes = ", ".join(str(a.dtype) for a in arrays if type(a) in array_types)
+    inputs = f"input shapes: {shapes}; dtypes: {dtypes}"
+    message = f"{name}: {e} ({inputs})"
+    if isinstance(e, IndexError):
+        return (IndexTypeError if isinstance(e, TypeError) else IndexRangeError)(message)
+    if isinstance(e, AttributeError):
+        return TypeError(f"{name}: an input is not an array ({e}) ({inputs})")
+    return TypeError(message) if isinstance(e, TypeError) else ValueError(message)
+
+
+def _check_forward(fn, outs, inputs):
     fn.origin = user_line()
     if not all_finite(outs):
-        raise AnomalyError(f"{fn.name} produced NaN/Inf in forward, created at {fn.origin}")
+        raise AnomalyError(_anomaly_source(fn, inputs))
+
+
+def _anomaly_source(fn, inputs) -> str:
+    """Where a NaN/Inf in fn's outputs came from: one of its inputs already held it (a leaf, a
+    constant, or a tensor made outside anomaly mode), or fn produced it."""
+    for k, t in enumerate(inputs):
+        a = t.data if isinstance(t, Tensor) else t
+        if type(a) in array_types and a.dtype.kind in "fc" and not all_finite((a,)):
+            shape = tuple(a.shape)
+            if not isinstance(t, Tensor):
+                what = f"a constant array of shape {shape}"
+            elif t._node is None:
+                what = f"the leaf tensor {t.name + ' ' if t.name else ''}of shape {shape}"
+            else:
+                what = (f"a tensor of shape {shape} made by {t._node.name} outside "
+                        "detect_anomaly")
+            return (f"NaN/Inf came in through input {k} of {fn.name}: {what}; {fn.name} did "
+                    f"not produce it (called at {fn.origin})")
+    return f"{fn.name} produced NaN/Inf in forward, created at {fn.origin}"
 
 
 def _collect(inputs):

@@ -9,7 +9,11 @@ backward (its graph garbage-collected) is released too. The tracker counts:
   every time step of a cell is counted once per distinct array object);
 - `nbytes` of that array (a view counts its own size, not its base's);
 - NOT the arrays that are the `.data` of a leaf tensor given to that node (parameters and user
-  inputs exist whether or not a graph is recorded, so they are not memory the graph costs).
+  inputs exist whether or not a graph is recorded, so they are not memory the graph costs),
+  nor views of such an array (`x[t]` of an input sequence `x`, the slice of it a checkpointed
+  segment keeps): a view is counted by its base, and a leaf's base costs nothing. The leaves
+  looked at are those within 64 nodes upstream of the node saving the view;
+- everything an op saves through `save_for_backward`, the index arrays of indexing included.
 
 The figures are exact and deterministic: they depend only on the ops run, never on the allocator.
 `live_bytes` is what is held now, `peak_bytes` the most held at any moment since the tracker
@@ -25,6 +29,7 @@ started. The figures stop changing when the `with` block exits.
 """
 from __future__ import annotations
 
+import collections
 import weakref
 
 from minigrad.modes import state
@@ -43,8 +48,44 @@ def saved_arrays(fn, inputs=None) -> list:
         inputs = [p[0] for p in fn.parents if p is not None and p[1] < 0]
         if fn.checks:
             inputs += [r for r, _ in fn.checks if isinstance(r, Tensor)]
-    leaf_ids = {id(t.data) for t in inputs if isinstance(t, Tensor) and t.is_leaf}
-    return [a for a in fn.saved if hasattr(a, "nbytes") and id(a) not in leaf_ids]
+    leaf_arrays = [t.data for t in inputs if isinstance(t, Tensor) and t.is_leaf]
+    leaf_ids = {id(a) for a in leaf_arrays}
+    out, bases = [], None
+    for a in fn.saved:
+        if not hasattr(a, "nbytes") or id(a) in leaf_ids:
+            continue
+        base = getattr(a, "base", None)
+        if base is not None:
+            if bases is None:
+                bases = _leaf_bases(fn, leaf_arrays)
+            if id(base) in bases:
+                continue
+        out.append(a)
+    return out
+
+
+def _leaf_bases(fn, leaf_arrays, limit=64) -> set:
+    """ids of the arrays holding the data of the leaves among `leaf_arrays` and those upstream
+    of `fn` (breadth first, at most `limit` nodes): a saved view of one of them is free."""
+    arrays = list(leaf_arrays)
+    seen, queue = {id(fn)}, collections.deque([fn])
+    while queue:
+        node = queue.popleft()
+        for p in node.parents or ():
+            if p is None:
+                continue
+            if p[1] < 0:
+                arrays.append(p[0].data)
+            elif id(p[0]) not in seen and len(seen) < limit:
+                seen.add(id(p[0]))
+                queue.append(p[0])
+    ids = set()
+    for a in arrays:
+        ids.add(id(a))
+        base = getattr(a, "base", None)
+        if base is not None:
+            ids.add(id(base))
+    return ids
 
 
 class Tracker:

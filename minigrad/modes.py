@@ -64,6 +64,8 @@ def detect_anomaly():
 
 def tag_scope(key: str, value):
     """Tag every node created inside with `(key, value)` (used to group drawings by module/time)."""
+    if not isinstance(key, str):
+        raise TypeError(f"tag_scope: key must be a str, got {type(key).__name__} {key!r}")
     return switch("tags", state.tags + ((key, value),))
 
 

@@ -5,6 +5,11 @@ Each backward is written once, against the array API that raw arrays and Tensors
 `create_graph=True` on Tensors with `self.xp` as `TensorArrays`, which records it so it can be
 differentiated again. A backward returns gradients in the *broadcast* shape; the engine sums them
 back to each input's shape. `self.xp` is the array module of the inputs (NumPy, CuPy).
+
+Complex inputs: the arithmetic, matmul, exp/log/sqrt/tanh/sigmoid, shape and indexing ops take
+them (their formulas hold for complex numbers: the gradients are complex derivatives, not
+conjugated). Every op that orders values or gives a real loss (relu, abs, clip, max, maximum,
+softplus, logsumexp, the softmax family, the losses) refuses them with a TypeError.
 """
 from __future__ import annotations
 
@@ -13,7 +18,7 @@ import numbers
 
 import numpy as np
 
-from minigrad import backend, engine
+from minigrad import backend, checks, engine
 from minigrad.engine import Function, make_tensor
 
 
@@ -90,6 +95,14 @@ def scatter_add(xp, shape, index, g):
     return gx
 
 
+def refuse_complex(*xs) -> None:
+    """For the ops that order values or give a real result: complex inputs are refused."""
+    for x in xs:
+        if (getattr(x, "dtype", None) is not None and x.dtype.kind == "c") or type(x) is complex:
+            raise TypeError(f"complex input ({getattr(x, 'dtype', 'complex')}) is not supported: "
+                            "this op orders values or gives a real result")
+
+
 # --- elementwise, binary ----------------------------------------------------------------------
 
 class Add(Primitive):
@@ -161,6 +174,7 @@ class Pow(Primitive):
 class Maximum(Primitive):
     """out = max(x, y);  the gradient goes to the larger input (split evenly on ties)"""
     def forward(self, x, y):
+        refuse_complex(x, y)
         self.save_for_backward(x, y)
         return self.xp.maximum(x, y)
 
@@ -173,6 +187,7 @@ class Maximum(Primitive):
 class Minimum(Primitive):
     """out = min(x, y);  the gradient goes to the smaller input (split evenly on ties)"""
     def forward(self, x, y):
+        refuse_complex(x, y)
         self.save_for_backward(x, y)
         return self.xp.minimum(x, y)
 
@@ -244,6 +259,7 @@ class Sqrt(Primitive):
 class Abs(Primitive):
     """out = |x|;  gx = gout * sign(x)"""
     def forward(self, x):
+        refuse_complex(x)
         self.save_for_backward(x)
         return self.xp.abs(x)
 
@@ -292,6 +308,7 @@ class Relu(Primitive):
     saved_outputs = ((0, 0),)  # saved[0] is output 0 (a live tensor under create_graph)
 
     def forward(self, x):
+        refuse_complex(x)
         out = self.xp.maximum(x, 0)
         self.save_for_backward(out)
         return out
@@ -303,6 +320,7 @@ class Relu(Primitive):
 class LeakyRelu(Primitive):
     """out = x if x > 0 else slope * x;  gx = gout * (1 if x > 0 else slope)"""
     def forward(self, x, *, slope):
+        refuse_complex(x)
         self.slope = slope
         self.save_for_backward(x)
         return self.xp.where(x > 0, x, x * slope)
@@ -317,6 +335,7 @@ class Elu(Primitive):
     saved_outputs = ((1, 0),)  # saved[1] is output 0 (a live tensor under create_graph)
 
     def forward(self, x, *, alpha):
+        refuse_complex(x)
         self.alpha = alpha
         xp = self.xp
         out = xp.where(x > 0, x, alpha * xp.expm1(xp.minimum(x, 0)))
@@ -338,6 +357,7 @@ def _exp_neg(xp, a):
 class Softplus(Primitive):
     """out = log(1 + exp(x)) = max(x, 0) + log1p(exp(-|x|));  gx = gout * sigmoid(x)"""
     def forward(self, x):
+        refuse_complex(x)
         xp = self.xp
         self.save_for_backward(x)
         return xp.maximum(x, 0) + xp.log1p(_exp_neg(xp, -xp.abs(x)))
@@ -350,6 +370,7 @@ class Softplus(Primitive):
 class Clip(Primitive):
     """out = min(max(x, lo), hi);  gx = gout where lo <= x <= hi, else 0"""
     def forward(self, x, *, lo, hi):
+        refuse_complex(x, lo, hi)
         inside = True  # the mask is saved, not x: it is constant (its derivative is zero)
         if lo is not None:
             inside = inside & (x >= lo)
@@ -386,25 +407,6 @@ class ToDevice(Primitive):
 
 # --- reductions -------------------------------------------------------------------------------
 
-def norm_axis(axis, ndim, op=None):
-    """`axis` (None, int or tuple, negatives allowed) as a sorted tuple of distinct axes.
-
-    `op` names the caller in errors; forward methods leave it out, as `apply` adds the op name.
-    """
-    where = f"{op}: " if op else ""
-    if axis is None:
-        return tuple(range(ndim))
-    axes = (axis,) if isinstance(axis, numbers.Integral) else tuple(axis)
-    out = []
-    for a in axes:
-        if not isinstance(a, numbers.Integral) or not -ndim <= a < ndim:
-            raise ValueError(f"{where}axis {axis} is out of range for an array of {ndim} dims")
-        out.append(int(a) % ndim)
-    if len(set(out)) != len(out):
-        raise ValueError(f"{where}repeated axis in {axis}")
-    return tuple(sorted(out))
-
-
 def _expand(g, shape, axes, keepdims):
     """Reshape a reduced gradient so it broadcasts against the input shape."""
     if keepdims or not axes:
@@ -416,7 +418,7 @@ def _expand(g, shape, axes, keepdims):
 class Sum(Primitive):
     """out = sum(x, axis);  gx = gout broadcast to x's shape"""
     def forward(self, x, *, axis=None, keepdims=False):
-        self.axes = norm_axis(axis, x.ndim)
+        self.axes = checks.axes(axis, x.ndim, None)
         self.shape, self.keepdims = x.shape, keepdims
         return x.sum(axis=self.axes, keepdims=keepdims)
 
@@ -428,7 +430,7 @@ class Sum(Primitive):
 class Mean(Primitive):
     """out = mean(x, axis);  gx = gout / n broadcast to x's shape"""
     def forward(self, x, *, axis=None, keepdims=False):
-        self.axes = norm_axis(axis, x.ndim)
+        self.axes = checks.axes(axis, x.ndim, None)
         self.shape, self.keepdims = x.shape, keepdims
         self.n = int(np.prod([x.shape[a] for a in self.axes])) if self.axes else 1
         return x.mean(axis=self.axes, keepdims=keepdims)
@@ -443,7 +445,8 @@ class Max(Primitive):
     fn = "max"  # the array method used, so Min only changes this
 
     def forward(self, x, *, axis=None, keepdims=False):
-        self.axes = norm_axis(axis, x.ndim)
+        refuse_complex(x)
+        self.axes = checks.axes(axis, x.ndim, None)
         self.keepdims = keepdims
         if x.size == 0:
             raise ValueError("cannot reduce an empty array")
@@ -470,8 +473,9 @@ class LogSumExp(Primitive):
     saved_outputs = ((1, 0),)  # saved[1] is output 0 (a live tensor under create_graph)
 
     def forward(self, x, *, axis=None, keepdims=False):
+        refuse_complex(x)
         xp = self.xp
-        self.axes = norm_axis(axis, x.ndim)
+        self.axes = checks.axes(axis, x.ndim, None)
         self.keepdims = keepdims
         m = x.max(axis=self.axes, keepdims=True)
         m = xp.where(xp.isfinite(m), m, 0)
@@ -566,23 +570,47 @@ class BroadcastTo(Primitive):
 
 
 class GetItem(Primitive):
-    """out = x[index];  gx = zeros with gout scattered back (repeated indices accumulate)"""
+    """out = x[index];  gx = zeros with gout scattered back (repeated indices accumulate)
+
+    Saves the index's items (an index array is memory the graph holds until backward)."""
     def forward(self, x, *, index):
-        self.index, self.shape = index, x.shape
-        return x[index]
+        try:
+            out = x[index]
+        except IndexError as e:
+            kind = checks.IndexTypeError if _wrong_index_kind(index) else checks.IndexRangeError
+            raise kind(str(e)) from None
+        self.shape, self.many = x.shape, type(index) is tuple
+        self.save_for_backward(*(index if self.many else (index,)))
+        return out
 
     def backward(self, gout):
-        return scatter_add(self.xp, self.shape, self.index, gout)
+        index = self.saved if self.many else self.saved[0]
+        return scatter_add(self.xp, self.shape, index, gout)
 
 
 class ScatterAdd(Primitive):
     """out = zeros(shape) with x added at index (repeats add up);  gx = gout[index]"""
     def forward(self, x, *, index, shape):
-        self.index = index
+        self.many = type(index) is tuple
+        self.save_for_backward(*(index if self.many else (index,)))
         return scatter_add(self.xp, shape, index, x)
 
     def backward(self, gout):
-        return gout[self.index]
+        return gout[self.saved if self.many else self.saved[0]]
+
+
+def _wrong_index_kind(index) -> bool:
+    """Whether an index NumPy refused holds an item of the wrong kind (a float, a string), as
+    opposed to one out of range."""
+    for i in index if isinstance(index, tuple) else (index,):
+        if isinstance(i, (numbers.Integral, slice, type(None), type(Ellipsis))):
+            continue
+        kind = getattr(getattr(i, "dtype", None), "kind", None)
+        if kind is None and isinstance(i, list):
+            kind = np.asarray(i).dtype.kind if i else "i"
+        if kind is None or kind not in "iub":
+            return True
+    return False
 
 
 def _is_advanced(index):
@@ -596,7 +624,7 @@ class Concat(Primitive):
     def forward(self, *xs, axis=0):
         if not xs:
             raise ValueError("no tensors given")
-        self.axis = norm_axis(axis, xs[0].ndim)[0]
+        self.axis = checks.axis(axis, xs[0].ndim, None)
         self.sizes = [x.shape[self.axis] if x.ndim else 1 for x in xs]
         return self.xp.concatenate(xs, axis=self.axis)
 
@@ -610,8 +638,8 @@ class Stack(Primitive):
     def forward(self, *xs, axis=0):
         if not xs:
             raise ValueError("no tensors given")
-        out = self.xp.stack(xs, axis=axis)
-        self.lead = (slice(None),) * norm_axis(axis, out.ndim)[0]
+        out = self.xp.stack(xs, axis=checks.axis(axis, xs[0].ndim + 1, None))
+        self.lead = (slice(None),) * checks.axis(axis, out.ndim, None)
         return out
 
     def backward(self, gout):
@@ -621,7 +649,7 @@ class Stack(Primitive):
 class Unstack(Primitive):
     """outs = the slices of x along axis;  gx = stack(gouts, axis)"""
     def forward(self, x, *, axis=0):
-        self.axis = norm_axis(axis, x.ndim)[0]
+        self.axis = checks.axis(axis, x.ndim, None)
         lead = (slice(None),) * self.axis
         return tuple([x[lead + (i,)] for i in range(x.shape[self.axis])])
 
@@ -632,11 +660,11 @@ class Unstack(Primitive):
 class Split(Primitive):
     """outs = split(x, sections, axis);  gx = the gouts concatenated"""
     def forward(self, x, *, sections, axis=0):
-        self.axis = axis
-        if type(sections) is int and sections > 0 and -x.ndim <= axis < x.ndim:
+        self.axis = axis = checks.axis(axis, x.ndim, None)
+        if type(sections) is int and sections > 0:
             n = x.shape[axis]
             if n % sections == 0 and n > 0:  # equal parts: plain slices (xp.split is slow Python)
-                k, lead = n // sections, (slice(None),) * (axis % x.ndim)
+                k, lead = n // sections, (slice(None),) * axis
                 return tuple([x[lead + (slice(j, j + k),)] for j in range(0, n, k)])
         return tuple(self.xp.split(x, sections, axis=axis))
 
@@ -685,19 +713,14 @@ class Flip(Primitive):
 
 # --- gathering --------------------------------------------------------------------------------
 
-def _check_index_array(idx):
-    if getattr(idx, "dtype", np.dtype(np.int64)).kind not in "iu":
-        raise TypeError(f"indices must be integers, got dtype {idx.dtype}")
-
-
 class Take(Primitive):
     """out = take(x, indices, axis);  gx = zeros with gout added at the indices (repeats add)"""
+    negative = True  # NumPy's take counts negative indices from the end
+
     def forward(self, x, indices, *, axis=0):
-        _check_index_array(indices)
-        self.axis = norm_axis(axis, x.ndim)[0]
-        n = x.shape[self.axis]
-        if indices.size and (indices.max() >= n or indices.min() < -n):
-            raise IndexError(f"indices out of range for axis {axis} of size {n}")
+        self.axis = checks.axis(axis, x.ndim, None)
+        checks.index_array(indices, None, "indices", x.shape[self.axis],
+                           negative=self.negative)
         self.save_for_backward(indices)
         self.shape = x.shape
         return self.xp.take(x, indices, axis=self.axis)
@@ -710,13 +733,14 @@ class Take(Primitive):
 
 class Embedding(Take):
     """out = weight[indices] (rows of an embedding table);  gweight: rows of gout added back"""
+    negative = False  # an id is a row number in [0, num_embeddings): -1 is a bug, not the last
 
 
 class Gather(Primitive):
     """out = take_along_axis(x, index, axis);  gx = zeros with gout added at index"""
     def forward(self, x, index, *, axis):
-        _check_index_array(index)
-        a = self.axis = norm_axis(axis, x.ndim)[0]
+        a = self.axis = checks.axis(axis, x.ndim, None)
+        checks.index_array(index, None, "index", x.shape[a], negative=True)
         out = self.xp.take_along_axis(x, index, axis=a)
         # index and x may broadcast against each other: scatter into the broadcast shape and
         # let the engine sum the gradient back to x's shape
@@ -738,6 +762,7 @@ class Softmax(Primitive):
     saved_outputs = ((0, 0),)  # saved[0] is output 0 (a live tensor under create_graph)
 
     def forward(self, x, *, axis=-1):
+        refuse_complex(x)
         self.axis = axis
         e = _exp_neg(self.xp, x - x.max(axis=axis, keepdims=True))
         out = e / e.sum(axis=axis, keepdims=True)
@@ -754,6 +779,7 @@ class LogSoftmax(Primitive):
     saved_outputs = ((0, 0),)  # saved[0] is output 0 (a live tensor under create_graph)
 
     def forward(self, x, *, axis=-1):
+        refuse_complex(x)
         xp = self.xp
         self.axis = axis
         z = x - x.max(axis=axis, keepdims=True)
@@ -770,6 +796,7 @@ class CrossEntropy(Primitive):
     """loss_i = logsumexp(x_i) - x_i[t_i] over the class axis (last), computed stably;
     gx = (softmax(x) - onehot(t)) * gout, zero for ignored targets"""
     def forward(self, x, target, *, ignore_index, reduction):
+        refuse_complex(x)
         xp = self.xp
         z = x - x.max(axis=-1, keepdims=True)
         logp = z - xp.log(_exp_neg(xp, z).sum(axis=-1, keepdims=True))
@@ -798,6 +825,7 @@ class CrossEntropy(Primitive):
 class BCEWithLogits(Primitive):
     """loss = max(x, 0) - x*y + log1p(exp(-|x|));  gx = (sigmoid(x) - y), gy = -x"""
     def forward(self, x, y):
+        refuse_complex(x, y)
         xp = self.xp
         self.save_for_backward(x, y)
         return xp.maximum(x, 0) - x * y + xp.log1p(_exp_neg(xp, -xp.abs(x)))

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from minigrad import checks
+
 _gen = [np.random.default_rng(0)]
 
 
@@ -15,7 +17,7 @@ def default_generator() -> np.random.Generator:
 
 def manual_seed(seed: int) -> np.random.Generator:
     """Reseed the default generator; returns it."""
-    _gen[0] = np.random.default_rng(seed)
+    _gen[0] = np.random.default_rng(checks.integer(seed, "manual_seed", "seed", low=0))
     return _gen[0]
 
 

@@ -6,11 +6,12 @@ Every operator applies an op of `minigrad.ops`: `x + y` is `Add.apply(x, y)`, wr
 """
 from __future__ import annotations
 
+import numbers
 import weakref
 
 import numpy as np
 
-from minigrad import backend, engine, functions as F
+from minigrad import backend, checks, engine, functions as F
 from minigrad.engine import make_tensor, run_backward
 from minigrad.ops import Abs, Add, Div, MatMul, Mul, Neg, Pow, Sub
 from minigrad.tensor_methods import TensorMethods
@@ -29,9 +30,12 @@ class Tensor(TensorMethods):
 
     def __init__(self, data, requires_grad=False, dtype=None, device=None, name=None):
         data = backend.as_array(data, dtype, device)
+        requires_grad = checks.boolean(requires_grad, "tensor", "requires_grad")
         if requires_grad and data.dtype.kind not in "fc":
             raise TypeError(f"tensor: only float tensors can require gradients, got {data.dtype}")
-        make_tensor(data, bool(requires_grad), into=self)
+        if name is not None and not isinstance(name, str):
+            raise TypeError(f"tensor: name must be a str or None, got {type(name).__name__}")
+        make_tensor(data, requires_grad, into=self)
         self.name = name
 
     def __hash__(self):
@@ -58,7 +62,9 @@ class Tensor(TensorMethods):
             raise RuntimeError("backward: this tensor does not require grad and has no graph "
                                "(did you create it under no_grad, or from tensors without "
                                "requires_grad=True?)")
-        keep = create_graph if retain_graph is None else retain_graph
+        create_graph = checks.boolean(create_graph, "backward", "create_graph")
+        keep = create_graph if retain_graph is None else checks.boolean(
+            retain_graph, "backward", "retain_graph")
         seed = seed_grad(self, grad, "backward", create_graph)
         engine.finish_leaves(run_backward([self], [seed], retain_graph=keep,
                                           create_graph=create_graph))
@@ -68,6 +74,8 @@ class Tensor(TensorMethods):
 
         A returned tensor replaces the gradient. Returns a handle with `.remove()`.
         """
+        if not callable(fn):
+            raise TypeError(f"register_hook: fn must be callable, got {type(fn).__name__}")
         if not self.requires_grad:
             raise RuntimeError("register_hook: the tensor does not require grad")
         if self._node is None:
@@ -96,6 +104,7 @@ class Tensor(TensorMethods):
         self.register_hook(keep)
 
     def requires_grad_(self, flag=True) -> Tensor:
+        flag = checks.boolean(flag, "requires_grad_", "flag")
         if flag and self.data.dtype.kind not in "fc":
             raise TypeError(f"requires_grad_: only float tensors can require gradients, "
                             f"got {self.data.dtype}")
@@ -154,7 +163,14 @@ class Tensor(TensorMethods):
 
     # comparisons give constant boolean tensors
     def _compare(self, other, ufunc):
-        r = ufunc(self.data, other.data if isinstance(other, Tensor) else other)
+        try:
+            r = ufunc(self.data, other.data if isinstance(other, Tensor) else other)
+        except (TypeError, ValueError) as e:
+            raise engine.op_error(f"comparison ({ufunc.__name__})", e,
+                                  (self.data, getattr(other, "data", other))) from e
+        if r is NotImplemented or not hasattr(r, "dtype"):  # e.g. a string: no ufunc loop
+            raise TypeError(f"comparison ({ufunc.__name__}): cannot compare a Tensor with "
+                            f"{type(other).__name__}")
         return make_tensor(r if backend.is_array(r) else np.asarray(r))
 
     def __lt__(self, other):
@@ -194,6 +210,10 @@ def seed_grad(t, grad, opname, create_graph=False):
     """The gradient a backward pass starts from at output `t`: 1 for a single element, else
     `grad` checked against t's shape; a Tensor under create_graph (its graph kept), else an
     array."""
+    if grad is not None and not (isinstance(grad, (Tensor, numbers.Number, list, tuple))
+                                 or backend.is_array(grad)):
+        raise TypeError(f"{opname}: grad must be a Tensor or an array, got "
+                        f"{type(grad).__name__}")
     if grad is None:
         if t.data.size != 1:
             raise RuntimeError(f"{opname}: grad can be implicit only for a single-element output; "
@@ -205,7 +225,7 @@ def seed_grad(t, grad, opname, create_graph=False):
     else:
         g = grad.data if isinstance(grad, Tensor) else grad
         if not isinstance(g, backend.device_of(t.data).array_type):
-            g = backend.as_array(g, t.dtype, t.device)
+            g = backend.as_array(g, t.dtype, t.device, where=opname)
         g = make_tensor(g) if create_graph else g
     if tuple(g.shape) != tuple(t.data.shape):
         raise ValueError(f"{opname}: grad of shape {tuple(g.shape)} for a tensor of shape "

@@ -4,6 +4,8 @@
 """
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 
 from minigrad import backend, engine, functions as F
@@ -35,6 +37,8 @@ class TensorMethods:
             engine.note_inplace(self)
 
     def __len__(self):
+        if self.data.ndim == 0:
+            raise TypeError("len: a 0-d tensor has no length (use .item())")
         return len(self.data)
 
     def __repr__(self):
@@ -69,11 +73,12 @@ class TensorMethods:
 
     def __bool__(self):
         if self.data.size != 1:
-            raise ValueError(f"the truth value of a tensor of shape {self.shape} is ambiguous")
+            raise ValueError(f"bool: the truth value of a tensor of shape {self.shape} is "
+                             "ambiguous")
         return bool(self.item())
     def to(self, device) :
         """This tensor on `device` (a differentiable copy, or self when already there)."""
-        dev = backend.get_device(device)
+        dev = backend.get_device(device, "to")
         return self if dev is backend.device_of(self.data) else ToDevice.apply(self, device=dev)
 
     def cpu(self) :
@@ -161,7 +166,10 @@ class TensorMethods:
         if state.grad_enabled and self.requires_grad:
             raise RuntimeError(f"{opname}: in-place change of a tensor that requires grad; "
                                "wrap it in mg.no_grad() or use the out-of-place op")
-        fn()
+        try:
+            fn()
+        except engine.FORWARD_ERRORS as e:
+            raise engine.op_error(opname, e, (self.data,)) from e
         self._version += 1
         if self._node is not None:  # the op that made self may have saved its array
             engine.note_inplace(self)
@@ -170,6 +178,9 @@ class TensorMethods:
     def __setitem__(self, index, value):
         value = value.data if isinstance(value, TensorMethods) else value
         index = F.raw_index(index)
+        if isinstance(value, (str, bytes)) or value is None:
+            raise TypeError(f"__setitem__: value must be a number, an array or a Tensor, got "
+                            f"{type(value).__name__}")
 
         def do():
             self.data[index] = value
@@ -198,10 +209,15 @@ class TensorMethods:
         return self._inplace("zero_", lambda: self.data.fill(0))
 
     def fill_(self, value) :
+        if isinstance(value, bool) or not isinstance(value, (numbers.Number, np.generic)):
+            raise TypeError(f"fill_: value must be a number, got {type(value).__name__}")
         return self._inplace("fill_", lambda: self.data.fill(value))
 
     def copy_(self, src) :
         s = src.data if isinstance(src, TensorMethods) else src
+        if not (backend.is_array(s) or isinstance(s, (numbers.Number, list, tuple))):
+            raise TypeError(f"copy_: src must be a Tensor, an array or a number, got "
+                            f"{type(src).__name__}")
 
         def do():
             self.data[...] = s

@@ -27,6 +27,7 @@ from rnn.losses import sequence_cross_entropy
 from rnn.seq2seq import (AttentionDecoderCell, Seq2Seq, Seq2SeqState, SourceContext, StepStack,
                          run_decoder)
 from rnn.hred import HRED
+from rnn import memory  # noqa: I001  (after the cells it builds on)
 from rnn.tbptt import TBPTTResult, Window, tbptt  # the function shadows the module: take all
 from rnn.unroll import pad_sequences, unroll
 
@@ -38,6 +39,6 @@ __all__ = [
     "Bidirectional", "Cell", "DeepTransitionCell", "GRU", "GRUCell", "LSTM", "LSTMCell",
     "MUT1Cell", "MUT2Cell", "MUT3Cell", "PhasedLSTMCell", "RNN", "RNNCell", "Stacked",
     "TBPTTResult", "Window", "analysis", "clip_state_grad", "generate", "kernels",
-    "mask_from_lengths", "pad_sequences", "reverse_sequences", "sequence_cross_entropy", "state",
-    "steps", "tbptt", "unroll", "unroll_checkpointed",
+    "mask_from_lengths", "memory", "pad_sequences", "reverse_sequences", "sequence_cross_entropy",
+    "state", "steps", "tbptt", "unroll", "unroll_checkpointed",
 ]

@@ -78,7 +78,9 @@ class Cell(Module):
     A subclass calls `super().__init__(input_size, hidden_size, rng=..., dtype=..., device=...)`,
     creates its weights with `self.parameter(*shape)` (uniform(-1/sqrt(H), 1/sqrt(H)), as PyTorch)
     and writes `forward`. `initial_state(B)` gives zeros of shape (B, H) on the cell's device and
-    dtype; override it for a tuple state.
+    dtype; override it for a tuple state. A cell that takes a context may define
+    `initial_state(batch_size, context)` when its state's shape depends on the context (attention
+    weights over the source positions): `unroll` then passes the context it was given.
 
     >>> import minigrad as mg, rnn
     >>> class Elman(rnn.Cell):
@@ -94,6 +96,7 @@ class Cell(Module):
     """
 
     takes_context: bool = False
+    initial_state_reads_context: bool = False  # initial_state(batch_size, context)
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -101,6 +104,9 @@ class Cell(Module):
             found = _context_in_signature(cls)
             if found is not None:
                 cls.takes_context = found
+        if "initial_state" in cls.__dict__:
+            params = list(inspect.signature(cls.initial_state).parameters.values())[1:]
+            cls.initial_state_reads_context = len(params) >= 2
 
     def __init__(self, input_size: int | None = None, hidden_size: int | None = None, *,
                  rng=None, dtype=None, device=None):

@@ -265,8 +265,9 @@ def run_decoder(cell, inputs: mg.Tensor, state, context: SourceContext | None = 
 
     `cell` is called `cell(x_t, state, context)` (`cell(x_t, state)` when context is None). A
     cell whose state does not hold the weights runs through `rnn.unroll(..., context=)`; an
-    `AttentionDecoderCell` that keeps them (its state depends on the source length, which
-    `unroll`'s `initial_state(B)` cannot know) runs through the loop here.
+    `AttentionDecoderCell` that keeps them runs through the loop here, which also returns every
+    step's weights as a Tensor with their gradient (`rnn.unroll(dec, x, context=ctx)` runs it
+    too, with the same outputs and final state, but returns no per-step weights).
     Returns `(outputs (T, B, H), final_state, weights)`: weights (T, B, S) are the attention
     weights of every step of an `AttentionDecoderCell` keeping them (else None). With `lengths`
     (B,) a sequence stops after its own length: outputs and weights past it are 0 and its state

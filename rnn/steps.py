@@ -55,10 +55,12 @@ def as_inputs(cell, inputs, who: str = "unroll") -> mg.Tensor:
     return inputs
 
 
-def start_state(cell, state, B: int, who: str = "unroll"):
-    """`cell.initial_state(B)` when `state` is None, else `state` after checking it has that
-    structure and those shapes (`rnn.state.StateError` naming the cell and the path)."""
-    want = cell.initial_state(B)
+def start_state(cell, state, B: int, who: str = "unroll", context=None):
+    """`cell.initial_state(B)` (or `initial_state(B, context)` for a cell whose initial_state
+    reads the context) when `state` is None, else `state` after checking it has that structure
+    and those shapes (`rnn.state.StateError` naming the cell and the path)."""
+    want = (cell.initial_state(B, context) if cell.initial_state_reads_context
+            else cell.initial_state(B))
     if state is None:
         return want
     st.check(state, want, f"{who}: {type(cell).__name__}: the initial state for batch size {B}")
@@ -101,10 +103,15 @@ def _check_step(who: str, result, state, B: int, batch_axis: int = 0):
 
 def _keep_ended(m, new, old):
     """new where m (rows still running), else old, tensor by tensor; a bare Tensor directly (the
-    common case, and a per-step cost)."""
+    common case, and a per-step cost). The (B, 1) mask is reshaped to (B, 1, ..., 1) for a state
+    of more axes (an NTM's memory (B, N, M)), which it would otherwise broadcast against wrongly."""
     if isinstance(new, mg.Tensor):
-        return mg.where(m, new, old)
-    return st.map(lambda a, b: mg.where(m, a, b), new, old)
+        return mg.where(_rows(m, new.ndim), new, old)
+    return st.map(lambda a, b: mg.where(_rows(m, a.ndim), a, b), new, old)
+
+
+def _rows(m, ndim: int):
+    return m if ndim == 2 else m.reshape((m.shape[0],) + (1,) * (ndim - 1))
 
 
 def run_steps(cell, inputs, state, lengths=None, *, context=None, t0: int = 0,

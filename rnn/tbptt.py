@@ -117,7 +117,7 @@ def tbptt(cell: Cell, inputs, k1: int, k2: int | None = None, *, loss_fn: Callab
                          "pass data (leaves), e.g. context.detach()")
     T, B = inputs.shape[0], inputs.shape[1]
     lengths = as_lengths(lengths, B, T, name)
-    state = _detach(start_state(cell, state, B, "tbptt"))
+    state = _detach(start_state(cell, state, B, "tbptt", context))
 
     stops = list(range(k1, T, k1)) + [T]
     starts = [max(0, stop - k2) for stop in stops]  # where each window's graph begins

@@ -52,8 +52,8 @@ def unroll(cell, inputs, state=None, lengths=None, *, context=None,
     inputs = as_inputs(cell, inputs)
     T, B = inputs.shape[0], inputs.shape[1]
     lengths = as_lengths(lengths, B, T, type(cell).__name__)
-    state = start_state(cell, state, B)
     check_context(cell, context)
+    state = start_state(cell, state, B, context=context)
     if checkpoint_every is not None:
         return unroll_checkpointed(cell, inputs, state, lengths, checkpoint_every,
                                    per_step=per_step, state_hook=state_hook, context=context)

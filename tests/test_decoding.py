@@ -8,6 +8,7 @@ ones taken by sorting. A beam wide enough to hold every hypothesis must return e
 from __future__ import annotations
 
 import math
+import re
 import shutil
 
 import numpy as np
@@ -308,7 +309,8 @@ def test_trace_and_picture(tmp_path):
     if shutil.which("dot") is None:
         pytest.skip("Graphviz's dot is not installed")
     svg = g.pipe(format="svg").decode()
-    assert svg.count("<g id=\"node") >= len([n for n in trace.nodes if n.example == 1])
+    drawn = {int(i) for i in re.findall(r'<g id="n(\d+)" class="node">', svg)}
+    assert drawn == {n.id for n in trace.nodes if n.example == 1}
 
 
 @pytest.mark.parametrize("kwargs, fragment", [
@@ -339,3 +341,35 @@ def test_bad_models_are_named():
         sample(lambda t, s: (None, s), None, 0, 2, 3)
     with pytest.raises(ValueError, match="sample: top_p"):
         sample(RandomModel(3, 0), RandomModel(3, 0).initial(1, 0), 0, 2, 3, top_p=0.0)
+
+
+def test_char_rnn_step_reads_as_the_unrolled_model():
+    """The char-rnn demo's CharLM.step, fed a text one character at a time with its state
+    passed along, gives the log-softmax of the logits its forward (rnn.unroll, fused LSTM)
+    gives for the whole text; beam 1 along it is greedy decoding."""
+    from demos.char_rnn import CharLM
+    model = CharLM(7, 3, 5, np.random.default_rng(0)).eval()
+    text = np.random.default_rng(1).integers(0, 7, size=(6, 2))
+    logits, _ = model(text, None)
+    z = logits.numpy().astype(np.float64)
+    want = z - z.max(-1, keepdims=True)
+    want -= np.log(np.exp(want).sum(-1, keepdims=True))
+    state = model.cell.initial_state(2)
+    for t in range(6):
+        log_probs, state = model.step(text[t], state)
+        np.testing.assert_allclose(log_probs.numpy(), want[t], rtol=1e-4, atol=1e-5)
+    start = model.cell.initial_state(3)
+    beam = beam_search(model, start, 0, 6, 1, 8, batch_size=3)
+    for b, g in zip(beam, greedy(model, start, 0, 6, 8)):
+        assert b[0].tokens.tolist() == g.tokens.tolist()
+
+
+def test_dates_demo_beam_of_one_is_its_greedy():
+    """The dates demo scores its Seq2Seq with greedy decoding and with beam search: on an
+    untrained model (its outputs far from certain), beam 1 gives greedy's outputs."""
+    from demos import dates
+    rng = np.random.default_rng(0)
+    model = dates.build(True, 8, 4, rng)
+    pairs = dates.examples(rng, dates.split_days(rng, 10)[1], 6)
+    by_greedy = dates.evaluate(model, pairs, dates.DECODERS["greedy"])
+    assert dates.evaluate(model, pairs, dates.beam(1))["outputs"] == by_greedy["outputs"]

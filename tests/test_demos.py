@@ -3,9 +3,12 @@ its accuracy beats chance). Nothing here times anything; the full-size figures a
 docs/demos.md."""
 import json
 import math
+import pathlib
 
 import numpy as np
 import pytest
+
+import minigrad as mg
 
 pytest.importorskip("matplotlib")
 pytest.importorskip("tqdm")
@@ -59,6 +62,71 @@ def test_char_rnn_learns_and_resumes(tmp_path):
     assert again["val_nats"] == res["val_nats"] and again["steps"] == 60
     more = char_rnn.main(small + ["--steps", "5", "--load", ckpt])
     assert more["steps"] == 65
+    # the held-out figure is on whole plays the model never trained on
+    assert res["heldout_plays"] == ["julius_caesar", "much_ado"] and res["heldout_chars"] > 0
+    # the BLAS thread choice is printed and kept with the results
+    saved = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert saved["blas_threads"] == res["blas_threads"] == 1
+
+
+def test_char_rnn_holds_out_whole_plays():
+    from demos.char_rnn import PLAYS, load_text, split_plays
+    text = load_text()
+    plays = split_plays(text)
+    assert list(plays) == list(PLAYS)  # in the order of the file, every one found
+    assert "".join(plays.values()) == text  # a partition: nothing lost, nothing doubled
+    for key, title in PLAYS.items():
+        assert plays[key].startswith(title + "\n\nby William Shakespeare")
+        assert plays[key].count("by William Shakespeare") == 1
+
+
+def test_char_rnn_eval_scores_a_file_with_a_saved_model(tmp_path):
+    from demos import char_rnn
+    ckpt = str(tmp_path / "model.npz")
+    small = common(tmp_path) + ["--chars", "20000", "--hidden", "16", "--embed", "8",
+                                "--batch", "4", "--bptt", "16", "--sample", "5"]
+    char_rnn.main(small + ["--steps", "30", "--save", ckpt, "--val-chars", "500"])
+    text = "ROMEO.\nO, she doth teach the torches to burn bright!\n"
+    (tmp_path / "t.txt").write_text(text)
+    res = char_rnn.main(common(tmp_path) + ["--hidden", "16", "--embed", "8", "--load", ckpt,
+                                            "--eval", str(tmp_path / "t.txt")])
+    # reference: the same model read one character at a time, its log-softmax summed by NumPy
+    ckpt_data = mg.load(ckpt)
+    vocab = ckpt_data["vocab"]
+    model = char_rnn.CharLM(len(vocab), 8, 16, np.random.default_rng(0))
+    model.load_state_dict(ckpt_data["model"])
+    ids = [vocab.index(c) for c in text]
+    state, nll = None, 0.0
+    with mg.no_grad():
+        for a, b in zip(ids[:-1], ids[1:]):
+            logits, state = model(np.array([[a]]), state)
+            z = logits.numpy()[0, 0].astype(np.float64)
+            nll -= z[b] - (np.log(np.exp(z - z.max()).sum()) + z.max())
+    assert res["eval_chars"] == len(text) - 1
+    assert res["eval_nats"] == pytest.approx(nll / (len(text) - 1), rel=1e-4)
+    assert res["eval_bits"] == pytest.approx(res["eval_nats"] / math.log(2))
+    # a character the model has no probability for is refused, by name
+    (tmp_path / "bad.txt").write_text("caf\u00e9")
+    with pytest.raises(ValueError, match="not in the model's vocabulary"):
+        char_rnn.main(common(tmp_path) + ["--hidden", "16", "--embed", "8", "--load", ckpt,
+                                          "--eval", str(tmp_path / "bad.txt")])
+    with pytest.raises(SystemExit):  # --eval without a model to score with
+        char_rnn.main(common(tmp_path) + ["--eval", str(tmp_path / "t.txt")])
+
+
+def test_graph_tour_writes_results_and_names_its_module(tmp_path, capsys):
+    import shutil
+    if shutil.which("dot") is None:
+        pytest.skip("Graphviz `dot` is not installed")
+    from demos import graph_tour
+    with pytest.raises(SystemExit):
+        graph_tour.main(["--help"])
+    assert capsys.readouterr().out.startswith("usage: python -m demos.graph_tour")
+    res = graph_tour.main(["--quiet", "--out", str(tmp_path), "--steps", "2", "--long", "4"])
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["blas_threads"] == 1 and saved["steps"] == 2
+    assert saved["backward_nodes"] == res["backward_nodes"] > 0
+    assert all((tmp_path / pathlib.Path(p).name).exists() for p in saved["files"])
 
 
 def test_char_rnn_bigram_entropy():
@@ -93,6 +161,36 @@ def test_vanishing_gradients(tmp_path):
         assert r["measured"] == pytest.approx(radius, rel=0.1)
     for name, by_radius in res["gradients"].items():
         assert all(np.isfinite(v) and v >= 0 for v in by_radius.values()), name
+
+
+def test_vanishing_gradients_figures_show_zeros_instead_of_flooring_them(tmp_path):
+    from demos import vanishing_gradients as vg
+    plt = pytest.importorskip("matplotlib.pyplot")
+    fig, ax = plt.subplots()
+    # a value that turned exactly 0 for good ends its line there and is marked at that step
+    assert vg._log_line(ax, [1.0, 1e-3, 0.0, 0.0], "a", "C0") == (2, "C0", None)
+    line = ax.get_lines()[-1]
+    assert list(line.get_xdata()) == [0, 1] and min(line.get_ydata()) == 1e-3  # nothing floored
+    assert vg._log_line(ax, [1.0, 0.0, 1e-3], "b", "C1") is None  # a gap, not an end
+    assert vg._log_line(ax, [0.0, 0.0], "c", "C2") == (0, "C2", "c")  # no line: the mark is named
+    plt.close(fig)
+    # the round-off level of h' for sigmoid: one ulp of the fixed point, 0 where h' is exactly 0
+    levels = vg.pulse_roundoff(mg.sigmoid, 1.0, 5)
+    assert levels[0] == np.spacing(0.5) and np.all(levels > 0)
+    assert np.all(vg.pulse_roundoff(lambda a: a, 1.0, 5) == 0)
+    res = vg.main(["--quiet", "--out", str(tmp_path / "out"), "--T", "20", "--back", "5",
+                   "--pulse-steps", "30", "--hidden", "4", "--batch", "2"])
+    for name in ("pulse_memory", "linear_rate", "gradient_norms", "saturation"):
+        assert (tmp_path / "out" / f"{name}.png").stat().st_size > 0
+    assert res["pulse"]["sigmoid"][1.0] == 0.0  # what the triangle marks: exactly 0 by step 30
+
+
+def test_char_rnn_speaker_lines():
+    from demos.char_rnn import speaker_lines
+    text = "BRUTUS.\nO Cassius.\n\nFIRST CITIZEN.\nAy.\n"
+    mask = speaker_lines(text)
+    marked = "".join(c for c, m in zip(text, mask) if m)
+    assert marked == "BRUTUS.\nFIRST CITIZEN.\n"  # "O Cassius." is speech, not a name line
 
 
 def test_dates_learns(tmp_path):

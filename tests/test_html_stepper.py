@@ -263,3 +263,81 @@ def test_panel_gradients_sum_to_engine_grads(page):
     grads = mg.grad(loss, wanted, retain_graph=True)
     for t, g in zip(wanted, grads):
         np.testing.assert_allclose(sums[leaf_id[t.name]], g.numpy().ravel(), rtol=1e-12)
+
+
+@needs_dot
+def test_page_has_its_title_and_no_raw_graphviz_tooltips(tmp_path):
+    loss, cell, h0 = _graph(steps=3)
+    page = mg.viz.html_stepper(loss, title="two <gates> & a loss")
+    text = page.html
+    # the title is on the page itself, not only in the tab (escaped like any text)
+    assert "<h1 id=\"title\">two &lt;gates&gt; &amp; a loss</h1>" in text
+    # Graphviz's <title> elements carry raw ids ("%3", "op17", "op1->op2"), shown on hover;
+    # the only titles left are the page's and each node's readable name
+    titles = re.findall(r"<title>([^<]*)</title>", text)
+    assert titles[0] == "two &lt;gates&gt; &amp; a loss"
+    st = mg.viz.Stepper(loss)
+    readable = {f"{fn.name} #{fn.seq}" for fn in st.graph.ops} | {t.name for t in st.graph.tensors}
+    assert titles[1:] and set(titles[1:]) <= readable
+    assert not any(re.fullmatch(r"%\d+|op\d+|.*(-&gt;|->).*", t) for t in titles)
+    # save writes exactly that page
+    assert page.save(tmp_path / "a" / "p.html") == str(tmp_path / "a" / "p.html")
+    assert (tmp_path / "a" / "p.html").read_text() == text
+
+
+@needs_dot
+def test_html_stepper_displays_inline_in_a_notebook():
+    import html as html_module
+    loss, *_ = _graph()
+    page = mg.viz.html_stepper(loss)
+    shown = page._repr_html_()
+    # an iframe holding the page itself: nothing to fetch, no file
+    m = re.fullmatch(r'<iframe srcdoc="([^"]*)" title="[^"]*" style="[^"]*"></iframe>', shown)
+    assert m and html_module.unescape(m.group(1)) == page.html
+    assert not re.search(r"<script[^>]+src=|<link|<img", html_module.unescape(m.group(1)))
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install chromium)")
+@needs_dot
+def test_chromium_opens_the_page_fitted_to_the_window(tmp_path):
+    """A tall graph (a 3-step LSTM composed from primitives) is seen whole at the opening view;
+    the zoom buttons switch to actual size (the current node scrolled into view) and back."""
+    import rnn
+    cell = rnn.LSTMCell(2, 3, fused=False, rng=0)
+    x = mg.randn(3, 2, 2, rng=1)
+    with mg.viz.record():
+        out, _ = rnn.unroll(cell, x, per_step=True)
+        loss = (out * out).sum()
+    path = mg.viz.save_html(loss, tmp_path / "lstm.html", title="3-step LSTM")
+    b = Browser(CHROMIUM)
+    try:
+        b.open(path)
+        rect = ("(() => {const p = document.getElementById('graph').getBoundingClientRect(),"
+                " s = document.querySelector('#graph svg').getBoundingClientRect();"
+                " return [p.left, p.top, p.right, p.bottom, s.left, s.top, s.right, s.bottom,"
+                " s.width, s.height]})()")
+        pl, pt, pr, pb, sl, st_, sr, sb, sw, sh = b.js(rect)
+        assert b.js("document.body.dataset.zoom") == "fit"
+        # the whole drawing lies inside the pane, and it fills the pane in one direction
+        assert pl <= sl and pt <= st_ and sr <= pr and sb <= pb
+        assert sw >= 0.8 * (pr - pl - 16) or sh >= 0.8 * (pb - pt - 16)
+        assert b.js("document.getElementById('graph').scrollHeight <= "
+                    "document.getElementById('graph').clientHeight")
+        assert b.js("document.getElementById('title').textContent") == "3-step LSTM"
+        natural = b.js("document.querySelector('#graph svg').viewBox.baseVal.height * 4 / 3")
+        assert sh < natural  # this graph is taller than the window: fitted means shrunk
+        b.click("#actual")
+        assert b.js("document.body.dataset.zoom") == "1"
+        assert b.js("document.querySelector('#graph svg').getBoundingClientRect().height") == \
+            pytest.approx(natural, rel=1e-3)
+        # at actual size the current node is scrolled into the pane
+        node = b.js("(() => {const r = document.querySelector('g.node.current')"
+                    ".getBoundingClientRect(); return [r.left, r.top, r.right, r.bottom]})()")
+        assert pl <= node[0] and node[2] <= pr and pt <= node[1] and node[3] <= pb
+        b.key("f", keycode=70)
+        assert b.js("document.body.dataset.zoom") == "fit"
+        assert b.js("document.querySelector('#graph svg').getBoundingClientRect().height") == \
+            pytest.approx(sh, rel=1e-3)
+    finally:
+        b.close()

@@ -42,8 +42,9 @@ def _unroll(x, h, w, u, K=None):
        x_grad=st.booleans())
 def test_full_bptt_bytes_by_hand(T, B, n_in, n_hid, x_grad):
     # per step: Tanh keeps its output; MatMul keeps h (that same array: counted once, under
-    # Tanh), not w or u (leaves), and x[t]: a leaf when x needs no gradient (user data, free),
-    # otherwise a view made by GetItem, counted at its own size.
+    # Tanh), not w or u (leaves), and x[t]: a leaf when x needs no gradient, otherwise a view
+    # of the leaf x made by GetItem: either way user data, counted by its base (x), so free.
+    # GetItem keeps its index, the int t: not an array.
     w, u = _rnn_params(n_in, n_hid)
     x = mg.tensor(np.ones((T, B, n_in)), requires_grad=x_grad)
     h0 = mg.tensor(np.zeros((B, n_hid)))  # a leaf: not counted
@@ -52,14 +53,64 @@ def test_full_bptt_bytes_by_hand(T, B, n_in, n_hid, x_grad):
         held = m.live_bytes
         s = mg.memory.summary(h)
         h.sum().backward()
-    per_step = 8 * (B * n_in * x_grad + B * n_hid)
+    per_step = 8 * B * n_hid
     assert held == m.peak_bytes == T * per_step
     assert m.live_bytes == 0 and m.live_arrays == 0
     assert s.total_bytes == held
     assert s.by_op["Tanh"] == {"nodes": T, "arrays": T, "bytes": T * 8 * B * n_hid}
-    assert s.by_op["MatMul"] == {"nodes": 2 * T, "arrays": T * x_grad,
-                                 "bytes": T * 8 * B * n_in * x_grad}
+    assert s.by_op["MatMul"] == {"nodes": 2 * T, "arrays": 0, "bytes": 0}
     assert s.by_op["Add"]["bytes"] == 0
+
+
+def test_view_of_a_non_leaf_still_counts_at_its_own_size():
+    # x[t] of a tensor made by an op (exp(x)) is a view of graph memory: its own bytes count
+    x = mg.tensor(np.ones((4, 3)), requires_grad=True)
+    w = mg.tensor(np.ones((3, 2)), requires_grad=True)
+    with mg.memory.track() as m:
+        e = mg.exp(x)                 # Exp keeps its (4, 3) output: 96 bytes
+        y = e[1:3] @ w                # MatMul keeps the (2, 3) view of it: 48 bytes
+        assert m.live_bytes == 96 + 48
+        y.sum().backward()
+    assert (m.peak_bytes, m.live_bytes) == (144, 0)
+
+
+def test_checkpointed_segments_keep_slices_of_the_input_for_free():
+    # a segment given x[t0:t1] of an input x that requires grad keeps that slice (a view of the
+    # leaf x: free) and its input state (counted): by hand, (T/K - 1) states of (B, H) float64
+    T, K, B, n_in, n_hid = 8, 2, 2, 3, 4
+    w, u = _rnn_params(n_in, n_hid)
+    x = mg.tensor(np.ones((T, B, n_in)) * 0.1, requires_grad=True)
+    h = mg.tensor(np.zeros((B, n_hid)))
+
+    def segment(xs, h):
+        for t in range(xs.shape[0]):
+            h = mg.tanh(xs[t] @ w + h @ u)
+        return h
+    with mg.memory.track() as m:
+        for t0 in range(0, T, K):
+            h = mg.checkpoint(segment, x[t0:t0 + K], h)
+        assert m.live_bytes == (T // K - 1) * 8 * B * n_hid
+        h.sum().backward()
+    assert m.live_bytes == 0 and x.grad is not None
+
+
+def test_index_arrays_of_indexing_are_counted_and_freed():
+    # GetItem saves its index through save_for_backward: an int64 index of 5 entries is 40
+    # bytes held until backward; the gathered rows are a new array (fancy indexing copies) that
+    # Tanh does not keep (it keeps its output, (5, 3) float64 = 120 bytes)
+    x = mg.tensor(np.arange(12.0).reshape(4, 3) / 10, requires_grad=True)
+    index = np.array([0, 0, 2, 3, 1])
+    with mg.memory.track() as m:
+        y = mg.tanh(x[index])
+        assert m.live_bytes == 40 + 120 and m.live_arrays == 2
+        node = y.grad_fn.parents[0][0]
+        assert node.name == "GetItem" and node.saved[0] is index
+        y.sum().backward()
+        assert node.saved == ()
+    assert (m.peak_bytes, m.live_bytes) == (160, 0)
+    expected = np.zeros((4, 3))
+    np.add.at(expected, index, 1 - np.tanh(x.numpy()[index]) ** 2)
+    np.testing.assert_allclose(x.grad.numpy(), expected, rtol=1e-12)
 
 
 def test_array_held_by_several_nodes_counts_once_and_leaves_are_free():

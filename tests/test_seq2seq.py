@@ -515,3 +515,37 @@ def test_decoder_under_unroll_stacked_and_checkpointing():
     with pytest.raises(ValueError, match="keep_weights must be True"):
         rnn.AttentionDecoderCell(rnn.GRUCell(5, 3), rnn.LocationAwareAttention(3, 4, 4),
                                  keep_weights=False)
+
+
+def test_decoder_keeping_weights_under_unroll():
+    """A decoder whose state holds the attention weights (B, S) gets its initial state from the
+    context (`initial_state(B, context)`), so it runs under `rnn.unroll(..., context=)` too,
+    plain and checkpointed, equal to `run_decoder`'s loop: outputs, final weights, gradients
+    of the parameters and of the encoder's outputs."""
+    rng = np.random.default_rng(3)
+    T, B, S = 6, 3, 4
+    g = np.random.default_rng(4)
+    dec = rnn.AttentionDecoderCell(rnn.GRUCell(2 + 3, 3, rng=g, dtype=F64),
+                                   rnn.LocationAwareAttention(3, 4, 4, rng=g, dtype=F64),
+                                   rng=g, dtype=F64)
+    xs0, enc0 = rng.standard_normal((T, B, 2)), rng.standard_normal((S, B, 4))
+    src_lengths, tgt_lengths = [4, 2, 3], [6, 3, 5]
+
+    def run(how):
+        xs, enc = mg.tensor(xs0, requires_grad=True), mg.tensor(enc0, requires_grad=True)
+        for p in dec.parameters():
+            p.grad = None
+        ctx = dec.context(enc, src_lengths)
+        if how == "run_decoder":
+            out, state, _ = rnn.run_decoder(dec, xs, dec.initial_state(B, ctx), ctx, tgt_lengths)
+        else:
+            k = None if how == "unroll" else 2
+            out, state = rnn.unroll(dec, xs, lengths=tgt_lengths, context=ctx, checkpoint_every=k)
+        (out * out).sum().backward()
+        return ([out.numpy(), state[2].numpy(), enc.grad.numpy()]
+                + [p.grad.numpy() for p in dec.parameters()])
+
+    want = run("run_decoder")
+    for how in ("unroll", "unroll checkpointed"):
+        for a, b in zip(run(how), want):
+            np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)

@@ -495,10 +495,34 @@ def test_demo_writes_and_prints_its_files(tmp_path):
                           "--steps", "2", "--long", "6"], cwd=root, capture_output=True,
                          text=True, timeout=120)
     assert run.returncode == 0, run.stderr
-    paths = [Path(line) for line in run.stdout.split()]
+    paths = [Path(line) for line in run.stdout.splitlines() if line.startswith(str(tmp_path))]
     assert sorted(p.suffix for p in paths) == [".html", ".png", ".png", ".png", ".svg"]
     for p in paths:
         assert p.parent == tmp_path and p.stat().st_size > 0
+
+
+def test_stepper_displays_in_a_notebook_as_a_table_of_the_backward_pass():
+    """Jupyter's rich display of a Stepper: one row per backward node with the shape and norm of
+    each gradient, against gradients written out by hand with NumPy."""
+    wv = np.array([1.0, -2.0])
+    w = mg.tensor(wv, dtype="float64", requires_grad=True, name="w")
+    loss = (mg.tanh(w) * w).sum()
+    html = mg.viz.Stepper(loss)._repr_html_()
+    rows = re.findall(r"<tr><td>(\d+)</td><td><b>(\w+)</b> #\d+</td><td>(.*?)</td>"
+                      r"<td>(.*?)</td></tr>", html)
+    assert [(k, op) for k, op, *_ in rows] == [("0", "Sum"), ("1", "Mul"), ("2", "Tanh")]
+
+    def norms(cell):
+        return [float(v) for v in re.findall(r"\|g\| ([-\d.e+]+)", cell)]
+    t = np.tanh(wv)
+    # Sum: gets 1, sends ones; Mul(tanh w, w): sends w to tanh's output and tanh(w) to w;
+    # Tanh: sends w (1 - tanh(w)^2)
+    expect = [([1.0], [np.sqrt(2)]), ([np.sqrt(2)], [np.linalg.norm(wv), np.linalg.norm(t)]),
+              ([np.linalg.norm(wv)], [np.linalg.norm(wv * (1 - t * t))])]
+    for (_, _, arriving, sent), (want_in, want_out) in zip(rows, expect):
+        np.testing.assert_allclose(norms(arriving), want_in, rtol=1e-3)
+        np.testing.assert_allclose(norms(sent), want_out, rtol=1e-3)
+    assert "(2,)" in rows[1][3] and "http" not in html
 
 
 # --- the legend and the gradient graph ----------------------------------------------------------

@@ -1,9 +1,11 @@
-"""`save_html`: one self-contained page that steps through the forward, then the backward pass."""
+"""`html_stepper` and `save_html`: one self-contained page that steps through the forward, then
+the backward pass."""
 from __future__ import annotations
 
 import html
 import json
 import os
+import re
 
 import numpy as np
 
@@ -14,24 +16,52 @@ from minigrad.viz.stepper import Stepper
 PANEL_VALUES = 64  # arrays up to this size are printed whole in the side panel
 
 
-def save_html(outputs, path, *, grad_outputs=None, group: str | None = None,
-              title: str = "minigrad graph") -> str:
-    """Write an HTML page stepping through the graph of `outputs`: forward, then backward.
+class HTMLStepper:
+    """A self-contained page stepping through a graph (`html_stepper` makes one): `.html` is the
+    page, `.save(path)` writes it, and in Jupyter it displays inline (an iframe holding the
+    page itself: no file, no network)."""
 
-    The page holds one SVG drawing (laid out by Graphviz `dot`), the steps as data and a few
-    lines of script: previous / next / play buttons, arrow keys (Home/End jump, space plays).
-    The current node is red, finished ones blue (forward) or orange (backward), gradients
-    appear on the edges as they are sent, and a side panel shows the node's values and
-    gradients. Nothing is fetched from the network. Build the graph inside `mg.viz.record()` to
-    see forward values. Returns `path`.
+    def __init__(self, page: str, title: str):
+        self.html = page
+        self.title = title
+
+    def save(self, path) -> str:
+        """Write the page to `path` (folders are created); returns `path`."""
+        os.makedirs(os.path.dirname(os.path.abspath(os.fspath(path))), exist_ok=True)
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(self.html)
+        return os.fspath(path)
+
+    def _repr_html_(self) -> str:
+        return (f'<iframe srcdoc="{html.escape(self.html, quote=True)}" '
+                f'title="{html.escape(self.title, quote=True)}" '
+                'style="width: 100%; height: 640px; border: 1px solid #ccc"></iframe>')
+
+    def __repr__(self):
+        return f"HTMLStepper({self.title!r}, {len(self.html):,} characters)"
+
+
+def html_stepper(outputs, *, grad_outputs=None, group: str | None = None,
+                 title: str = "minigrad graph") -> HTMLStepper:
+    """A page stepping through the graph of `outputs` (or of a `Stepper`): forward, then
+    backward.
+
+    The page holds one SVG drawing (laid out by Graphviz `dot`) that opens fitted to the window
+    (fit / zoom buttons, keys f + - 0), the title, the steps as data and a few lines of script:
+    previous / next / play buttons, arrow keys (Home/End jump, space plays). The current node is
+    red, finished ones blue (forward) or orange (backward), gradients appear on the edges as
+    they are sent, and a side panel shows the node's values and gradients. Nothing is fetched
+    from the network. Build the graph inside `mg.viz.record()` to see forward values.
 
     >>> import minigrad as mg
     >>> w = mg.tensor([1.0, -2.0], requires_grad=True, name="w")
     >>> with mg.viz.record():
     ...     loss = (mg.tanh(w) * w).sum()
-    >>> mg.viz.save_html(loss, "out/tanh.html")  # doctest: +SKIP
+    >>> page = mg.viz.html_stepper(loss, title="tanh(w) w")  # doctest: +SKIP
+    >>> page                     # in Jupyter: the stepper, inline  # doctest: +SKIP
+    >>> page.save("out/tanh.html")  # doctest: +SKIP
     """
-    st = Stepper(outputs, grad_outputs)
+    st = outputs if isinstance(outputs, Stepper) else Stepper(outputs, grad_outputs)
     g = st.graph
     edge_text = {}
     for s in st:
@@ -39,11 +69,10 @@ def save_html(outputs, path, *, grad_outputs=None, group: str | None = None,
     for k, t in enumerate(st.roots):
         if t._node is not None:
             edge_text[(g.op_id(t._node), f"out{k}", -1)] = _seed_text(st.seeds[k])
-    svg = layout(g, group=group, edge_text=edge_text, classes=True).pipe(format="svg")
-    svg = svg.decode("utf-8")
-    svg = svg[svg.index("<svg"):]  # drop the XML prolog and the DTD reference
-
     names = _names(g)
+    svg = layout(g, group=group, edge_text=edge_text, classes=True).pipe(format="svg")
+    svg = _readable_tooltips(svg.decode("utf-8"), names)
+
     frames = []
     for s in st.forward_steps:
         frames.append({"phase": "forward", "k": s.index, "node": g.op_id(s.node),
@@ -60,10 +89,32 @@ def save_html(outputs, path, *, grad_outputs=None, group: str | None = None,
     }
     page = _PAGE.format(title=html.escape(title), svg=svg, css=_css(),
                         data=json.dumps(data).replace("</", "<\\/"), script=_SCRIPT)
-    os.makedirs(os.path.dirname(os.path.abspath(os.fspath(path))), exist_ok=True)
-    with open(path, "w", encoding="utf-8") as f:
-        f.write(page)
-    return os.fspath(path)
+    return HTMLStepper(page, title)
+
+
+def save_html(outputs, path, *, grad_outputs=None, group: str | None = None,
+              title: str = "minigrad graph") -> str:
+    """Write `html_stepper(outputs, ...)`'s page to `path`; returns `path`.
+
+    >>> import minigrad as mg
+    >>> w = mg.tensor([1.0, -2.0], requires_grad=True, name="w")
+    >>> with mg.viz.record():
+    ...     loss = (mg.tanh(w) * w).sum()
+    >>> mg.viz.save_html(loss, "out/tanh.html")  # doctest: +SKIP
+    """
+    return html_stepper(outputs, grad_outputs=grad_outputs, group=group, title=title).save(path)
+
+
+def _readable_tooltips(svg: str, names: dict) -> str:
+    """The SVG without its XML prolog and Graphviz's <title> elements (raw ids such as `%3` or
+    `op17`, which browsers show on hover); each node gets its readable name as tooltip."""
+    svg = svg[svg.index("<svg"):]  # drop the XML prolog and the DTD reference
+    svg = re.sub(r"<title>[^<]*</title>\n?", "", svg)
+
+    def node_title(m):
+        name = names.get(m.group(2))
+        return m.group(1) + (f"<title>{html.escape(name)}</title>\n" if name else "")
+    return re.sub(r'(<g id="([^"]+)" class="node[^"]*">\n)', node_title, svg)
 
 
 def _edge_id(src, dst, pos):
@@ -173,7 +224,10 @@ _PAGE = """<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{title}</title>
 <style>
 body {{ margin: 0; font: 14px Helvetica, Arial, sans-serif; display: flex; height: 100vh; }}
-#graph {{ flex: 1; overflow: auto; padding: 8px; }}
+#graph {{ flex: 1; overflow: auto; padding: 8px; box-sizing: border-box; }}
+#graph svg {{ display: block; margin: 0 auto; }}
+h1 {{ font-size: 17px; margin: 4px 0 8px; }}
+#zoom {{ margin: 4px 0; font-size: 12px; }} #zoom button {{ font-size: 12px; }}
 #side {{ width: 380px; border-left: 1px solid #ccc; padding: 8px 12px; overflow: auto; }}
 #controls button {{ font-size: 15px; margin: 2px; }}
 #where {{ margin: 6px 0; font-weight: bold; }}
@@ -187,12 +241,20 @@ h2 {{ font-size: 16px; margin: 8px 0 4px; }} h3 {{ font-size: 13px; margin: 8px 
 <body>
 <div id="graph">{svg}</div>
 <div id="side">
+<h1 id="title">{title}</h1>
 <div id="controls">
 <button id="first" title="first (Home)">first</button>
 <button id="prev" title="previous (left arrow)">&#x25C0; prev</button>
 <button id="play" title="play / pause (space)">play</button>
 <button id="next" title="next (right arrow)">next &#x25B6;</button>
 <button id="last" title="last (End)">last</button>
+</div>
+<div id="zoom">
+<button id="fit" title="fit the graph to the window (f)">fit</button>
+<button id="zoomout" title="zoom out (-)">&minus;</button>
+<button id="zoomin" title="zoom in (+)">+</button>
+<button id="actual" title="actual size (0)">1:1</button>
+<span id="scale"></span>
 </div>
 <input id="slider" type="range" min="0" value="0" style="width: 100%">
 <div id="where"></div>
@@ -215,6 +277,34 @@ let cur = 0, timer = null;
 const slider = document.getElementById("slider");
 slider.max = D.frames.length - 1;
 
+// Zoom: the page opens with the whole graph fitted to its pane ("fit"; refitted when the
+// window changes size); the buttons and keys f + - 0 zoom, and above the fitted size the
+// current node is kept in view.
+const pane = document.getElementById("graph");
+const svg = pane.querySelector("svg");
+const box = svg.viewBox.baseVal;
+const natural = {w: box.width * 4 / 3, h: box.height * 4 / 3};  // Graphviz sizes are in pt
+let fitted = true, scale = 1;
+function fitScale() {
+  const w = pane.clientWidth - 16, h = pane.clientHeight - 16;
+  return Math.min(w / natural.w, h / natural.h, 1);
+}
+function zoom(s, fit) {
+  fitted = fit;
+  scale = fit ? fitScale() : Math.max(0.05, Math.min(s, 4));
+  svg.setAttribute("width", (natural.w * scale).toFixed(1) + "px");
+  svg.setAttribute("height", (natural.h * scale).toFixed(1) + "px");
+  document.getElementById("scale").textContent =
+    Math.round(scale * 100) + "%" + (fitted ? " (fitted)" : "");
+  document.body.dataset.zoom = fitted ? "fit" : String(scale);
+  follow();
+}
+function follow() {
+  const node = document.getElementById(D.frames[cur].node);
+  if (node && !fitted) node.scrollIntoView({block: "center", inline: "center"});
+}
+window.addEventListener("resize", () => { if (fitted) zoom(1, true); });
+
 function show(i) {
   cur = Math.max(0, Math.min(D.frames.length - 1, i));
   const f = D.frames[cur];
@@ -229,10 +319,8 @@ function show(i) {
     }
   }
   const node = document.getElementById(f.node);
-  if (node) {
-    node.classList.add("current");
-    node.scrollIntoView({block: "center", inline: "center"});
-  }
+  if (node) node.classList.add("current");
+  follow();
   for (const e of D.gedges) {
     const el = document.getElementById(e.id);
     if (!el) continue;
@@ -267,14 +355,23 @@ document.getElementById("next").onclick = () => show(cur + 1);
 document.getElementById("last").onclick = () => show(D.frames.length - 1);
 document.getElementById("play").onclick = play;
 slider.oninput = () => show(parseInt(slider.value, 10));
+document.getElementById("fit").onclick = () => zoom(1, true);
+document.getElementById("zoomin").onclick = () => zoom(scale * 1.25, false);
+document.getElementById("zoomout").onclick = () => zoom(scale / 1.25, false);
+document.getElementById("actual").onclick = () => zoom(1, false);
 document.addEventListener("keydown", (ev) => {
   if (ev.key === "ArrowRight") show(cur + 1);
   else if (ev.key === "ArrowLeft") show(cur - 1);
   else if (ev.key === "Home") show(0);
   else if (ev.key === "End") show(D.frames.length - 1);
   else if (ev.key === " ") play();
+  else if (ev.key === "f") zoom(1, true);
+  else if (ev.key === "+" || ev.key === "=") zoom(scale * 1.25, false);
+  else if (ev.key === "-") zoom(scale / 1.25, false);
+  else if (ev.key === "0") zoom(1, false);
   else return;
   ev.preventDefault();
 });
 show(0);
+zoom(1, true);
 """

@@ -2,13 +2,16 @@
 forward pass one op at a time."""
 from __future__ import annotations
 
+import html as _html
 from dataclasses import dataclass
+
+import numpy as np
 
 from minigrad.autograd import roots_and_grads
 from minigrad.engine import count_consumers, run_backward
 from minigrad.tensor import Tensor, seed_grad
 from minigrad.viz.draw import Digraph, layout
-from minigrad.viz.graph import build, fmt_value, op_id, outputs_of
+from minigrad.viz.graph import build, fmt_shape, fmt_value, host, op_id, outputs_of
 
 
 @dataclass
@@ -88,6 +91,26 @@ class Stepper:
     def __getitem__(self, k) -> BackwardStep:
         return self.backward_steps[k]
 
+    def __repr__(self):
+        return (f"Stepper({len(self.forward_steps)} ops forward, {len(self.backward_steps)} "
+                f"nodes backward)")
+
+    def _repr_html_(self) -> str:
+        """Jupyter's display: the backward pass as a table, one row per node, with the size
+        (shape, norm) of the gradient arriving and of each gradient sent. Plain HTML, no
+        network; `mg.viz.html_stepper(stepper)` gives the page that steps through it."""
+        rows = []
+        for s in self.backward_steps:
+            tags = ", ".join(f"{k} = {v}" for k, v in (s.node.tags or ()))
+            rows.append(
+                f"<tr><td>{s.index}</td><td><b>{_html.escape(s.node.name)}</b> "
+                f"#{s.node.seq}{'<br><small>' + _html.escape(tags) + '</small>' if tags else ''}"
+                f"</td><td>{_sizes(s.gouts)}</td><td>{_sizes(s.gxs)}</td></tr>")
+        return ("<div class='minigrad-stepper'><b>" + _html.escape(repr(self)) + "</b>"
+                "<table><thead><tr><th>step</th><th>node</th><th>gradient arriving</th>"
+                "<th>gradients sent to inputs</th></tr></thead><tbody>" + "".join(rows) +
+                "</tbody></table></div>")
+
     def grad(self, leaf: Tensor):
         """The whole gradient that reached `leaf` (an array), or None."""
         entry = self._leaf_grads.get(id(leaf))
@@ -139,6 +162,18 @@ class Stepper:
             if e.dst == dst and not e.const and step.gxs[e.pos] is not None:
                 out[(e.src, e.dst, e.pos)] = "g = " + fmt_value(step.gxs[e.pos])
         return out
+
+
+def _sizes(arrays) -> str:
+    """'(2, 3) |g| 0.41' per array, one line each, for the notebook table."""
+    lines = []
+    for a in arrays:
+        if a is None:
+            lines.append("&mdash;")
+            continue
+        h = np.asarray(host(a), dtype=np.float64)
+        lines.append(f"{fmt_shape(h.shape)} &nbsp;|g| {np.sqrt((h * h).sum()):.4g}")
+    return "<br>".join(lines)
 
 
 def _walk(roots, seeds):

@@ -4,7 +4,8 @@ A model decodes if it offers `step(tokens (N,), state) -> (log_probs (N, V), sta
 optionally, attention weights (N, S) for the coverage penalty); see `rnn.decoding.protocol` for
 the search space (min/max length, banned tokens, prefixes, n-gram blocking) that every decoder
 here shares, `rnn.decoding.penalties` for the length and coverage penalties and the bound that
-makes beam search stop exactly, and docs/decoding.md.
+makes beam search stop exactly, `draw_beam` and `beam_stepper` / `save_beam_html` for a
+picture of the beam and a page that steps through it, and docs/decoding.md.
 
 >>> import numpy as np, minigrad as mg
 >>> from rnn.decoding import beam_search, greedy
@@ -18,9 +19,10 @@ makes beam search stop exactly, and docs/decoding.md.
 ([1, 2, 3], -0.418)
 """
 from rnn.decoding.beam import BeamNode, BeamTrace, beam_search
+from rnn.decoding.page import BeamStepper, beam_stepper, save_beam_html
 from rnn.decoding.picture import draw_beam
 from rnn.decoding.protocol import Hypothesis, reorder
 from rnn.decoding.sampling import filter_log_probs, greedy, sample
 
-__all__ = ["BeamNode", "BeamTrace", "Hypothesis", "beam_search", "draw_beam", "filter_log_probs",
-           "greedy", "reorder", "sample"]
+__all__ = ["BeamNode", "BeamStepper", "BeamTrace", "Hypothesis", "beam_search", "beam_stepper",
+           "draw_beam", "filter_log_probs", "greedy", "reorder", "sample", "save_beam_html"]
