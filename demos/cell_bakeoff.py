@@ -153,7 +153,7 @@ def main(argv=None) -> dict:
     p.add_argument("--steps", type=int, default=400, help="updates per run (every cell the same)")
     p.add_argument("--hidden", type=int, default=32)
     p.add_argument("--batch", type=int, default=32)
-    p.add_argument("--lrs", type=float, nargs="+", default=[3e-3, 1e-2],
+    p.add_argument("--lrs", type=float, nargs="+", default=[1e-2, 3e-2],
                    help="learning-rate grid (chosen per cell and task on seed 0)")
     p.add_argument("--seeds", type=int, default=3, help="seeds at the chosen rate")
     p.add_argument("--test", type=int, default=500, help="held-out examples per task")
