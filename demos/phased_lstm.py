@@ -7,7 +7,7 @@ Both models see the same time information: the Phased LSTM reads the timestamp a
 clock (the cell's last input feature); the LSTM reads the time since the previous sample as an
 extra input, as the LSTM baselines of the paper did. A balanced class split makes 50% chance.
 
-    python -m demos.phased_lstm            # about a minute on 2 cores
+    python -m demos.phased_lstm            # a few minutes on 2 cores
     python -m demos.phased_lstm --quick    # seconds: a check that it learns at all
 """
 from __future__ import annotations
@@ -85,49 +85,66 @@ def main(argv=None) -> dict:
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--lr", type=float, default=1e-2)
     p.add_argument("--test", type=int, default=500, help="held-out waves per sampling")
+    p.add_argument("--seeds", type=int, default=3, help="runs per model and sampling")
     p.add_argument("--every", type=int, default=100, help="updates between held-out evaluations")
     p.add_argument("--quick", action="store_true",
-                   help="seconds: 120 updates, 32 samples, 16 units, 200 held-out waves")
+                   help="seconds: 1 seed, 120 updates, 32 samples, 16 units, 200 held-out waves")
     return _common.launch(p, argv, run)
+
+
+def train(name: str, sampling: str, seed: int, test, args):
+    """One model trained on fresh waves from `seed`; its held-out curve [(update, accuracy)]
+    and its training losses."""
+    rng = _common.seed(seed)
+    model = Classifier(name, args.hidden, rng)
+    opt = mg.optim.Adam(model.parameters(), lr=args.lr)
+    test_x, test_y = inputs_for(name, test[0], test[1]), test[2]
+    curve, losses = [], []
+    bar = _common.progress(args.steps, f"{name}/{sampling} seed {seed}", args.quiet)
+    for step in bar:
+        values, times, y = waves(rng, args.batch, args.samples, args.duration, sampling)
+        loss = mg.cross_entropy(model(mg.tensor(inputs_for(name, values, times))), y)
+        opt.zero_grad()
+        loss.backward()
+        mg.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        losses.append(float(loss.item()))
+        if (step + 1) % args.every == 0 or step + 1 == args.steps:
+            curve.append((step + 1, accuracy(model, test_x, test_y)))
+            bar.set_postfix(loss=f"{np.mean(losses[-args.every:]):.3f}",
+                            acc=f"{curve[-1][1]:.3f}")
+    return model, curve, losses
 
 
 def run(args) -> dict:
     if args.quick:
         args.steps, args.samples, args.hidden, args.test, args.every = 120, 32, 16, 200, 40
-    rng, out, clock = _common.start(args)
+        args.seeds = 1
+    _, out, clock = _common.start(args)
     results = {"band": BAND, "periods": PERIODS, "steps": args.steps, "samples": args.samples,
-               "duration": args.duration, "hidden": args.hidden, "accuracy": {}, "curves": {}}
+               "duration": args.duration, "hidden": args.hidden, "seeds": args.seeds,
+               "accuracy": {}, "std": {}, "runs": {}, "curves": {}}
     models = {}
     for sampling in SAMPLINGS:
-        test_values, test_times, test_y = waves(rng, args.test, args.samples, args.duration,
-                                                sampling)
+        # held-out waves from a seed of their own, the same for both models and every seed
+        test = waves(np.random.default_rng(10_000 + args.seed), args.test, args.samples,
+                     args.duration, sampling)
         for name in MODELS:
-            key = f"{name}/{sampling}"
-            model = Classifier(name, args.hidden, rng)
-            opt = mg.optim.Adam(model.parameters(), lr=args.lr)
-            test_x = inputs_for(name, test_values, test_times)
-            curve, losses = [], []
-            bar = _common.progress(args.steps, key, args.quiet)
-            for step in bar:
-                values, times, y = waves(rng, args.batch, args.samples, args.duration, sampling)
-                loss = mg.cross_entropy(model(mg.tensor(inputs_for(name, values, times))), y)
-                opt.zero_grad()
-                loss.backward()
-                mg.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-                opt.step()
-                losses.append(float(loss.item()))
-                if (step + 1) % args.every == 0 or step + 1 == args.steps:
-                    curve.append((step + 1, accuracy(model, test_x, test_y)))
-                    bar.set_postfix(loss=f"{np.mean(losses[-args.every:]):.3f}",
-                                    acc=f"{curve[-1][1]:.3f}")
-            results["accuracy"][key] = curve[-1][1]
-            results["curves"][key] = curve
-            results[f"{key}/loss_first"] = float(np.mean(losses[:args.every]))
-            results[f"{key}/loss_last"] = float(np.mean(losses[-args.every:]))
-            models[key] = model
-    print("held-out accuracy (chance 50%):")
+            key, runs = f"{name}/{sampling}", []
+            for s in range(args.seeds):
+                model, curve, losses = train(name, sampling, args.seed + s, test, args)
+                runs.append(curve[-1][1])
+                if s == 0:  # the figures show the first seed
+                    results["curves"][key], models[key] = curve, model
+                    results[f"{key}/loss_first"] = float(np.mean(losses[:args.every]))
+                    results[f"{key}/loss_last"] = float(np.mean(losses[-args.every:]))
+            results["runs"][key] = runs
+            results["accuracy"][key] = float(np.mean(runs))
+            results["std"][key] = float(np.std(runs))
+    print(f"held-out accuracy, mean ± std over {args.seeds} seed(s) (chance 50%):")
     for key, acc in results["accuracy"].items():
-        print(f"  {key:24s} {100 * acc:6.2f}%")
+        print(f"  {key:24s} {100 * acc:6.2f} ± {100 * results['std'][key]:.2f}%  "
+              f"(runs: {', '.join(f'{100 * a:.1f}' for a in results['runs'][key])})")
     results["seconds"] = clock()
     if not args.no_plots:
         plot_curves(results["curves"], out / "learning_curves.png")
@@ -147,7 +164,7 @@ def plot_curves(curves, path):
         ax.plot(steps, acc, ls="-" if key.startswith("phased") else "--", label=key)
     ax.axhline(0.5, color="gray", lw=0.8, label="chance")
     ax.set(xlabel="update", ylabel="held-out accuracy", ylim=(0.4, 1.0),
-           title=f"frequency discrimination: period in {BAND}?")
+           title=f"frequency discrimination: period in {BAND}? (first seed)")
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
