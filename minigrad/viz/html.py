@@ -67,8 +67,8 @@ def html_stepper(outputs, *, grad_outputs=None, group: str | None = None,
     for s in st:
         edge_text.update(st.edge_grads(s))
     for k, t in enumerate(st.roots):
-        if t._node is not None:
-            edge_text[(g.op_id(t._node), f"out{k}", -1)] = _seed_text(st.seeds[k])
+        if t.grad_fn is not None:
+            edge_text[(g.op_id(t.grad_fn), f"out{k}", -1)] = _seed_text(st.seeds[k])
     names = _names(g)
     svg = layout(g, group=group, edge_text=edge_text, classes=True).pipe(format="svg")
     svg = _readable_tooltips(svg.decode("utf-8"), names)
