@@ -90,6 +90,9 @@ class TimeDelayLM(mg.nn.Module):
         super().__init__()
         self.n, self.embed_dim = n, embed
         self.embed = mg.nn.Embedding(vocab, embed, rng=rng)
+        # rows of norm ~0.8, not ~8: from N(0, 1) the updates barely move a word's vector
+        # (its neighbours stay those of the random start) and the tanh layer starts saturated
+        self.embed.weight.data *= 0.1
         self.hidden = mg.nn.Linear(n * embed, hidden, rng=rng)
         self.head = mg.nn.Linear(hidden, vocab, rng=rng)
 
@@ -104,6 +107,7 @@ class LSTMLM(mg.nn.Module):
     def __init__(self, vocab: int, embed: int, hidden: int, rng):
         super().__init__()
         self.embed = mg.nn.Embedding(vocab, embed, rng=rng)
+        self.embed.weight.data *= 0.1  # as TimeDelayLM's, so the two start alike
         self.cell = rnn.LSTMCell(embed, hidden, rng=rng)
         self.head = mg.nn.Linear(hidden, vocab, rng=rng)
 
