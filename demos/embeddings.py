@@ -15,7 +15,7 @@ plays become <unk>. The demo reports:
 - the nearest neighbours (cosine) of common words in each model's vectors, and a 2-D projection
   (PCA by NumPy's SVD) of the skip-gram vectors of the most frequent words.
 
-    python -m demos.embeddings                   # a few minutes on 2 cores
+    python -m demos.embeddings                   # about 2.5 minutes on 2 cores (shared)
 """
 from __future__ import annotations
 
@@ -286,9 +286,13 @@ def run(args) -> dict:
     # 1. the time-delay model: n words in, the next word out
     ctx, nxt = windows(train_ids, n)
     tdnn = TimeDelayLM(V, n, args.embed, args.hidden, rng)
-    picks = batches(rng, len(nxt), args.lm_batch, args.lm_steps)
-    td_losses = fit(tdnn, lambda i: mg.cross_entropy(tdnn(ctx[k := next(picks)]), nxt[k]),
-                    args.lm_steps, args.lr, "time-delay LM", args.quiet)
+    td_picks = batches(rng, len(nxt), args.lm_batch, args.lm_steps)
+
+    def time_delay_loss(i):
+        b = next(td_picks)
+        return mg.cross_entropy(tdnn(ctx[b]), nxt[b])
+
+    td_losses = fit(tdnn, time_delay_loss, args.lm_steps, args.lr, "time-delay LM", args.quiet)
 
     # 2. the LSTM language model, truncated BPTT over parallel streams of the same words
     lstm = LSTMLM(V, args.embed, args.hidden, rng)
