@@ -144,7 +144,7 @@ def run_steps(cell, inputs, state, lengths=None, *, context=None, t0: int = 0,
         for t in range(int(lengths.min()), n):
             masks[t] = backend.to_device((lengths > t)[:, None], dev)  # (B, 1) rows still running
     projected = cell.precompute_inputs(inputs)
-    module = (("module", cell._path),)
+    module = (("module", cell.module_path),)
     if projected is not None:
         xs, first, step = _steps(projected), cell.step, cell.step
     else:

@@ -94,6 +94,12 @@ class Module:
             object.__setattr__(m, "_prefix", full)
             object.__setattr__(m, "_path", full or type(m).__name__)
 
+    @property
+    def module_path(self) -> str:
+        """The module's dotted path in the tree it belongs to (its class name at the root): the
+        ("module", path) tag its ops carry, which the graph viewer groups by."""
+        return self._path
+
     def register_buffer(self, name: str, value: Tensor | None) -> None:
         """A tensor saved in the state dict and moved with `.to()`, but not trained."""
         if value is not None and not isinstance(value, Tensor):

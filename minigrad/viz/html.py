@@ -67,8 +67,8 @@ def html_stepper(outputs, *, grad_outputs=None, group: str | None = None,
     for s in st:
         edge_text.update(st.edge_grads(s))
     for k, t in enumerate(st.roots):
-        if t._node is not None:
-            edge_text[(g.op_id(t._node), f"out{k}", -1)] = _seed_text(st.seeds[k])
+        if t.grad_fn is not None:
+            edge_text[(g.op_id(t.grad_fn), f"out{k}", -1)] = _seed_text(st.seeds[k])
     names = _names(g)
     svg = layout(g, group=group, edge_text=edge_text, classes=True).pipe(format="svg")
     svg = _readable_tooltips(svg.decode("utf-8"), names)
@@ -87,7 +87,7 @@ def html_stepper(outputs, *, grad_outputs=None, group: str | None = None,
                    for (src, dst, pos) in edge_text],
         "frames": frames,
     }
-    page = _PAGE.format(title=html.escape(title), svg=svg, css=_css(),
+    page = _PAGE.format(title=html.escape(title), svg=svg, css=_css(), player=FRAME_PLAYER_HTML,
                         data=json.dumps(data).replace("</", "<\\/"), script=_SCRIPT)
     return HTMLStepper(page, title)
 
@@ -243,11 +243,7 @@ h2 {{ font-size: 16px; margin: 8px 0 4px; }} h3 {{ font-size: 13px; margin: 8px 
 <div id="side">
 <h1 id="title">{title}</h1>
 <div id="controls">
-<button id="first" title="first (Home)">first</button>
-<button id="prev" title="previous (left arrow)">&#x25C0; prev</button>
-<button id="play" title="play / pause (space)">play</button>
-<button id="next" title="next (right arrow)">next &#x25B6;</button>
-<button id="last" title="last (End)">last</button>
+{player}
 </div>
 <div id="zoom">
 <button id="fit" title="fit the graph to the window (f)">fit</button>
@@ -268,14 +264,59 @@ h2 {{ font-size: 16px; margin: 8px 0 4px; }} h3 {{ font-size: 13px; margin: 8px 
 </body></html>
 """
 
-_SCRIPT = """
-"use strict";
-const D = JSON.parse(document.getElementById("data").textContent);
-const fwdIndex = {};
-D.ops.forEach((id, k) => { fwdIndex[id] = k; });
+# The frame player's buttons (ids first, prev, play, next, last), for a page's controls.
+FRAME_PLAYER_HTML = """<button id="first" title="first (Home)">first</button>
+<button id="prev" title="previous (left arrow)">&#x25C0; prev</button>
+<button id="play" title="play / pause (space)">play</button>
+<button id="next" title="next (right arrow)">next &#x25B6;</button>
+<button id="last" title="last (End)">last</button>"""
+
+FRAME_PLAYER_JS = """
+// The frame player shared by minigrad's step-by-step pages. The page's script defines, before
+// this: D (with D.frames) and PLAY_MS; after it: show(i) (draws frame i, sets cur and
+// slider.value) and pageKey(ev) (the page's own keys; true when it handled one).
 let cur = 0, timer = null;
 const slider = document.getElementById("slider");
 slider.max = D.frames.length - 1;
+
+function play() {
+  if (timer) { clearInterval(timer); timer = null; }
+  else {
+    if (cur === D.frames.length - 1) show(0);
+    timer = setInterval(() => {
+      if (cur >= D.frames.length - 1) { clearInterval(timer); timer = null; setLabel(); return; }
+      show(cur + 1);
+    }, PLAY_MS);
+  }
+  setLabel();
+}
+function setLabel() { document.getElementById("play").textContent = timer ? "pause" : "play"; }
+
+document.getElementById("first").onclick = () => show(0);
+document.getElementById("prev").onclick = () => show(cur - 1);
+document.getElementById("next").onclick = () => show(cur + 1);
+document.getElementById("last").onclick = () => show(D.frames.length - 1);
+document.getElementById("play").onclick = play;
+slider.oninput = () => show(parseInt(slider.value, 10));
+document.addEventListener("keydown", (ev) => {
+  if (ev.key === "ArrowRight") show(cur + 1);
+  else if (ev.key === "ArrowLeft") show(cur - 1);
+  else if (ev.key === "Home") show(0);
+  else if (ev.key === "End") show(D.frames.length - 1);
+  else if (ev.key === " ") play();
+  else if (!pageKey(ev)) return;
+  ev.preventDefault();
+});
+"""
+
+
+_SCRIPT = """
+"use strict";
+const D = JSON.parse(document.getElementById("data").textContent);
+const PLAY_MS = 700;
+const fwdIndex = {};
+D.ops.forEach((id, k) => { fwdIndex[id] = k; });
+""" + FRAME_PLAYER_JS + """
 
 // Zoom: the page opens with the whole graph fitted to its pane ("fit"; refitted when the
 // window changes size); the buttons and keys f + - 0 zoom, and above the fitted size the
@@ -336,42 +377,18 @@ function show(i) {
   slider.value = cur;
 }
 
-function play() {
-  if (timer) { clearInterval(timer); timer = null; }
-  else {
-    if (cur === D.frames.length - 1) show(0);
-    timer = setInterval(() => {
-      if (cur >= D.frames.length - 1) { clearInterval(timer); timer = null; setLabel(); return; }
-      show(cur + 1);
-    }, 700);
-  }
-  setLabel();
-}
-function setLabel() { document.getElementById("play").textContent = timer ? "pause" : "play"; }
-
-document.getElementById("first").onclick = () => show(0);
-document.getElementById("prev").onclick = () => show(cur - 1);
-document.getElementById("next").onclick = () => show(cur + 1);
-document.getElementById("last").onclick = () => show(D.frames.length - 1);
-document.getElementById("play").onclick = play;
-slider.oninput = () => show(parseInt(slider.value, 10));
 document.getElementById("fit").onclick = () => zoom(1, true);
 document.getElementById("zoomin").onclick = () => zoom(scale * 1.25, false);
 document.getElementById("zoomout").onclick = () => zoom(scale / 1.25, false);
 document.getElementById("actual").onclick = () => zoom(1, false);
-document.addEventListener("keydown", (ev) => {
-  if (ev.key === "ArrowRight") show(cur + 1);
-  else if (ev.key === "ArrowLeft") show(cur - 1);
-  else if (ev.key === "Home") show(0);
-  else if (ev.key === "End") show(D.frames.length - 1);
-  else if (ev.key === " ") play();
-  else if (ev.key === "f") zoom(1, true);
+function pageKey(ev) {
+  if (ev.key === "f") zoom(1, true);
   else if (ev.key === "+" || ev.key === "=") zoom(scale * 1.25, false);
   else if (ev.key === "-") zoom(scale / 1.25, false);
   else if (ev.key === "0") zoom(1, false);
-  else return;
-  ev.preventDefault();
-});
+  else return false;
+  return true;
+}
 show(0);
 zoom(1, true);
 """

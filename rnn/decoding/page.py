@@ -15,6 +15,7 @@ import os
 import re
 
 from minigrad import checks
+from minigrad.viz.html import FRAME_PLAYER_HTML, FRAME_PLAYER_JS
 from rnn.decoding.beam import BeamTrace
 from rnn.decoding.picture import draw_beam, sequence_text
 
@@ -91,6 +92,7 @@ def beam_stepper(trace: BeamTrace, example: int = 0, vocab=None,
         "frames": frames,
     }
     page = _PAGE.format(title=html.escape(title), svg=svg, css=_CSS, script=_SCRIPT,
+                        player=FRAME_PLAYER_HTML,
                         data=json.dumps(data).replace("</", "<\\/"))
     return BeamStepper(page, title)
 
@@ -187,11 +189,7 @@ td.seq, span.seq {{ font-family: Menlo, Consolas, monospace; white-space: pre; }
 <div id="side">
 <h1 id="title">{title}</h1>
 <div id="controls">
-<button id="first" title="first (Home)">first</button>
-<button id="prev" title="previous (left arrow)">&#x25C0; prev</button>
-<button id="play" title="play / pause (space)">play</button>
-<button id="next" title="next (right arrow)">next &#x25B6;</button>
-<button id="last" title="last (End)">last</button>
+{player}
 <button id="zoom" title="fit the drawing to the window, or back to actual size (f)">fit</button>
 </div>
 <input id="slider" type="range" min="0" value="0" style="width: 100%">
@@ -206,9 +204,8 @@ td.seq, span.seq {{ font-family: Menlo, Consolas, monospace; white-space: pre; }
 _SCRIPT = """
 "use strict";
 const D = JSON.parse(document.getElementById("data").textContent);
-let cur = 0, timer = null;
-const slider = document.getElementById("slider");
-slider.max = D.frames.length - 1;
+const PLAY_MS = 900;
+""" + FRAME_PLAYER_JS + """
 
 function show(i) {
   cur = Math.max(0, Math.min(D.frames.length - 1, i));
@@ -236,41 +233,17 @@ function show(i) {
   slider.value = cur;
 }
 
-function play() {
-  if (timer) { clearInterval(timer); timer = null; }
-  else {
-    if (cur === D.frames.length - 1) show(0);
-    timer = setInterval(() => {
-      if (cur >= D.frames.length - 1) { clearInterval(timer); timer = null; setLabel(); return; }
-      show(cur + 1);
-    }, 900);
-  }
-  setLabel();
-}
 function zoom(fit) {
   document.body.dataset.zoom = fit ? "fit" : "1";
   document.getElementById("zoom").textContent = fit ? "1:1" : "fit";
 }
 
-function setLabel() { document.getElementById("play").textContent = timer ? "pause" : "play"; }
-
-document.getElementById("first").onclick = () => show(0);
-document.getElementById("prev").onclick = () => show(cur - 1);
-document.getElementById("next").onclick = () => show(cur + 1);
-document.getElementById("last").onclick = () => show(D.frames.length - 1);
-document.getElementById("play").onclick = play;
 document.getElementById("zoom").onclick = () => zoom(document.body.dataset.zoom !== "fit");
-slider.oninput = () => show(parseInt(slider.value, 10));
-document.addEventListener("keydown", (ev) => {
-  if (ev.key === "ArrowRight") show(cur + 1);
-  else if (ev.key === "ArrowLeft") show(cur - 1);
-  else if (ev.key === "Home") show(0);
-  else if (ev.key === "End") show(D.frames.length - 1);
-  else if (ev.key === " ") play();
-  else if (ev.key === "f") zoom(document.body.dataset.zoom !== "fit");
-  else return;
-  ev.preventDefault();
-});
+function pageKey(ev) {
+  if (ev.key !== "f") return false;
+  zoom(document.body.dataset.zoom !== "fit");
+  return true;
+}
 zoom(false);
 show(0);
 """
