@@ -3,8 +3,8 @@
 - A process saving in a loop is killed (SIGKILL) at random moments, again and again: the
   destination always loads, bit for bit, as one of the two states it alternates between, and the
   temporary files of killed saves do not pile up (the next save removes them).
-- Training killed at a random step and resumed from its last checkpoint ends bit-identical to a
-  run that was never interrupted.
+- Training killed in the middle of a step (its update made, its checkpoint not yet written) and
+  resumed from its last checkpoint ends bit-identical to a run that was never interrupted.
 - Hostile files (pickle payloads, huge declared shapes, deep nesting, bad headers) and damaged
   ones (every kind of bit flip, truncation, random bytes) are refused with a ValueError naming the
   path; nothing in them runs, and loading allocates no more than the file's size.
@@ -97,8 +97,12 @@ import numpy as np
 import minigrad as mg
 import rnn
 
+import time
+
 steps, path, out = int(sys.argv[1]), sys.argv[2], sys.argv[3]
-resume = len(sys.argv) > 4
+mode = sys.argv[4] if len(sys.argv) > 4 else ""
+resume = mode == "resume"
+hold = int(mode[5:]) if mode.startswith("hold:") else None  # stop mid-step after that step
 cell = rnn.LSTMCell(3, 5, rng=0, dtype="float64")
 head = mg.nn.Linear(5, 2, rng=1, dtype="float64")
 params = list(cell.parameters()) + list(head.parameters())
@@ -119,6 +123,8 @@ for step in range(start, steps):
     opt.zero_grad()
     loss.backward()
     opt.step()
+    if hold is not None and step == hold:
+        time.sleep(120)  # the update is made, its checkpoint not yet written: killed here
     mg.save({"cell": cell.state_dict(), "head": head.state_dict(), "opt": opt.state_dict(),
              "step": step + 1}, path)
     print(step + 1, flush=True)
@@ -131,13 +137,15 @@ def test_resume_after_kill_is_bit_identical(tmp_path):
     whole = _run(TRAINER, str(steps), str(tmp_path / "a.npz"), str(tmp_path / "whole.npz"))
     assert whole.wait(timeout=120) == 0, whole.stderr.read()
     ckpt = str(tmp_path / "b.npz")
-    killed = _run(TRAINER, str(steps), ckpt, str(tmp_path / "unused.npz"))
-    for _ in range(11):  # let it train a third of the way, then kill it mid-step
+    # it trains a third of the way, then holds in the middle of step 12 (the update made, its
+    # checkpoint not written), where it is killed: the resume starts from step 11's checkpoint
+    killed = _run(TRAINER, str(steps), ckpt, str(tmp_path / "unused.npz"), "hold:11")
+    for _ in range(11):
         killed.stdout.readline()
     killed.send_signal(signal.SIGKILL)
     killed.wait()
     reached = mg.load(ckpt)["step"]
-    assert 11 <= reached < steps
+    assert reached == 11
     resumed = _run(TRAINER, str(steps), ckpt, str(tmp_path / "resumed.npz"), "resume")
     assert resumed.wait(timeout=120) == 0, resumed.stderr.read()
     for proc in (whole, killed, resumed):
