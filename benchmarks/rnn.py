@@ -31,7 +31,7 @@ import numpy as np
 
 import minigrad as mg
 import rnn
-from benchmarks._timing import best_matmul_gflops, machine_line
+from benchmarks._timing import best_matmul_gflops, machine_line, settle
 from benchmarks.numpy_ref import gru_forward_backward, lstm_forward_backward
 
 CONFIGS = {  # name: (B, I, H, T)
@@ -94,7 +94,7 @@ def paths(family, B, I, H, T, composed=True):
     if composed:
         out["composed"] = _minigrad(family, False, B, I, H, T)
     out["numpy"] = _numpy(family, B, I, H, T)
-    from benchmarks import torch_ref  # imported late: main() sets OMP_WAIT_POLICY first
+    from benchmarks import torch_ref  # imported late: only when a torch row is asked for
     if torch_ref.available():
         if family == "lstm":
             out["torch"] = torch_ref.make_lstm(B, I, H, T)
@@ -118,6 +118,10 @@ def side_by_side(fns, warmup, repeat):
             t0 = time.perf_counter()
             f()
             times[k].append(time.perf_counter() - t0)
+            # every library keeps its default threading policy (PyTorch's OpenMP workers and
+            # OpenBLAS's spin for a while after a call): let them go to sleep before the next
+            # path, so that no path is timed against the last one's spinning threads
+            settle(0.2)
     return {k: (statistics.median(v), min(v), max(v)) for k, v in times.items()}
 
 
@@ -217,9 +221,6 @@ def main(argv=None):
                     help="BLAS and PyTorch threads (steadier on a busy machine; needs "
                          "threadpoolctl; default: as configured)")
     args = ap.parse_args(argv)
-    # PyTorch's OpenMP workers spin for a while after each op by default, taking a core from
-    # whatever runs next on a small machine; let them sleep instead (set it yourself to override)
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from benchmarks import torch_ref
     if args.threads is not None:
         # a busy machine deschedules BLAS worker threads mid-product and every call waits
