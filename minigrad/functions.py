@@ -636,26 +636,23 @@ def cosine_similarity(x1, x2, axis=-1, eps=1e-8):
 
 def argmax(x, axis=None, keepdims=False):
     """Index of the largest x along `axis` (None: of the flattened array); no gradient."""
-    xd = _tensor(x, "argmax").data
-    _refuse_complex("argmax", xd)
-    keepdims = checks.boolean(keepdims, "argmax", "keepdims")
-    if xd.size == 0:
-        raise ValueError("argmax: the tensor is empty")
-    if axis is not None:
-        axis = checks.axis(axis, xd.ndim, "argmax")
-    return make_tensor(_as_arr(xd.argmax(axis=axis, keepdims=keepdims)))
+    return _arg_extreme("argmax", x, axis, keepdims)
 
 
 def argmin(x, axis=None, keepdims=False):
     """Index of the smallest x along `axis` (None: of the flattened array); no gradient."""
-    xd = _tensor(x, "argmin").data
-    _refuse_complex("argmin", xd)
-    keepdims = checks.boolean(keepdims, "argmin", "keepdims")
+    return _arg_extreme("argmin", x, axis, keepdims)
+
+
+def _arg_extreme(name, x, axis, keepdims):
+    xd = _tensor(x, name).data
+    _refuse_complex(name, xd)
+    keepdims = checks.boolean(keepdims, name, "keepdims")
     if xd.size == 0:
-        raise ValueError("argmin: the tensor is empty")
+        raise ValueError(f"{name}: the tensor is empty")
     if axis is not None:
-        axis = checks.axis(axis, xd.ndim, "argmin")
-    return make_tensor(_as_arr(xd.argmin(axis=axis, keepdims=keepdims)))
+        axis = checks.axis(axis, xd.ndim, name)
+    return make_tensor(_as_arr(getattr(xd, name)(axis=axis, keepdims=keepdims)))
 
 
 def _as_arr(a):
