@@ -31,14 +31,17 @@ Tensor = None  # the Tensor class, named by minigrad.tensor through use_tensor_c
 
 def use_tensor_class(cls) -> None:
     """Called once by minigrad.tensor: the class of every tensor the engine makes."""
-    global Tensor, _new_tensor
-    Tensor, _new_tensor = cls, object.__new__
+    global Tensor
+    Tensor = cls
+
+
+_new_object = object.__new__  # an object without running __init__ (Tensors and nodes)
 
 
 def make_tensor(data, requires_grad=False, node=None, idx=0, into=None):
     """A Tensor of `data` made by `node` (output `idx`), or `into` filled: the one place a
     tensor's fields are set (`Tensor(...)`, op outputs and gradients come here)."""
-    t = _new_tensor(Tensor) if into is None else into
+    t = _new_object(Tensor) if into is None else into
     t.data = data
     t.grad = None
     t.requires_grad = requires_grad
@@ -70,10 +73,13 @@ class Function:
     """
 
     # parents: None when the node is not recorded, else per input None (no gradient),
-    # (node, output index, shape) or (leaf, -1, shape). Rare state (hooks on outputs, version
-    # checks, several outputs, anomaly origin, another array module) is a class default that the
-    # few nodes needing it override in their own __dict__: each write saved is time saved per op.
-    __slots__ = ("parents", "saved", "gouts", "seq", "tags", "freed", "__weakref__", "__dict__")
+    # (node, output index, shape) or (leaf, -1, shape). `checks`: [(tensor, version), ...] for
+    # saved inputs (see `_note_saved`) or None; `out_hooks`: {output index: [hook, ...]} from
+    # Tensor.register_hook on an output, or None; both read by every backward step, so slots.
+    # Rarer state (several outputs, anomaly origin, another array module) is a class default
+    # that the few nodes needing it override in their own __dict__.
+    __slots__ = ("parents", "saved", "gouts", "seq", "tags", "freed", "checks", "out_hooks",
+                 "__weakref__", "__dict__")
 
     differentiable = True
     differentiable_backward = False
@@ -82,8 +88,6 @@ class Function:
     xp = np            # the array module of the inputs (cupy on a GPU)
     n_out = 1
     out_meta = None    # ((shape, dtype), ...) of each output when n_out > 1
-    out_hooks = None   # {output index: [hook, ...]} from Tensor.register_hook on an output
-    checks = None      # [(tensor, version), ...] for saved inputs: see `_note_saved`
     saved_outputs = ()  # ((position in saved, output index), ...): the outputs it saves
     inputs = None      # (inputs, kwargs), kept for `composed` only
     origin = "<unknown>"  # "file:line" of the user code that made the node, in anomaly mode
@@ -117,29 +121,28 @@ class Function:
         # pass over the inputs, per-input work only for inputs that need a gradient, and the
         # single-output case (almost every op) without tuples around the result.
         record = state.grad_enabled and cls.differentiable
-        arrays = []
+        arrays = list(inputs)  # Tensors replaced by their arrays below
         atype = parents = None
+        k = 0
         for t in inputs:
             if isinstance(t, Tensor):
-                a = t.data
+                a = arrays[k] = t.data
                 if record and t.requires_grad:
                     if parents is None:
                         parents = [None] * len(inputs)
                     node = t._node
-                    parents[len(arrays)] = ((t, -1, a.shape) if node is None
-                                            else (node, t._idx, a.shape))
+                    parents[k] = (t, -1, a.shape) if node is None else (node, t._idx, a.shape)
             else:
                 a = t
-            ta = type(a)
-            if ta is not atype:
-                if ta in array_types:
+            if type(a) is not atype:
+                if type(a) in array_types:
                     if atype is not None:
                         _device_mismatch(cls, inputs)
-                    atype = ta
+                    atype = type(a)
                 elif a is not None and not isinstance(a, _PLAIN):
-                    raise TypeError(f"{cls.__name__}: unsupported input type {ta.__name__}")
-            arrays.append(a)
-        fn = object.__new__(cls)
+                    raise TypeError(f"{cls.__name__}: unsupported input type {type(a).__name__}")
+            k += 1
+        fn = _new_object(cls)
         fn.saved = ()
         fn.parents = parents  # set before forward, which may read needs_input_grad
         if atype is not np.ndarray and atype is not None:
@@ -160,7 +163,7 @@ class Function:
             return make_tensor(out)
         t = make_tensor(out, True, fn)
         # record the node (as `_record`, written out here: this line runs for every op)
-        fn.gouts = None
+        fn.gouts = fn.checks = fn.out_hooks = None
         fn.freed = False
         fn.tags = state.tags
         fn.seq = _next_seq()
@@ -205,7 +208,7 @@ def _as_device_array(fn, out):
 def _record(fn, inputs, results, kwargs):
     """Make `fn` a node of the graph: the state backward needs, what it saved, and the memory
     tracker and viz recorder when they are active."""
-    fn.gouts = None
+    fn.gouts = fn.checks = fn.out_hooks = None
     fn.freed = False
     fn.tags = state.tags
     fn.seq = _next_seq()
@@ -345,6 +348,10 @@ def run_backward(roots, seeds, *, retain_graph=False, create_graph=False, captur
     `stop_at_capture`: the captured tensors' nodes do not run (a node's own backward uses this:
     the partial derivatives at its inputs, not through them). `visit(fn, gouts, gxs)` is called
     for every node run (viz.Stepper), with gradients already summed to the inputs' shapes.
+
+    A node's `gouts` holds the gradient reaching its output while the walk runs: the gradient
+    itself for a node with one output (almost all: no list per node), a list with one entry per
+    output for a node with several.
     """
     graph = create_graph
     want, stops, captured = _capture_plan(capture, stop_at_capture)
@@ -360,23 +367,28 @@ def run_backward(roots, seeds, *, retain_graph=False, create_graph=False, captur
             fn.gouts = None
             if want and fn in want:
                 for idx, k in want[fn]:
-                    captured[k] = _gouts_filled(fn, gouts, graph)[idx] if gouts else None
+                    captured[k] = (_gouts_filled(fn, gouts, graph)[idx] if fn.n_out > 1
+                                   and gouts is not None else gouts)
                 if stops is not None:
                     continue
-            if gouts is not None:  # else no gradient reached this node (an unused output)
-                if fn.n_out > 1 or fn.out_hooks is not None or fn.checks is not None:
-                    gouts = before_backward(fn, gouts, graph, run_hooks)
+            if gouts is None:  # no gradient reached this node (an unused output)
+                gxs = None
+            elif fn.n_out == 1 and fn.out_hooks is None and fn.checks is None:
+                # the common node: one output and nothing to do before its backward
+                gxs = backward_on_graph(fn, (gouts,)) if graph else fn.backward(gouts)
+            else:
+                gouts = before_backward(fn, gouts if fn.n_out > 1 else [gouts], graph,
+                                        run_hooks)
                 gxs = backward_on_graph(fn, gouts) if graph else fn.backward(*gouts)
+            if gxs is not None:
                 if type(gxs) is not tuple:
                     gxs = (gxs,)
                 if anomaly or len(gxs) != len(fn.parents):
                     _bad_backward(fn, gxs)
-            else:
-                gxs = None
             if visit is not None:
                 gxs = [None if g is None or p is None else fit(g, p, fn)
                        for g, p in zip(gxs or _NO_GRADIENTS, fn.parents)]
-                visit(fn, gouts, gxs)
+                visit(fn, gouts if gouts is None or type(gouts) is list else [gouts], gxs)
             if not retain_graph:                                    # 4. free what it saved
                 fn.saved = ()
                 fn.freed = True
@@ -400,10 +412,7 @@ def run_backward(roots, seeds, *, retain_graph=False, create_graph=False, captur
                     if idx < 0:
                         _add_leaf(leaves, target, g, graph)
                         continue
-                    tg = target.gouts
-                    if tg is None:
-                        target.gouts = tg = [None] * target.n_out
-                    tg[idx] = g if tg[idx] is None else tg[idx] + g
+                    _send(target, idx, g)
                 elif idx < 0:
                     continue
                 n = deps[target] - 1
@@ -418,6 +427,18 @@ def run_backward(roots, seeds, *, retain_graph=False, create_graph=False, captur
         if t._node is None and id(t) in leaves:
             captured[k] = finish_leaf(t, leaves[id(t)], run_hooks and not stop_at_capture)
     return captured
+
+
+def _send(node, idx, g):
+    """Add gradient `g` into what reached output `idx` of `node` (see run_backward)."""
+    if node.n_out == 1:
+        have = node.gouts
+        node.gouts = g if have is None else have + g
+    else:
+        have = node.gouts
+        if have is None:
+            node.gouts = have = [None] * node.n_out
+        have[idx] = g if have[idx] is None else have[idx] + g
 
 
 def _capture_plan(capture, stop_at_capture):
@@ -442,10 +463,7 @@ def _seed(roots, seeds, deps, graph):
             if t.requires_grad:
                 _add_leaf(leaves, t, g, graph)
             continue
-        gouts = node.gouts
-        if gouts is None:
-            node.gouts = gouts = [None] * node.n_out
-        gouts[t._idx] = g if gouts[t._idx] is None else gouts[t._idx] + g
+        _send(node, t._idx, g)
         if deps[node] == 0 and node not in ready:
             ready.append(node)
     return leaves, ready
