@@ -72,24 +72,24 @@ class Function:
     (a node of such an op keeps its input tensors until its backward ran, to re-run it).
     """
 
-    # parents: None when the node is not recorded, else per input None (no gradient),
-    # (node, output index, shape) or (leaf, -1, shape). `checks`: [(tensor, version), ...] for
-    # saved inputs (see `_note_saved`) or None; `out_hooks`: {output index: [hook, ...]} from
-    # Tensor.register_hook on an output, or None; both read by every backward step, so slots.
-    # Rarer state (several outputs, anomaly origin, another array module) is a class default
-    # that the few nodes needing it override in their own __dict__.
+    # Set on a recorded node (slots: each is read at every backward step): `parents`: None when
+    # the node is not recorded, else per input None (no gradient), (node, output index, shape)
+    # or (leaf, -1, shape); `n_out`: its number of outputs; `checks`: [(tensor, version), ...]
+    # for saved inputs (see `_note_saved`) or None; `out_hooks`: {output index: [hook, ...]}
+    # from Tensor.register_hook on an output, or None; `inputs`: (inputs, kwargs), kept for a
+    # `composed` twin only, or None. Rarer state (the outputs' shapes when several, anomaly
+    # origin, another array module) is a class default that the few nodes needing it override
+    # in their own __dict__.
     __slots__ = ("parents", "saved", "gouts", "seq", "tags", "freed", "checks", "out_hooks",
-                 "__weakref__", "__dict__")
+                 "n_out", "inputs", "walk", "pending", "__weakref__", "__dict__")
 
     differentiable = True
     differentiable_backward = False
     composed = None    # staticmethod(inputs..., **kw) -> outputs, for create_graph
     tensor_xp = None   # xp -> the array namespace on Tensors (ops.Primitive sets it)
     xp = np            # the array module of the inputs (cupy on a GPU)
-    n_out = 1
     out_meta = None    # ((shape, dtype), ...) of each output when n_out > 1
     saved_outputs = ()  # ((position in saved, output index), ...): the outputs it saves
-    inputs = None      # (inputs, kwargs), kept for `composed` only
     origin = "<unknown>"  # "file:line" of the user code that made the node, in anomaly mode
 
     def save_for_backward(self, *arrays) -> None:
@@ -163,7 +163,8 @@ class Function:
             return make_tensor(out)
         t = make_tensor(out, True, fn)
         # record the node (as `_record`, written out here: this line runs for every op)
-        fn.gouts = fn.checks = fn.out_hooks = None
+        fn.n_out = 1
+        fn.gouts = fn.checks = fn.out_hooks = fn.inputs = fn.walk = None
         fn.freed = False
         fn.tags = state.tags
         fn.seq = _next_seq()
@@ -207,8 +208,8 @@ def _as_device_array(fn, out):
 
 def _record(fn, inputs, results, kwargs):
     """Make `fn` a node of the graph: the state backward needs, what it saved, and the memory
-    tracker and viz recorder when they are active."""
-    fn.gouts = fn.checks = fn.out_hooks = None
+    tracker and viz recorder when they are active (`n_out` is set already)."""
+    fn.gouts = fn.checks = fn.out_hooks = fn.inputs = fn.walk = None
     fn.freed = False
     fn.tags = state.tags
     fn.seq = _next_seq()
@@ -355,8 +356,8 @@ def run_backward(roots, seeds, *, retain_graph=False, create_graph=False, captur
     """
     graph = create_graph
     want, stops, captured = _capture_plan(capture, stop_at_capture)
-    deps = count_consumers(roots, stops=stops)                      # 1. order
-    leaves, ready = _seed(roots, seeds, deps, graph)                # 2. seed
+    count_consumers(roots, stops=stops)                             # 1. order
+    leaves, ready = _seed(roots, seeds, graph)                      # 2. seed
     prev_grad, prev_tags, tracker, anomaly = (state.grad_enabled, state.tags, state.tracker,
                                               state.anomaly)
     state.grad_enabled = graph  # a graph-mode backward records; an array one never needs to
@@ -405,18 +406,22 @@ def run_backward(roots, seeds, *, retain_graph=False, create_graph=False, captur
                 if g is not None:
                     if graph:
                         g = _as_graph_gradient(g)
-                    elif type(g) not in array_types:
+                    elif type(g) is not np.ndarray and type(g) not in array_types:
                         g = np.asarray(g)
                     if g.shape != shape:
                         g = fit(g, p, fn)
                     if idx < 0:
                         _add_leaf(leaves, target, g, graph)
                         continue
-                    _send(target, idx, g)
+                    if target.n_out == 1:  # _send, written out for the common node
+                        have = target.gouts
+                        target.gouts = g if have is None else have + g
+                    else:
+                        _send(target, idx, g)
                 elif idx < 0:
                     continue
-                n = deps[target] - 1
-                deps[target] = n
+                n = target.pending - 1
+                target.pending = n
                 if n == 0:
                     ready.append(target)
     finally:
@@ -454,7 +459,7 @@ def _capture_plan(capture, stop_at_capture):
     return want, stops, [None] * len(capture)
 
 
-def _seed(roots, seeds, deps, graph):
+def _seed(roots, seeds, graph):
     """Each root's gradient into its node's slot (or its leaf's sum); the nodes ready to run."""
     leaves, ready = {}, []
     for t, g in zip(roots, seeds):
@@ -464,22 +469,26 @@ def _seed(roots, seeds, deps, graph):
                 _add_leaf(leaves, t, g, graph)
             continue
         _send(node, t._idx, g)
-        if deps[node] == 0 and node not in ready:
+        if node.pending == 0 and node not in ready:
             ready.append(node)
     return leaves, ready
 
 
 def count_consumers(roots, freed_hint="pass retain_graph=True to the first call to keep them",
-                    stops=None) -> dict:
-    """node -> how many recorded consumers it has among the nodes reachable from `roots`
-    (not walking past `stops`). Iterative: no recursion limit. A node whose saved arrays were
-    freed raises GraphFreedError ending with `freed_hint`."""
-    deps = {}
+                    stops=None) -> None:
+    """Set `node.pending` of every node reachable from `roots` (not walking past `stops`) to
+    how many recorded consumers it has among them. Iterative: no recursion limit. A node whose
+    saved arrays were freed raises GraphFreedError ending with `freed_hint`.
+
+    The counts are node fields rather than a dict (a field is cheaper to read and write);
+    `node.walk`, set to a token new for each call, tells a node counted in this call from one
+    last counted by an earlier walk."""
+    walk = object()
     stack = []
     for t in roots:
         node = t._node
-        if node is not None and node not in deps:
-            deps[node] = 0
+        if node is not None and node.walk is not walk:
+            node.walk, node.pending = walk, 0
             stack.append(node)
     while stack:
         node = stack.pop()
@@ -491,12 +500,11 @@ def count_consumers(roots, freed_hint="pass retain_graph=True to the first call 
         for p in node.parents:
             if p is not None and p[1] >= 0:
                 parent = p[0]
-                if parent in deps:
-                    deps[parent] += 1
+                if parent.walk is walk:
+                    parent.pending += 1
                 else:
-                    deps[parent] = 1
+                    parent.walk, parent.pending = walk, 1
                     stack.append(parent)
-    return deps
 
 
 def _gouts_filled(fn, gouts, graph):

@@ -22,10 +22,10 @@ class Switches:
     def __init__(self):
         self.grad_enabled = True
         self.anomaly = False
-        self.tags = ()          # scope tags recorded on nodes, e.g. (("module", "cell"), ("time", 3))
-        self.tracker = None     # minigrad.memory tracker while active: hold(fn, inputs), release(fn)
-        self.collector = None   # list that gathers leaf tensors used (for checkpoint)
-        self.recorder = None    # mg.viz.record() while active: recorder(fn, inputs, results)
+        self.tags = ()         # scope tags recorded on nodes: (("module", "cell"), ("time", 3))
+        self.tracker = None    # minigrad.memory tracker while active: hold(fn, inputs), release(fn)
+        self.collector = None  # list that gathers leaf tensors used (for checkpoint)
+        self.recorder = None   # mg.viz.record() while active: recorder(fn, inputs, results)
 
 
 state = Switches()
