@@ -147,8 +147,13 @@ class Function:
         fn.parents = parents  # set before forward, which may read needs_input_grad
         if atype is not np.ndarray and atype is not None:
             fn.xp = array_types[atype].xp
-        try:
-            out = fn.forward(*arrays, **kwargs)
+        try:  # a call with the arrays written out is faster than one with *arrays
+            if kwargs or k > 2 or k == 0:
+                out = fn.forward(*arrays, **kwargs)
+            elif k == 1:
+                out = fn.forward(arrays[0])
+            else:
+                out = fn.forward(arrays[0], arrays[1])
         except FORWARD_ERRORS as e:
             raise op_error(cls.__name__, e, arrays) from e
         if type(out) is not atype:
@@ -168,8 +173,20 @@ class Function:
         fn.freed = False
         fn.tags = state.tags
         fn.seq = _next_seq()
-        if fn.saved:
-            _note_saved(fn, inputs, kwargs)
+        saved = fn.saved
+        if saved:  # `_note_saved`, written out for the common node
+            if fn.composed is not None or state.tracker is not None:
+                _keep_inputs(fn, inputs, kwargs)
+            for x in inputs:
+                if isinstance(x, Tensor):
+                    a = x.data
+                    for s in saved:
+                        if s is a:
+                            if fn.checks is None:
+                                fn.checks = [(x, x._version)]
+                            else:
+                                fn.checks.append((x, x._version))
+                            break
         if state.recorder is not None:
             state.recorder(fn, inputs, (t,))
         return t
@@ -222,23 +239,27 @@ def _record(fn, inputs, results, kwargs):
 def _note_saved(fn, inputs, kwargs) -> None:
     """Record (tensor, version) in `fn.checks` for every input whose array `fn` saved: backward
     refuses one that was changed in place since, and under create_graph uses the live tensor.
-    A node with a composed twin keeps its inputs (to re-run it); the memory tracker counts."""
-    if fn.composed is not None:
-        fn.inputs = (inputs, kwargs)
-    if state.tracker is not None:
-        state.tracker.hold(fn, inputs)
-    checks = None
+    Also `_keep_inputs`. (Function.apply writes this out for its node.)"""
+    _keep_inputs(fn, inputs, kwargs)
     for t in inputs:
         if isinstance(t, Tensor):
             a = t.data
             for s in fn.saved:
                 if s is a:
-                    if checks is None:
-                        checks = []
-                    checks.append((t, t._version))
+                    if fn.checks is None:
+                        fn.checks = [(t, t._version)]
+                    else:
+                        fn.checks.append((t, t._version))
                     break
-    if checks is not None:
-        fn.checks = checks
+
+
+def _keep_inputs(fn, inputs, kwargs) -> None:
+    """A node with a composed twin keeps its inputs (to re-run it); the memory tracker counts
+    what a node saved."""
+    if fn.composed is not None:
+        fn.inputs = (inputs, kwargs)
+    if state.tracker is not None:
+        state.tracker.hold(fn, inputs)
 
 
 def note_inplace(t) -> None:
