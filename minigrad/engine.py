@@ -91,6 +91,8 @@ class Function:
     out_meta = None    # ((shape, dtype), ...) of each output when n_out > 1
     saved_outputs = ()  # ((position in saved, output index), ...): the outputs it saves
     origin = "<unknown>"  # "file:line" of the user code that made the node, in anomaly mode
+    reusable = False   # True: backward may run through it again after freeing (it saves nothing)
+    summed = None      # the walk token once a backward summed two gradients into its `gouts`
 
     def save_for_backward(self, *arrays) -> None:
         """Keep `arrays` for backward; the engine frees them once this node's backward ran."""
@@ -377,11 +379,12 @@ def run_backward(roots, seeds, *, retain_graph=False, create_graph=False, captur
     """
     graph = create_graph
     want, stops, captured = _capture_plan(capture, stop_at_capture)
-    count_consumers(roots, stops=stops)                             # 1. order
+    walk = count_consumers(roots, stops=stops)                      # 1. order
     leaves, ready = _seed(roots, seeds, graph)                      # 2. seed
     prev_grad, prev_tags, tracker, anomaly = (state.grad_enabled, state.tags, state.tracker,
                                               state.anomaly)
     state.grad_enabled = graph  # a graph-mode backward records; an array one never needs to
+    state.walks += 1
     try:
         while ready:                                                # 3. run each ready node
             fn = ready.pop()
@@ -436,7 +439,16 @@ def run_backward(roots, seeds, *, retain_graph=False, create_graph=False, captur
                         continue
                     if target.n_out == 1:  # _send, written out for the common node
                         have = target.gouts
-                        target.gouts = g if have is None else have + g
+                        if have is None:
+                            target.gouts = g
+                        elif target.summed is walk and not graph and have.dtype == g.dtype \
+                                and have.ndim:
+                            # an array this walk made by an earlier sum, so its own: add in
+                            # place (a parameter's kept transpose gets one gradient per step)
+                            have += g
+                        else:
+                            target.gouts = have + g
+                            target.summed = walk
                     else:
                         _send(target, idx, g)
                 elif idx < 0:
@@ -447,6 +459,7 @@ def run_backward(roots, seeds, *, retain_graph=False, create_graph=False, captur
                     ready.append(target)
     finally:
         state.grad_enabled, state.tags = prev_grad, prev_tags
+        state.walks -= 1
     if capture is None:
         return leaves
     for k, t in enumerate(capture):  # with stop_at_capture, their hooks are the outer pass's
@@ -496,26 +509,28 @@ def _seed(roots, seeds, graph):
 
 
 def count_consumers(roots, freed_hint="pass retain_graph=True to the first call to keep them",
-                    stops=None) -> None:
+                    stops=None) -> object:
     """Set `node.pending` of every node reachable from `roots` (not walking past `stops`) to
-    how many recorded consumers it has among them. Iterative: no recursion limit. A node whose
-    saved arrays were freed raises GraphFreedError ending with `freed_hint`.
+    how many recorded consumers it has among them; returns the walk's token (below). Iterative:
+    no recursion limit. A node whose saved arrays were freed raises GraphFreedError ending with
+    `freed_hint` (unless it is `reusable`).
 
     The counts are node fields rather than a dict (a field is cheaper to read and write);
     `node.walk`, set to a token new for each call, tells a node counted in this call from one
-    last counted by an earlier walk."""
+    last counted by an earlier walk. Gradients left in a node by a walk that stopped on an error
+    are dropped here."""
     walk = object()
     stack = []
     for t in roots:
         node = t._node
         if node is not None and node.walk is not walk:
-            node.walk, node.pending = walk, 0
+            node.walk, node.pending, node.gouts = walk, 0, None
             stack.append(node)
     while stack:
         node = stack.pop()
         if stops is not None and node in stops:
             continue
-        if node.freed:
+        if node.freed and not node.reusable:
             raise GraphFreedError(f"backward through {node.name} a second time: its saved "
                                   f"arrays were freed after the first backward; {freed_hint}")
         for p in node.parents:
@@ -524,8 +539,9 @@ def count_consumers(roots, freed_hint="pass retain_graph=True to the first call 
                 if parent.walk is walk:
                     parent.pending += 1
                 else:
-                    parent.walk, parent.pending = walk, 1
+                    parent.walk, parent.pending, parent.gouts = walk, 1, None
                     stack.append(parent)
+    return walk
 
 
 def _gouts_filled(fn, gouts, graph):

@@ -17,7 +17,8 @@ class Switches:
     One instance, `state`. Its fields are slots: every op reads several of them, and a slot is
     read faster than a class attribute."""
 
-    __slots__ = ("grad_enabled", "anomaly", "tags", "tracker", "collector", "recorder")
+    __slots__ = ("grad_enabled", "anomaly", "tags", "tracker", "collector", "recorder",
+                 "walks")
 
     def __init__(self):
         self.grad_enabled = True
@@ -26,6 +27,7 @@ class Switches:
         self.tracker = None    # minigrad.memory tracker while active: hold(fn, inputs), release(fn)
         self.collector = None  # list that gathers leaf tensors used (for checkpoint)
         self.recorder = None   # mg.viz.record() while active: recorder(fn, inputs, results)
+        self.walks = 0         # backward walks running (one inside another's op or hook: > 1)
 
 
 state = Switches()

@@ -545,19 +545,27 @@ class Reshape(Primitive):
 
 
 class Transpose(Primitive):
-    """out = x with axes permuted;  gx = gout with the inverse permutation"""
+    """out = x with axes permuted;  gx = gout with the inverse permutation
+
+    The inverse is found in forward (a reversal, `x.T`, is its own inverse), so backward is one
+    view."""
     def forward(self, x, *, axes=None):
+        n = x.ndim
         if axes is None:
-            axes = tuple(range(x.ndim))[::-1]
+            self.axes = self.inverse = tuple(range(n - 1, -1, -1))
+            return x.transpose()
         given = tuple(axes)
-        axes = tuple(int(a) % x.ndim if -x.ndim <= a < x.ndim else -1 for a in given)
-        if sorted(axes) != list(range(x.ndim)):
-            raise ValueError(f"axes {given} are not a permutation of {x.ndim} dims")
-        self.axes = axes
+        axes = tuple([int(a) % n if -n <= a < n else -1 for a in given])
+        if sorted(axes) != list(range(n)):
+            raise ValueError(f"axes {given} are not a permutation of {n} dims")
+        inverse = [0] * n
+        for i, a in enumerate(axes):
+            inverse[a] = i
+        self.axes, self.inverse = axes, tuple(inverse)
         return x.transpose(axes)
 
     def backward(self, gout):
-        return gout.transpose(tuple(np.argsort(self.axes)))
+        return gout.transpose(self.inverse)
 
 
 class BroadcastTo(Primitive):

@@ -25,7 +25,7 @@ class Tensor(TensorMethods):
     """
 
     __slots__ = ("data", "grad", "requires_grad", "_node", "_idx", "_version", "_hooks", "name",
-                 "__weakref__")
+                 "_transposed", "__weakref__")  # _transposed: see TensorMethods.T (unset at first)
     __array_priority__ = 1000  # so ndarray (op) Tensor defers to Tensor's reflected operators
 
     def __init__(self, data, requires_grad=False, dtype=None, device=None, name=None):

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import numbers
+import weakref
 
 import numpy as np
 
@@ -123,6 +124,11 @@ class TensorMethods:
 
     @property
     def T(self):
+        """The transpose (all axes reversed). Of a leaf that requires grad (a parameter) it is
+        kept and given again while the leaf is unchanged: `w.T` in a cell is then one graph
+        node for all the steps, not one per step (see `transpose_of_leaf`)."""
+        if self._node is None and self.requires_grad and state.grad_enabled:
+            return transpose_of_leaf(self)
         return Transpose.apply(self, axes=None)
 
     def flatten(self):
@@ -239,3 +245,34 @@ class TensorMethods:
         def do():
             self.data *= o
         return self._inplace("mul_", do)
+
+
+def transpose_of_leaf(leaf):
+    """`leaf.T` for a leaf that requires grad, with grad mode on: the node of an earlier call is
+    given again (in a new Tensor, the same transposed view) while that node is alive (a graph
+    still uses it), nobody hooked its output and the leaf holds the same array at the same
+    version (an in-place change, such as an optimizer step, makes a new node). The node is
+    `reusable`: it saves nothing, so backward may run through it again after freeing it (two
+    graphs built before either backward share it). The leaf refers to it weakly, so no cycle
+    keeps either alive.
+
+    Bypassed, so every use is its own Transpose node, while something watches each op: a
+    recorder (the graph viewer, tracing), a checkpoint's collector (which must see the leaf),
+    anomaly mode (which checks every op's output); and during a backward walk (a checkpoint
+    re-running its segment, a hook): the walk may be counting gradients in the kept node.
+    """
+    if (state.recorder is not None or state.collector is not None or state.anomaly
+            or state.walks):
+        return Transpose.apply(leaf, axes=None)
+    kept = getattr(leaf, "_transposed", None)  # the slot is unset until the first call
+    if kept is not None:
+        ref, data, view, version = kept
+        node = ref()
+        if (node is not None and data is leaf.data and version == leaf._version
+                and node.out_hooks is None):
+            return engine.make_tensor(view, True, node)
+    out = Transpose.apply(leaf, axes=None)
+    node = out._node
+    node.reusable = True
+    leaf._transposed = (weakref.ref(node), leaf.data, out.data, leaf._version)
+    return out
