@@ -532,3 +532,150 @@ def test_no_private_name_of_a_minigrad_module_is_read_from_outside_it():
             for k, line in enumerate(path.read_text().splitlines(), 1):
                 found += [f"{path.relative_to(ROOT)}:{k}: {m}" for m in pattern.findall(line)]
     assert found == []
+
+
+# --- issue 21: a leaf's kept transpose, Transpose's inverse, the walk's sums ------------------
+
+def test_kept_transpose_of_a_parameter_is_one_node_and_its_gradient_sums_every_step():
+    rng = np.random.default_rng(0)
+    w = mg.nn.Parameter(rng.standard_normal((3, 4)))
+    xs = rng.standard_normal((5, 2, 4))
+    h = mg.tensor(np.zeros((2, 3)))
+    nodes = set()
+    for x in xs:                      # h_t = tanh(x_t @ W.T + h_{t-1})
+        wt = w.T
+        nodes.add(id(wt.grad_fn))
+        h = mg.tanh(mg.tensor(x) @ wt + h)
+    assert len(nodes) == 1
+    h.sum().backward()
+    # NumPy by hand: forward, then backpropagation through time
+    hs, hp = [], np.zeros((2, 3))
+    for x in xs:
+        hp = np.tanh(x @ w.data.T + hp)
+        hs.append(hp)
+    gw, gh = np.zeros((3, 4)), np.ones((2, 3))
+    for t in reversed(range(5)):
+        ga = gh * (1 - hs[t] ** 2)
+        gw += ga.T @ xs[t]
+        gh = ga
+    np.testing.assert_allclose(w.grad.numpy(), gw, rtol=1e-12)
+
+
+def test_kept_transpose_is_rebuilt_after_an_in_place_update_and_gives_the_new_gradient():
+    rng = np.random.default_rng(1)
+    w = mg.nn.Parameter(rng.standard_normal((3, 4)))
+    x = rng.standard_normal((2, 4))
+    first = w.T
+    ((mg.tensor(x) @ first) ** 2).sum().backward()
+    with mg.no_grad():
+        w -= 0.5 * w.grad             # an optimizer's step: counted in w's version
+    w.grad = None
+    second = w.T
+    assert second.grad_fn is not first.grad_fn
+    ((mg.tensor(x) @ second) ** 2).sum().backward()
+    wn = w.data
+    np.testing.assert_allclose(w.grad.numpy(), 2 * (x @ wn.T).T @ x, rtol=1e-12)
+
+
+def test_two_graphs_sharing_a_kept_transpose_each_backpropagate_once():
+    rng = np.random.default_rng(2)
+    w = mg.nn.Parameter(rng.standard_normal((3, 2)))
+    a, b = rng.standard_normal((4, 2)), rng.standard_normal((5, 2))
+    la = (mg.tensor(a) @ w.T).sum()
+    lb = ((mg.tensor(b) @ w.T) ** 2).sum()
+    la.backward()                     # frees la's graph, the shared Transpose node included
+    lb.backward()                     # which lb may still run through: it saved nothing
+    want = np.ones((4, 3)).T @ a + (2 * (b @ w.data.T)).T @ b
+    np.testing.assert_allclose(w.grad.numpy(), want, rtol=1e-12)
+    with pytest.raises(GraphFreedError):
+        lb.backward()                 # lb's own nodes are freed as always
+
+
+def test_kept_transpose_is_bypassed_when_watched_hooked_or_without_grad():
+    w = mg.nn.Parameter(np.arange(6.0).reshape(2, 3))
+    seen = []
+    prev = mg.engine.state.recorder
+    mg.engine.state.recorder = lambda fn, inputs, results: seen.append(type(fn).__name__)
+    try:
+        a, b = w.T, w.T               # a recorder (the graph viewer, tracing) sees every op
+    finally:
+        mg.engine.state.recorder = prev
+    assert seen == ["Transpose", "Transpose"] and a.grad_fn is not b.grad_fn
+    c = w.T
+    got = []
+    c.register_hook(lambda g: got.append(g.numpy().copy()))
+    d = w.T                           # c's node has a hook: d is a node of its own
+    assert d.grad_fn is not c.grad_fn
+    (c.sum() + 3 * d.sum()).backward()
+    assert len(got) == 1 and np.all(got[0] == 1.0)
+    np.testing.assert_allclose(w.grad.numpy(), np.full((2, 3), 4.0))
+    with mg.no_grad():
+        e = w.T
+    assert not e.requires_grad and e.grad_fn is None
+    np.testing.assert_array_equal(e.numpy(), np.arange(6.0).reshape(2, 3).T)
+
+
+def test_kept_transpose_inside_a_checkpoint_and_a_walk_stopped_by_an_error():
+    rng = np.random.default_rng(3)
+    w = mg.nn.Parameter(rng.standard_normal((3, 3)))
+    x = mg.tensor(rng.standard_normal((2, 3)), requires_grad=True)
+
+    def seg(h):
+        return mg.tanh(mg.tanh(h @ w.T) @ w.T)
+
+    y = mg.checkpoint(seg, mg.tanh(x @ w.T))
+    (gw_ck,) = mg.grad(y.sum(), [w])
+    (gw,) = mg.grad(seg(mg.tanh(x @ w.T)).sum(), [w])
+    np.testing.assert_allclose(gw_ck.numpy(), gw.numpy(), rtol=1e-12)
+
+    z = mg.tanh(x @ w.T)
+    loss = (z @ w.T).sum()
+
+    def fail(g):
+        raise KeyError("stop")
+    handle = z.register_hook(fail)
+    with pytest.raises(KeyError):
+        loss.backward(retain_graph=True)    # stops after gradients reached the shared node
+    handle.remove()
+    w.grad = None
+    loss.backward()
+    zn = np.tanh(x.data @ w.data.T)
+    gz = np.ones((2, 3)) @ w.data
+    want = np.ones((2, 3)).T @ zn + (gz * (1 - zn ** 2)).T @ x.data
+    np.testing.assert_allclose(w.grad.numpy(), want, rtol=1e-12)
+
+
+@given(perm=st.permutations(range(4)), ndim=st.sampled_from([3, 4]), seed=st.integers(0, 99))
+def test_transpose_backward_applies_the_inverse_permutation(perm, ndim, seed):
+    axes = [a for a in perm if a < ndim]
+    rng = np.random.default_rng(seed)
+    shape = tuple(rng.integers(1, 4, ndim))
+    x = mg.tensor(rng.standard_normal(shape), requires_grad=True)
+    y = mg.transpose(x, *axes)
+    np.testing.assert_array_equal(y.numpy(), np.transpose(x.data, axes))
+    g = rng.standard_normal(y.shape)
+    y.backward(g)
+    inverse = np.argsort(axes)        # the reference: NumPy's own inverse of the permutation
+    np.testing.assert_array_equal(x.grad.numpy(), np.transpose(g, inverse))
+    assert gradcheck(lambda t: mg.transpose(t, *axes), [mg.tensor(rng.standard_normal(shape),
+                                                                 requires_grad=True)])
+
+
+def test_gradients_summed_in_place_leave_shared_arrays_alone():
+    # a is used by three consumers; Add hands one array to both of its inputs, so the first
+    # gradients a receives are shared: only a sum the walk made itself may be added into
+    x = f64([1.0, -2.0, 0.5])
+    a = x * 1.0
+    b = a + a
+    c = b * 2.0 + a * 3.0 + a
+    seed = np.array([1.0, 10.0, 100.0])
+    keep = seed.copy()
+    c.backward(seed)
+    np.testing.assert_array_equal(seed, keep)
+    np.testing.assert_allclose(x.grad.numpy(), 8.0 * keep)     # 2*2 + 3 + 1 per element
+    # float32 and float64 gradients into one float32 node: summed without losing either
+    y = mg.tensor(np.array([1.0, 2.0], np.float32), requires_grad=True)
+    u = y * 1.0
+    v = u * 2.0 + u * np.float64(3.0) + u * mg.tensor(np.array([4.0, 4.0]))
+    v.sum().backward()
+    np.testing.assert_allclose(y.grad.numpy(), [9.0, 9.0])
