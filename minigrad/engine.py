@@ -196,7 +196,10 @@ class Function:
 
 def _apply_multi(fn, inputs, outs, kwargs):
     """The end of `Function.apply` for an op with several outputs."""
-    outs = tuple([_as_device_array(fn, o) for o in outs])
+    for o in outs:
+        if type(o) not in array_types or o.dtype.kind not in "biufc":  # rare: see below
+            outs = tuple([_as_device_array(fn, o) for o in outs])
+            break
     if state.anomaly:
         _check_forward(fn, outs, inputs)
     if state.collector is not None:
@@ -398,8 +401,10 @@ def run_backward(roots, seeds, *, retain_graph=False, create_graph=False, captur
                     continue
             if gouts is None:  # no gradient reached this node (an unused output)
                 gxs = None
-            elif fn.n_out == 1 and fn.out_hooks is None and fn.checks is None:
-                # the common node: one output and nothing to do before its backward
+            elif fn.n_out == 1 and fn.out_hooks is None:
+                # the common node: one output, no hooks on it (before_backward, written out)
+                if fn.checks is not None:
+                    check_versions(fn)
                 gxs = backward_on_graph(fn, (gouts,)) if graph else fn.backward(gouts)
             else:
                 gouts = before_backward(fn, gouts if fn.n_out > 1 else [gouts], graph,

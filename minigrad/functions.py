@@ -419,10 +419,14 @@ def unstack(x, axis=0):
 
 def split(x, sections, axis=0):
     """Split into equal parts (`sections` an int) or at the given indices; returns a tuple."""
-    if not isinstance(sections, (numbers.Integral, list, tuple)) or isinstance(sections, bool):
+    if type(sections) is int:  # the common call (a cell's gates): no ABC isinstance checks
+        integral = True
+    elif not isinstance(sections, (numbers.Integral, list, tuple)) or isinstance(sections, bool):
         raise TypeError(f"split: sections must be an int or a list of indices, got "
                         f"{type(sections).__name__} {sections!r}")
-    if isinstance(sections, numbers.Integral) and sections < 1:
+    else:
+        integral = isinstance(sections, numbers.Integral)
+    if integral and sections < 1:
         raise ValueError(f"split: sections must be >= 1, got {sections}")
     out = Split.apply(_operand(x, "split", "x"), sections=sections, axis=axis)
     return out if isinstance(out, tuple) else (out,)
