@@ -104,7 +104,10 @@ class Function:
         parents = self.parents
         if parents is None:
             return _NO_GRADS
-        return [p is not None for p in parents]
+        needs = []
+        for p in parents:  # a loop: a list comprehension is a function call of its own
+            needs.append(p is not None)
+        return needs
 
     @property
     def name(self) -> str:
