@@ -1,6 +1,6 @@
 """Per-op overhead of minigrad over raw NumPy, and per-node cost of the backward walk.
 
-    python -m benchmarks.overhead [--rounds 31] [--number 1000] [--torch] [--cpu-time]
+    python -m benchmarks.overhead [--rounds 31] [--number 1000] [--torch] [--cpu-time] [--cell]
 
 Ops (float32): add and tanh on (32, 256), matmul (32, 256) @ (256, 256), each run three ways:
 `numpy` (raw arrays), `no_grad` (minigrad without recording) and `recorded` (an input requires
@@ -12,7 +12,9 @@ steadier figure on a busy machine). BLAS runs on one thread when threadpoolctl i
 `backward per node` times the backward pass of a chain of 1,000 adds of a constant, divided by
 1,000: Add's backward only passes its gradient on, so this is the engine's own cost per node.
 `--torch` times PyTorch's recorded op as well (one thread), for comparison only; `--cpu-time`
-measures this thread's CPU time instead of wall time.
+measures this thread's CPU time instead of wall time. `--cell` also times forward + backward of
+the composed LSTM (`rnn.LSTMCell(fused=False)`) at B 1, I 32, H 64, T 200, float32, per step and
+per recorded node: the per-op path in a real cell, where a parameter's `w.T` is kept.
 """
 from __future__ import annotations
 
@@ -95,6 +97,31 @@ def time_backward(rounds: int, timer) -> list:
     return per_node
 
 
+CELL = (1, 32, 64, 200)  # B, I, H, T: config c of benchmarks.rnn
+
+
+def time_cell(rounds: int, timer) -> tuple:
+    """Seconds per forward + backward of the composed LSTM at CELL, one per round, and the
+    number of recorded nodes in its graph."""
+    import rnn
+    B, I, H, T = CELL
+    cell = rnn.LSTMCell(I, H, fused=False, rng=0, dtype="float32")
+    x = mg.tensor(np.random.default_rng(1).standard_normal((T, B, I)).astype(np.float32),
+                  requires_grad=True)
+    nodes, stack = set(), [rnn.unroll(cell, x)[0].sum().grad_fn]
+    while stack:  # count the graph's nodes once
+        fn = stack.pop()
+        if id(fn) not in nodes:
+            nodes.add(id(fn))
+            stack.extend(p[0] for p in fn.parents if p is not None and p[1] >= 0)
+    times = []
+    for _ in range(rounds + 1):  # the first is a warm-up
+        t = timer()
+        rnn.unroll(cell, x)[0].sum().backward()
+        times.append(timer() - t)
+    return times[1:], len(nodes)
+
+
 TARGET_US = 3.0      # issue 7: recorded elementwise op on 32x256, overhead over NumPy
 TORCH_QUOTED_US = 1.9  # PyTorch's overhead as the issue measured it on its machine
 
@@ -128,6 +155,8 @@ def main(argv=None) -> None:
     p.add_argument("--rounds", type=int, default=31, help="timed rounds per op and way")
     p.add_argument("--number", type=int, default=1000, help="calls per round")
     p.add_argument("--torch", action="store_true", help="also time PyTorch (comparison only)")
+    p.add_argument("--cell", action="store_true",
+                   help="also time the composed LSTM at B 1, I 32, H 64, T 200 (fwd + bwd)")
     p.add_argument("--cpu-time", action="store_true",
                    help="time this thread's CPU time instead of wall time: steadier on a busy "
                         "machine, but blind to work in other threads (BLAS in matmul)")
@@ -164,6 +193,12 @@ def main(argv=None) -> None:
     print(f"backward per node (chain of {CHAIN} adds of {SHAPE}): median "
           f"{_us(statistics.median(bw)).strip()}  [{_us(min(bw)).strip()} - "
           f"{_us(max(bw)).strip()}]")
+    if args.cell:
+        ts, n = time_cell(max(args.rounds // 3, 5), timer)
+        med = statistics.median(ts)
+        print(f"composed LSTM {CELL} fwd+bwd: median {med * 1e3:.2f} ms [{min(ts) * 1e3:.2f} - "
+              f"{max(ts) * 1e3:.2f}], {n} nodes: {_us(med / n).strip()} us per node "
+              f"({_us(med / CELL[3]).strip()} us per step)")
 
 
 if __name__ == "__main__":
