@@ -41,6 +41,13 @@ class Tensor(TensorMethods):
     def __hash__(self):
         return id(self)
 
+    def __getstate__(self):
+        """Pickling and copying keep every field but `_transposed` (a leaf's kept transpose:
+        see TensorMethods.T), which refers weakly to a graph node and is made again on use."""
+        attributes, fields = super().__getstate__()  # (__dict__ of a subclass or None, slots)
+        fields.pop("_transposed", None)
+        return attributes, fields
+
     def detach(self) -> Tensor:
         """The same data, cut from the graph."""
         return make_tensor(self.data)

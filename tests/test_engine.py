@@ -679,3 +679,17 @@ def test_gradients_summed_in_place_leave_shared_arrays_alone():
     v = u * 2.0 + u * np.float64(3.0) + u * mg.tensor(np.array([4.0, 4.0]))
     v.sum().backward()
     np.testing.assert_allclose(y.grad.numpy(), [9.0, 9.0])
+
+
+def test_a_parameter_with_a_kept_transpose_pickles_and_copies():
+    import copy
+    import pickle
+
+    w = mg.nn.Parameter(np.arange(6.0).reshape(2, 3), name="w")
+    first = w.T                                  # keeps a weak reference to its node
+    for twin in (pickle.loads(pickle.dumps(w)), copy.deepcopy(w)):
+        assert type(twin) is mg.nn.Parameter and twin.name == "w" and twin.requires_grad
+        np.testing.assert_array_equal(twin.numpy(), w.numpy())
+        assert twin.T.grad_fn is not first.grad_fn    # its own node, made on use
+        (twin.T * mg.tensor(np.arange(6.0).reshape(3, 2))).sum().backward()
+        np.testing.assert_array_equal(twin.grad.numpy(), np.arange(6.0).reshape(3, 2).T)
