@@ -77,7 +77,8 @@ class Function:
     # or (leaf, -1, shape); `n_out`: its number of outputs; `checks`: [(tensor, version), ...]
     # for saved inputs (see `_note_saved`) or None; `out_hooks`: {output index: [hook, ...]}
     # from Tensor.register_hook on an output, or None; `inputs`: (inputs, kwargs), kept for a
-    # `composed` twin only, or None. Rarer state (the outputs' shapes when several, anomaly
+    # `composed` twin only, or None; `gouts`, `walk`, `pending`: the backward walk's (see
+    # run_backward and count_consumers). Rarer state (the outputs' shapes when several, anomaly
     # origin, another array module) is a class default that the few nodes needing it override
     # in their own __dict__.
     __slots__ = ("parents", "saved", "gouts", "seq", "tags", "freed", "checks", "out_hooks",
