@@ -694,3 +694,15 @@ def test_a_parameter_with_a_kept_transpose_pickles_and_copies():
         assert twin.T.grad_fn is not first.grad_fn    # its own node, made on use
         (twin.T * mg.tensor(np.arange(6.0).reshape(3, 2))).sum().backward()
         np.testing.assert_array_equal(twin.grad.numpy(), np.arange(6.0).reshape(3, 2).T)
+
+
+def test_kept_transpose_and_in_place_sums_on_the_fake_device():
+    # on the "fake" device any stray NumPy call on device data raises
+    rng = np.random.default_rng(4)
+    w0, xs = rng.standard_normal((3, 2)), rng.standard_normal((4, 5, 2))
+    w = mg.tensor(w0, requires_grad=True, device="fake")
+    loss = sum(((mg.tensor(x, device="fake") @ w.T) ** 2).sum() for x in xs)
+    loss.backward()
+    assert w.grad.device == "fake"
+    want = sum(2 * (x @ w0.T).T @ x for x in xs)
+    np.testing.assert_allclose(w.grad.cpu().numpy(), want, rtol=1e-12)
