@@ -52,7 +52,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from minigrad import ops
+from minigrad import ops, random
 from minigrad.engine import Function, unbroadcast
 from minigrad.tracing import Const, Tape, TapeOp, is_random, replay
 
@@ -89,6 +89,9 @@ class Program:
         self.needs_grad: set[int] = set()
         self.deferred: list[int] = []
         self.input_invariants: list[int] = []  # slots of the Scan's invariant inputs, in order
+        # (kwargs, key) of random ops that drew from the default generator when traced: they
+        # draw from the default generator of the moment (mg.manual_seed replaces it)
+        self.default_rng: list[tuple[dict, str]] = []
 
     def describe(self) -> str:
         names = lambda tape_ops: ", ".join(op.fn_class.__name__ for op in tape_ops) or "none"  # noqa: E731
@@ -159,12 +162,11 @@ def build(tape: Tape, n_x: int, n_carry: int, *, y_index: int = 0, requires=None
         if need:
             needs.add(s)
     live = _live_ops(tape)
+    p.needs_grad = needs = _needs(tape, live, needs, carry, tape.outputs[y_index + 1:])
     for i, op in enumerate(tape.ops):
         if i not in live:
             continue
         arg_kinds = {kinds[a] for a in op.args if not isinstance(a, Const)}
-        if any(a in needs for a in op.args if not isinstance(a, Const)):
-            needs.update(op.outs)
         if is_random(op):
             kind, placed = "step", op
         elif arg_kinds <= {"inv"}:
@@ -176,7 +178,6 @@ def build(tape: Tape, n_x: int, n_carry: int, *, y_index: int = 0, requires=None
         for s in op.outs:
             kinds[s] = kind
         {"inv": p.invariant_ops, "seq": p.hoisted_ops, "step": p.step.ops}[kind].append(placed)
-    p.needs_grad = needs
     p.x_slot = x
     p.out_slot = tape.outputs[y_index]
     p.carry_out_slots = tape.outputs[y_index + 1:]
@@ -209,10 +210,27 @@ def build(tape: Tape, n_x: int, n_carry: int, *, y_index: int = 0, requires=None
                     else:
                         args.append(a)
                 part[j] = op._replace(args=tuple(args))
+    default = random.default_generator()
+    p.default_rng = [(op.kwargs, k) for op in p.step.ops for k, v in op.kwargs.items()
+                     if v is default]
     p.deferred = [i for i, op in enumerate(p.step.ops)
                   if op.fn_class is ops.MatMul and kinds.get(op.args[1]) == "inv"
                   and len(meta[op.args[1]][0]) == 2 and len(meta[op.args[0]][0]) == 2]
     return p
+
+
+def _needs(tape, live, needs, carry, carry_out) -> set:
+    """The slots that need a gradient: those depending on an input that needs one. A carry
+    needs one when the new carry does (from the second step on it depends on the first)."""
+    while True:
+        needs = set(needs)
+        for i, op in enumerate(tape.ops):
+            if i in live and any(a in needs for a in op.args if not isinstance(a, Const)):
+                needs.update(op.outs)
+        more = {c for c, o in zip(carry, carry_out) if o in needs and c not in needs}
+        if not more:
+            return needs
+        needs |= more
 
 
 def _live_ops(tape: Tape) -> set:
@@ -507,6 +525,8 @@ class Scan(Function):
         nc = len(p.carry_slots)
         carry0, inv_in = rest[:nc], rest[nc:]
         self.program, self.executor = program, executor
+        for kwargs, key in p.default_rng:
+            kwargs[key] = random.default_generator()
         need_grad = any(self.needs_input_grad)
         env = dict(p.consts)
         env[p.x_slot] = x
