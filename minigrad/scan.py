@@ -28,7 +28,8 @@ Executor interface (the NumPy one is `NumpyExecutor` here; others, e.g. numba, f
     out, final_carry, saved = executor.forward(seqs, carry0, invariants, masks, need_grad)
     g_seqs, g_carry0, g_invariants = executor.backward(saved, g_out, g_final_carry)
 
-- `seqs`: list of arrays (T, ...), one per `program.seq_slots` (step t reads `seqs[k][t]`);
+- `seqs`: list of arrays (T, ...), one per `program.seq_slots` (step t reads `seqs[k][t]`;
+  never empty: x_t's slot is always among them, so T = len(seqs[0]));
   `carry0`: list of arrays, one per `program.carry_slots`; `invariants`: list of arrays, one per
   `program.invariant_slots`; `masks`: (T, B, 1) bool array or None; `need_grad`: whether backward
   will be called (save nothing otherwise).
@@ -187,6 +188,7 @@ def build(tape: Tape, n_x: int, n_carry: int, *, y_index: int = 0, requires=None
         used.update(a for a in op.args if not isinstance(a, Const))
     used.add(p.out_slot)
     used.update(p.carry_out_slots)
+    used.add(x)  # so that seqs is never empty: T = len(seqs[0])
     p.seq_slots = sorted(s for s in used if kinds.get(s) == "seq")
     p.invariant_slots = sorted(s for s in used if kinds.get(s) == "inv")
     p.carry_slots = list(carry)
@@ -363,7 +365,7 @@ class NumpyExecutor:
         for s, v in zip(p.invariant_slots, invariants):
             env[s] = v
         carry = list(carry0)
-        T = len(seqs[0]) if seqs else len(masks)
+        T = len(seqs[0])
         out = np.empty((T,) + self.out_meta[0], self.out_meta[1])
         first_masked = _first_masked(masks, T)
         carry_slots, carry_out, out_slot = p.carry_slots, p.carry_out_slots, p.out_slot
@@ -415,12 +417,10 @@ class NumpyExecutor:
         p = self.program
         steps, masks, first_masked, deferred_inputs = saved[-1]
         meta = p.step.meta
-        needs = p.needs_grad
         T = len(steps)
         g_carry = list(g_final_carry) if g_final_carry is not None else [None] * len(
             p.carry_slots)
-        g_seqs = [np.zeros((T,) + meta[s][0], meta[s][1]) if s in needs else None
-                  for s in p.seq_slots]
+        g_seqs = [None] * len(p.seq_slots)  # made at the first gradient that reaches one
         g_inv = [None] * len(p.invariant_slots)
         inv_pos = {s: k for k, s in enumerate(p.invariant_slots)}
         seq_pos = list(enumerate(p.seq_slots))
@@ -476,7 +476,9 @@ class NumpyExecutor:
                     genv[a] = g if genv[a] is None else genv[a] + g
             for k, s in seq_pos:
                 g = genv[s]
-                if g is not None and g_seqs[k] is not None:
+                if g is not None:
+                    if g_seqs[k] is None:
+                        g_seqs[k] = np.zeros((T,) + meta[s][0], meta[s][1])
                     g_seqs[k][t] = g
             for s, k in inv_pos.items():
                 g = genv[s]

@@ -33,7 +33,7 @@ from minigrad import scan, tracing
 from minigrad.engine import state as engine_state
 from rnn import state as st
 
-__all__ = ["MODES", "compile_report", "compiling", "mode", "run"]
+__all__ = ["MODES", "cache_entries", "compile_report", "compiling", "mode", "run"]
 
 MODES = ("auto", "numpy", "numba", "off")
 _mode = ["auto"]
@@ -67,6 +67,11 @@ def compiling(mode: str):
 def mode() -> str:
     """The current mode of `compiling`."""
     return _mode[0]
+
+
+def cache_entries(cell) -> list:
+    """The cache's entries for `cell`: one per key, each a program or a fallback reason."""
+    return list(_cache.get(cell, {}).values())
 
 
 def _jit_factory(required: bool):
