@@ -355,13 +355,18 @@ class NumpyExecutor:
                                               masks, first, need_grad)
         if not need_grad:
             return out, final, ()
-        arrays = []
+        # a step's slice of a whole-sequence array counts as that array, once
+        bases = {id(a if a.base is None else a.base) for a in seqs}
+        arrays, whole = [], {}
         for record in tape:
             for v in record:
                 if isinstance(v, Function):
                     arrays.extend(v.saved)
+                elif id(getattr(v, "base", None)) in bases:
+                    whole[id(v.base)] = v.base
                 else:
                     arrays.append(v)
+        arrays.extend(whole.values())
         for xs in deferred:
             arrays.extend(xs)
         return out, final, (*arrays, (tape, deferred, masks, first, invariants, carry0))

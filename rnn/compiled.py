@@ -268,8 +268,13 @@ def run(cell, inputs, state, lengths, context=None):
     masks = None
     if lengths is not None:
         masks = (lengths[None, :] > np.arange(n)[:, None])[:, :, None]
-    out, final = scan.Scan.run(xs, state_flat, ctx_flat + list(entry.captured), entry.program,
-                               masks, entry.executor)
+    base = engine_state.tags
+    engine_state.tags = base + (("module", cell.module_path),)
+    try:
+        out, final = scan.Scan.run(xs, state_flat, ctx_flat + list(entry.captured),
+                                   entry.program, masks, entry.executor)
+    finally:
+        engine_state.tags = base
     if n < T:
         out = mg.pad(out, ((0, T - n),) + ((0, 0),) * (out.ndim - 1))
     return out, st.unflatten(spec, final)
