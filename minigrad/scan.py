@@ -399,57 +399,62 @@ def _template(cls):
 # written from the op class's own forward/backward so the numbers are the per-op run's.
 
 @_template(ops.Add)
-def _add_t(o, a):
+def _add_t(o, a, shapes):
     return [f"{o} = {a[0]} + {a[1]}"], [], lambda g: {0: g, 1: g}
 
 
 @_template(ops.Sub)
-def _sub_t(o, a):
+def _sub_t(o, a, shapes):
     return [f"{o} = {a[0]} - {a[1]}"], [], lambda g: {0: g, 1: f"-{g}"}
 
 
 @_template(ops.Mul)
-def _mul_t(o, a):
+def _mul_t(o, a, shapes):
     return [f"{o} = {a[0]} * {a[1]}"], [a[0], a[1]], lambda g: {0: f"{g} * {a[1]}",
                                                                 1: f"{g} * {a[0]}"}
 
 
 @_template(ops.Div)
-def _div_t(o, a):
+def _div_t(o, a, shapes):
     return [f"{o} = {a[0]} / {a[1]}"], [a[0], a[1]], lambda g: {
         0: f"{g} / {a[1]}", 1: f"-{g} * {a[0]} / ({a[1]} * {a[1]})"}
 
 
 @_template(ops.Neg)
-def _neg_t(o, a):
+def _neg_t(o, a, shapes):
     return [f"{o} = -{a[0]}"], [], lambda g: {0: f"-{g}"}
 
 
 @_template(ops.Tanh)
-def _tanh_t(o, a):
+def _tanh_t(o, a, shapes):
     return [f"{o} = _tanh({a[0]})"], [o], lambda g: {0: f"{g} * (1 - {o} * {o})"}
 
 
 @_template(ops.Sigmoid)
-def _sigmoid_t(o, a):
+def _sigmoid_t(o, a, shapes):
     return ([f"{o} = _tanh({a[0]} * 0.5)", f"{o} *= 0.5", f"{o} += 0.5"], [o],
             lambda g: {0: f"{g} * {o} * (1 - {o})"})
 
 
 @_template(ops.Exp)
-def _exp_t(o, a):
+def _exp_t(o, a, shapes):
     return [f"{o} = _exp({a[0]})"], [o], lambda g: {0: f"{g} * {o}"}
 
 
 @_template(ops.Relu)
-def _relu_t(o, a):
+def _relu_t(o, a, shapes):
     return [f"{o} = _maximum({a[0]}, 0)"], [o], lambda g: {0: f"{g} * ({o} > 0)"}
 
 
 @_template(ops.MatMul)
-def _matmul_t(o, a):
-    return [f"{o} = _mm({a[0]}, {a[1]})"], [a[0], a[1]], lambda g: {
-        0: f"_mm({g}, {a[1]}.T)", 1: f"_mm({a[0]}.T, {g})"}
+def _matmul_t(o, a, shapes):
+    # 2-D only; a product over a length-1 axis is the broadcast multiply, as array_matmul does
+    (B, K), (_, N) = shapes
+
+    def mm(x, y, inner):
+        return f"{x} * {y}" if inner == 1 else f"{x} @ {y}"
+    return [f"{o} = {mm(a[0], a[1], K)}"], [a[0], a[1]], lambda g: {
+        0: mm(g, f"{a[1]}.T", N), 1: mm(f"{a[0]}.T", g, B)}
 
 
 def _generate(p: Program):
@@ -482,7 +487,7 @@ def _generate(p: Program):
                 fw.append(f"{v(s)} = {v(args[0])}[{lead}{n * k}:{(n + 1) * k}]")
             plans.append(("split", op, axis, None))
         elif template is not None and not op.kwargs and len(outs) == 1:
-            lines, keep, grads = template(v(outs[0]), [v(a) for a in args])
+            lines, keep, grads = template(v(outs[0]), [v(a) for a in args], arg_shapes)
             fw.extend(lines)
             plans.append(("t", op, grads, keep))
             fixed = {v(s) for s in p.consts} | {v(s) for s in p.invariant_slots}
@@ -538,7 +543,7 @@ def _generate(p: Program):
     def add(slot, expr, expr_shape):
         target = shape(slot)
         if expr_shape != target:
-            expr = f"_unb({expr}, {target!r})"
+            expr = _sum_to(expr, expr_shape, target)
         if slot in has:
             bw.append(f"g{slot} = g{slot} + {expr}")
         else:
@@ -632,6 +637,17 @@ def _equal_split(op, arg_shapes):
     if n == 0 or n % sections:
         return None
     return axis, n // sections
+
+
+def _sum_to(expr, shape, target):
+    """Source summing `expr` of `shape` back to `target` (engine.unbroadcast, its axes found
+    here once)."""
+    extra = len(shape) - len(target)
+    kept = [i + extra for i, n in enumerate(target) if n == 1 and shape[i + extra] != 1]
+    if not kept:
+        return f"({expr}).sum(axis={tuple(range(extra))!r})"
+    axes = tuple(range(extra)) + tuple(kept)
+    return f"({expr}).sum(axis={axes!r}, keepdims=True).reshape({target!r})"
 
 
 def _rows_source(ndim):
