@@ -79,6 +79,8 @@ def _jit_factory(required: bool):
     when `required`)."""
     try:
         from minigrad import jit  # optional: the `jit` extra
+        if not getattr(jit, "available", lambda: True)():
+            raise ImportError("numba is not installed")
         return jit.make_executor
     except (ImportError, AttributeError) as e:
         if required:
