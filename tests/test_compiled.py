@@ -422,3 +422,24 @@ def test_the_cache_traces_again_for_new_shapes_and_replaced_parameters():
     cell.u_h = mg.nn.Parameter(rng.uniform(-1, 1, (3, 3)))
     x = leaf(rng.uniform(-1, 1, (4, 2, 3)))
     assert_same(cell, x)  # the new weight is used (the per-op run reads it too)
+
+
+def test_inference_frozen_weights_and_the_per_step_loop():
+    cell = MyMUT1(3, rng=0, dtype=F64)
+    rng = np.random.default_rng(14)
+    x = leaf(rng.uniform(-1, 1, (5, 2, 3)))
+    with rnn.compiling("off"):
+        want = rnn.unroll(cell, x, lengths=[5, 2])[0].numpy()
+    with mg.no_grad(), rnn.compiling("numpy"):      # inference: no graph at all
+        out, h = rnn.unroll(cell, x, lengths=[5, 2])
+    assert out._node is None and not out.requires_grad
+    np.testing.assert_allclose(out.numpy(), want, rtol=RTOL, atol=ATOL)
+    cell.u_h.requires_grad = False                    # a frozen weight: read, no gradient
+    assert_same(cell, x, lengths=[5, 2])
+    with rnn.compiling("numpy"):
+        out, _ = rnn.unroll(cell, x)
+        assert out._node.name == "Scan"
+        for kw in (dict(per_step=True), dict(state_hook=lambda t, s: s)):
+            out, _ = rnn.unroll(cell, x, **kw)
+            assert out._node.name == "Stack"        # the per-op loop's outputs
+    assert cell.u_h.grad is None
