@@ -443,3 +443,52 @@ def test_inference_frozen_weights_and_the_per_step_loop():
             out, _ = rnn.unroll(cell, x, **kw)
             assert out._node.name == "Stack"        # the per-op loop's outputs
     assert cell.u_h.grad is None
+
+
+@settings(max_examples=6, deadline=None)
+@given(T=st.integers(2, 4), B=st.integers(1, 3), seed=st.integers(0, 2**16))
+def test_gradcheck_of_the_compiled_path_over_drawn_shapes_and_lengths(T, B, seed):
+    rng = np.random.default_rng(seed)
+    cell = UserLSTM(2, 3, rng=seed, dtype=F64)
+    x = leaf(rng.uniform(-1, 1, (T, B, 2)))
+    h0, c0 = leaf(rng.uniform(-1, 1, (B, 3))), leaf(rng.uniform(-1, 1, (B, 3)))
+    lengths = rng.integers(1, T + 1, B)
+    lengths[0] = T
+
+    def fn(x, h0, c0):
+        with rnn.compiling("numpy"):
+            out, (h, c) = rnn.unroll(cell, x, (h0, c0), lengths)
+        return out, h, c
+    assert gradcheck(fn, [x, h0, c0])
+
+
+def test_trace_records_the_ops_their_slots_and_what_is_read_from_outside():
+    from minigrad import ops, tracing
+    w = mg.tensor(np.ones((2, 3)), requires_grad=True)
+    tape, _ = tracing.trace(lambda x, h: mg.tanh(x @ w + h * 2.0), [np.ones((4, 2)),
+                                                                   np.zeros((4, 3))])
+    assert [op.fn_class for op in tape.ops] == [ops.MatMul, ops.Mul, ops.Add, ops.Tanh]
+    x_slot, h_slot = tape.inputs
+    (w_slot, w_tensor), = tape.captured
+    assert w_tensor is w
+    assert tape.ops[0].args == (x_slot, w_slot)
+    assert tape.ops[1].args[0] == h_slot and tape.ops[1].args[1].value == 2.0
+    assert tape.outputs == list(tape.ops[3].outs)
+    assert tape.meta[tape.outputs[0]] == ((4, 3), np.dtype(np.float64))
+
+
+def test_compare_finds_a_plain_value_or_a_constant_that_depends_on_the_data():
+    from minigrad import tracing
+
+    def scaled(x):
+        return x * float(x.data.max())      # a number read from the data
+
+    def masked(x):
+        return x * mg.tensor(x.data > 0)     # a constant tensor made from the data
+    for fn in (scaled, masked):
+        a, _ = tracing.trace(fn, [np.array([1.0, -2.0])])
+        b, _ = tracing.trace(fn, [np.array([3.0, 2.0])])
+        reason, _ = tracing.compare(a, b)
+        assert reason is not None and "differs" in reason
+        same, _ = tracing.trace(fn, [np.array([1.0, -2.0])])
+        assert tracing.compare(a, same) == (None, [] if fn is scaled else [a.ops[0].args[1]])
