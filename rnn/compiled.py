@@ -135,8 +135,8 @@ def _flat_result(res):
 
 def _trace_pair(cell, xs, state_flat, spec, ctx_flat, ctx_spec, projected):
     """Trace the cell's step on the first two real steps: (tape or None, reason or None, slots
-    of constants made inside the step); the random generators and frozen parameters are put
-    back as they were."""
+    of constants made inside the step, None when the step returned something wrong); the random
+    generators and frozen parameters are put back as they were."""
     fn = _step_fn(cell, projected, len(state_flat), spec, cell.takes_context, ctx_spec)
     gens = _generators(cell)
     saved_states = [g.bit_generator.state for g in gens]
@@ -148,8 +148,8 @@ def _trace_pair(cell, xs, state_flat, spec, ctx_flat, ctx_spec, projected):
         a, res = tracing.trace(fn, [xs.data[0]] + [s.data for s in state_flat] + ctx,
                                _flat_result)
         problem = _check_result(res, state_flat, spec, xs.shape[1])
-        if problem:
-            return None, problem, ()
+        if problem:  # the per-op run raises the error, naming the cell and the step
+            return None, problem, None
         b, _ = tracing.trace(fn, [xs.data[1]] + [t.data for t in _flat_result(res)[1:]] + ctx,
                              _flat_result)
     finally:
@@ -233,10 +233,11 @@ def _plan(cell, inputs, state, lengths, context):
         tape, reason, consts = _trace_pair(cell, xs, state_flat, spec, ctx_flat, ctx_spec,
                                    projected is not None)
     except Exception as e:  # noqa: BLE001 - the per-op run raises it again, with its context
-        tape, reason, consts = None, f"tracing the step raised {type(e).__name__}: {e}", ()
+        tape, reason, consts = None, f"tracing the step raised {type(e).__name__}: {e}", None
     if tape is None:
         entry = _Entry(reason=reason, params=attrs)
-        per_cell[key] = entry
+        if consts is not None:  # a program that differs is remembered; an error is not
+            per_cell[key] = entry
         return entry, None
     captured = [t for _, t in tape.captured]
     requires = ([grad and xs.requires_grad] + [grad and t.requires_grad for t in state_flat]
