@@ -492,3 +492,26 @@ def test_compare_finds_a_plain_value_or_a_constant_that_depends_on_the_data():
         assert reason is not None and "differs" in reason
         same, _ = tracing.trace(fn, [np.array([1.0, -2.0])])
         assert tracing.compare(a, same) == (None, [] if fn is scaled else [a.ops[0].args[1]])
+
+
+class PassThrough(rnn.Cell):
+    """The output is the old state; one state tensor is passed on untouched, another swapped."""
+
+    def __init__(self):
+        super().__init__(3, 4, rng=0, dtype=F64)
+        self.w, self.k = self.parameter(4, 3), self.parameter(4)
+
+    def initial_state(self, batch_size):
+        return tuple(self.zeros(batch_size) for _ in range(3))
+
+    def forward(self, x, state):
+        h, c, z = state
+        return h * self.k.sum(), (c, c + mg.tanh(x @ self.w.T) * self.k, z)
+
+
+def test_outputs_and_states_that_are_inputs_or_parameter_only_values():
+    rng = np.random.default_rng(15)
+    cell = PassThrough()
+    x = leaf(rng.uniform(-1, 1, (5, 3, 3)))
+    assert_same(cell, x, initial_leaves(cell, 3, rng), lengths=[5, 2, 4])
+    assert_same(cell, x)
