@@ -32,6 +32,7 @@ from minigrad import random as mg_random
 from minigrad import scan, tracing
 from minigrad.engine import state as engine_state
 from rnn import state as st
+from rnn.lengths import as_lengths
 
 __all__ = ["MODES", "cache_entries", "compile_report", "compiling", "mode", "run"]
 
@@ -293,18 +294,24 @@ def compile_report(cell, inputs, state=None, context=None, lengths=None) -> str:
     >>> report.split(" (")[0]
     'MUT1Cell: compiled'
     """
-    from rnn.lengths import as_lengths
-    from rnn.steps import as_inputs, check_context, start_state
     name = type(cell).__name__
-    inputs = as_inputs(cell, inputs, "compile_report")
+    if isinstance(inputs, (list, tuple)):
+        inputs = mg.stack(list(inputs), axis=0)
+    inputs = inputs if isinstance(inputs, mg.Tensor) else mg.tensor(inputs)
+    if inputs.ndim != 3:
+        raise ValueError(f"compile_report: {name}: inputs must be (T, B, I), got shape "
+                         f"{inputs.shape}")
     T, B = inputs.shape[0], inputs.shape[1]
     lengths = as_lengths(lengths, B, T, name)
     if lengths is not None and lengths.min() >= T:
         lengths = None
-    check_context(cell, context, "compile_report")
-    state = start_state(cell, state, B, "compile_report", context)
+    if state is None:
+        state = (cell.initial_state(B, context) if cell.initial_state_reads_context
+                 else cell.initial_state(B))
     extra = (context,) if cell.takes_context else ()
-    if cell.sequence_kernel(inputs, state, lengths, *extra) is not None:
+    with mg.no_grad():  # the kernel runs to say whether it takes the sequence; no graph
+        fused = cell.sequence_kernel(inputs, state, lengths, *extra) is not None
+    if fused:
         return f"{name}: its own sequence_kernel (a fused whole-sequence op) runs"
     entry, _ = _plan(cell, inputs, state, lengths, context)
     if entry.reason is not None:
