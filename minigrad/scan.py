@@ -53,6 +53,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from minigrad import functions as F
 from minigrad import ops, random
 from minigrad.engine import Function, unbroadcast
 from minigrad.tracing import Const, Tape, TapeOp, is_random, replay
@@ -688,7 +689,7 @@ class Scan(Function):
     hoisted and invariant ops' saved arrays, and for a deferred `a @ w` the per-step `a` (one
     product gives w's gradient after the loop)."""
 
-    def forward(self, x, *rest, program, masks, executor):
+    def forward(self, x, *rest, program, masks, executor, rng_state=None):
         p = program
         nc = len(p.carry_slots)
         carry0, inv_in = rest[:nc], rest[nc:]
@@ -738,14 +739,31 @@ class Scan(Function):
     @classmethod
     def run(cls, x, carry0, invariants, program, masks, executor):
         """Apply the scan (Tensors in, Tensors out): returns (y, final_carry list)."""
+        # the composed twin (second order) replays the draws of random ops: it starts from the
+        # default generator's state of this forward
+        rng_state = random.get_state() if program.default_rng else None
         res = cls.apply(x, *carry0, *invariants, program=program, masks=masks,
-                        executor=executor)
+                        executor=executor, rng_state=rng_state)
         return res[0], list(res[1:])
 
     @staticmethod
-    def composed(x, *rest, program, masks, executor):
-        """The per-op run of the same step (one node per op and step): for create_graph."""
-        from minigrad import functions as F
+    def composed(x, *rest, program, masks, executor, rng_state=None):
+        """The per-op run of the same step (one node per op and step): for create_graph. Random
+        ops drawing from the default generator draw what the forward drew."""
+        if rng_state is None:
+            return Scan.replay(x, *rest, program=program, masks=masks)
+        before = random.get_state()
+        random.set_state(rng_state)
+        for kwargs, key in program.default_rng:
+            kwargs[key] = random.default_generator()
+        try:
+            return Scan.replay(x, *rest, program=program, masks=masks)
+        finally:
+            random.set_state(before)
+
+    @staticmethod
+    def replay(x, *rest, program, masks):
+        """The per-op run of the step over x (Tensors, a graph)."""
         p = program
         nc = len(p.carry_slots)
         carry, inv_in = list(rest[:nc]), rest[nc:]

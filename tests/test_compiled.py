@@ -515,3 +515,18 @@ def test_outputs_and_states_that_are_inputs_or_parameter_only_values():
     x = leaf(rng.uniform(-1, 1, (5, 3, 3)))
     assert_same(cell, x, initial_leaves(cell, 3, rng), lengths=[5, 2, 4])
     assert_same(cell, x)
+
+
+def test_second_order_with_dropout_inside_replays_the_same_draws():
+    cell = DropElman(2, 3, rng=0, dtype=F64)
+    rng = np.random.default_rng(16)
+    x = leaf(rng.uniform(-1, 1, (4, 2, 2)))
+    v = rng.standard_normal(cell.u.shape)
+    hvp = {}
+    for mode in ("off", "numpy"):
+        with rnn.compiling(mode):
+            mg.manual_seed(5)
+            out, h = rnn.unroll(cell, x)
+            g, = mg.grad((out * out).sum(), [cell.u], create_graph=True)
+            hvp[mode] = mg.grad((g * mg.tensor(v)).sum(), [cell.u])[0].numpy()
+    np.testing.assert_allclose(hvp["numpy"], hvp["off"], rtol=1e-9, atol=1e-12)
