@@ -521,7 +521,8 @@ def _generate(p: Program):
     body += [f"{v(s)} = carry[{k}]" for k, s in enumerate(p.carry_slots)]
     body += [f"d{i} = []" for i in sorted(deferred)]
     body += ["tape = []", "for t in range(T):"]
-    loop = [f"{v(s)} = q{k}[t]" for k, s in enumerate(p.seq_slots)]
+    read = {a for op in p.step.ops for a in op.args} | {p.out_slot, *p.carry_out_slots}
+    loop = [f"{v(s)} = q{k}[t]" for k, s in enumerate(p.seq_slots) if s in read]
     loop += fw
     loop += ["if need_grad:", f"    tape.append(({''.join(r + ', ' for r in records)}))"]
     loop += [f"y = {v(p.out_slot)}"]
