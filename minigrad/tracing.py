@@ -143,8 +143,12 @@ def _same_value(a, b) -> bool:
     if a is b:
         return True
     if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
-        return (isinstance(a, np.ndarray) and isinstance(b, np.ndarray) and a.shape == b.shape
-                and a.dtype == b.dtype and bool(np.array_equal(a, b, equal_nan=True)))
+        # two arrays of several values made anew at each step: equal on two steps says nothing
+        # about the others (a mask computed from the data often is), so they do not count as
+        # the same; a single value is compared
+        return (isinstance(a, np.ndarray) and isinstance(b, np.ndarray) and a.size <= 1
+                and a.shape == b.shape and a.dtype == b.dtype
+                and bool(np.array_equal(a, b, equal_nan=True)))
     if isinstance(a, (tuple, list)) or isinstance(b, (tuple, list)):
         return (type(a) is type(b) and len(a) == len(b)
                 and all(_same_value(x, y) for x, y in zip(a, b)))
@@ -164,7 +168,9 @@ def compare(a: Tape, b: Tape) -> tuple:
     """Whether two traces of one function are the same program: `(None, consts)` if so, else
     `(reason, None)`. Same op sequence, keywords and plain arguments; the captured tensors the
     same objects, or constants of equal value (then listed in `consts`: slots of `a` whose
-    tensor is a constant made inside the function, to be frozen as its value)."""
+    tensor is a constant made inside the function, to be frozen as its value). An array of
+    several values made anew in each trace is never taken for a constant: equal on two steps
+    says nothing of the others."""
     if len(a.ops) != len(b.ops):
         return f"the two traced steps ran {len(a.ops)} and {len(b.ops)} ops", None
     if a.n_slots != b.n_slots or a.outputs != b.outputs or a.inputs != b.inputs:
@@ -181,12 +187,13 @@ def compare(a: Tape, b: Tape) -> tuple:
                         "other"), None
             if isinstance(p, Const):
                 if not _same_value(p.value, q.value):
-                    return (f"{where}: a plain value it was given differs between steps "
-                            "(data-dependent Python code?)"), None
+                    return (f"{where}: a plain value it was given differs between steps, or is "
+                            "an array made anew at each step (data-dependent Python code?)"), None
             elif p != q:
                 return f"{where}: different inputs in the two steps", None
         if not _same_value(x.kwargs, y.kwargs):
-            return f"{where}: its keyword arguments differ between steps", None
+            return (f"{where}: its keyword arguments differ between steps, or hold an array "
+                    "made anew at each step"), None
     consts = []
     cb = dict(b.captured)
     for k, t in a.captured:
@@ -198,7 +205,7 @@ def compare(a: Tape, b: Tape) -> tuple:
         if t.requires_grad or u.requires_grad or not _same_value(t.data, u.data):
             return (f"a tensor made inside the step without a recorded op (shape "
                     f"{a.meta[k][0]}: read through .data, detached, or a new leaf) differs "
-                    "between steps"), None
+                    "between steps or holds several values made anew at each step"), None
         consts.append(k)
     return None, consts
 
