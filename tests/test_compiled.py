@@ -499,15 +499,15 @@ def test_compare_finds_a_plain_value_or_a_constant_that_depends_on_the_data():
     for fn in (scaled, masked):
         a, _ = tracing.trace(fn, [np.array([1.0, -2.0])])
         b, _ = tracing.trace(fn, [np.array([3.0, 2.0])])
-        reason, _ = tracing.compare(a, b)
-        assert reason is not None and "differs" in reason
+        reason = tracing.compare(a, b)
+        assert reason is not None and ("differs" in reason or "made anew" in reason)
     # on the same data a number is the same; an array built anew is never taken for a constant
     a, _ = tracing.trace(scaled, [np.array([1.0, -2.0])])
     b, _ = tracing.trace(scaled, [np.array([1.0, -2.0])])
-    assert tracing.compare(a, b) == (None, [])
+    assert tracing.compare(a, b) is None
     a, _ = tracing.trace(masked, [np.array([1.0, -2.0])])
     b, _ = tracing.trace(masked, [np.array([1.0, -2.0])])
-    assert "made anew at each step" in tracing.compare(a, b)[0]
+    assert "made anew at each step" in tracing.compare(a, b)
 
 
 class PassThrough(rnn.Cell):
