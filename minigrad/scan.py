@@ -11,12 +11,14 @@ A step is `(x_t, carry, invariants) -> (y_t, new_carry)`, traced once into a `Ta
 - *per-step* ops (the recurrence, and every op that draws random numbers, so the draws happen
   in the order of the per-op run): run by an executor for t = 0..T-1.
 
-`Scan.apply(x, *carry0, *invariants, program=, masks=, executor=)` is the whole sequence as one
-engine node: outputs `(y (T, B, ...), *final_carry)`. Backward runs the executor's backward
+`Scan.run(x, carry0, invariants, program, masks, executor)` applies the whole sequence as one
+engine node (`Scan`): outputs `(y (T, B, ...), final_carry)`. Backward runs the executor's backward
 (t = T-1..0), then the hoisted ops' backward once over all T, then the invariant ops' backward
 once with the summed gradients. What backward needs is saved with `save_for_backward` (counted
 by `mg.memory`). Its `composed` twin replays the step tape op by op (one node per op and step),
-which is what create_graph / second order differentiate.
+which is what create_graph / second order differentiate; random ops bound to the default
+generator (`program.default_rng`) are rebound to the current one at each run, and the replay
+starts from the generator state the forward started from, so it draws what the forward drew.
 
 Lengths: `masks` (T, B, 1) bool or None; at a masked-out row the output is 0 and the carry keeps
 its old value (`rnn.steps.run_steps`' rule), in backward too.
@@ -43,7 +45,7 @@ Executor interface (the NumPy one is `NumpyExecutor` here; others, e.g. numba, f
 `program` (a `Program`) gives: `step` (a `Tape` of the per-step ops only: `step.ops`,
 `step.meta[slot] = (shape, dtype)` with per-step shapes, e.g. (B, H)), `seq_slots`, `carry_slots`,
 `invariant_slots` (the step's input slots, in the order of the lists above), `consts`
-(slot -> array: constant inputs, also readable by the step's ops), `out_slot`,
+(slot -> value, a number or array: the plain values ops were given), `out_slot`,
 `carry_out_slots` (may be any slot: an input slot when the state passes through unchanged),
 `needs_grad` (set of slots whose gradient is wanted), `deferred` (indices into `step.ops` of
 `MatMul(a, w)` ops with `w` an invariant 2-D slot: their `w` gradient may be summed over all
