@@ -546,3 +546,19 @@ def test_second_order_with_dropout_inside_replays_the_same_draws():
             g, = mg.grad((out * out).sum(), [cell.u], create_graph=True)
             hvp[mode] = mg.grad((g * mg.tensor(v)).sum(), [cell.u])[0].numpy()
     np.testing.assert_allclose(hvp["numpy"], hvp["off"], rtol=1e-9, atol=1e-12)
+
+
+def test_numba_mode_needs_the_numba_executor():
+    try:
+        from minigrad import jit
+        ready = jit.available()
+    except ImportError:
+        ready = False
+    if ready:
+        pytest.skip("the numba executor is installed here (tests/test_jit.py covers it)")
+    with pytest.raises(ValueError, match=r"compiling\('numba'\): the numba executor is not"):
+        with rnn.compiling("numba"):
+            pass
+    with rnn.compiling("auto"):  # auto takes NumPy's executor
+        assert "compiled (numpy executor)" in rnn.compile_report(MyMUT1(3, rng=0),
+                                                                mg.randn(4, 2, 3))
