@@ -194,7 +194,7 @@ class Function:
                                 fn.checks.append((x, x._version))
                             break
         if state.recorder is not None:
-            state.recorder(fn, inputs, (t,))
+            state.recorder(fn, inputs, (t,), kwargs)
         return t
 
 
@@ -242,7 +242,7 @@ def _record(fn, inputs, results, kwargs):
     if fn.saved:
         _note_saved(fn, inputs, kwargs)
     if state.recorder is not None:
-        state.recorder(fn, inputs, results)
+        state.recorder(fn, inputs, results, kwargs)
 
 
 def _note_saved(fn, inputs, kwargs) -> None:
