@@ -26,7 +26,7 @@ class Switches:
         self.tags = ()         # scope tags recorded on nodes: (("module", "cell"), ("time", 3))
         self.tracker = None    # minigrad.memory tracker while active: hold(fn, inputs), release(fn)
         self.collector = None  # list that gathers leaf tensors used (for checkpoint)
-        self.recorder = None   # mg.viz.record() while active: recorder(fn, inputs, results)
+        self.recorder = None   # mg.viz.record(), tracing: recorder(fn, inputs, results, kwargs)
         self.walks = 0         # backward walks running (one inside another's op or hook: > 1)
 
 
