@@ -1,0 +1,905 @@
+"""The numba executor of a compiled recurrence: one step program run over all T steps, forward
+and BPTT, as two machine-code loops generated from the program and compiled with numba.
+
+`make(program)` returns an executor with the interface of `minigrad.scan`'s NumPy executor:
+
+    out, final_carry, saved = executor.forward(seqs, carry0, invariants, masks, need_grad)
+    g_seqs, g_carry0, g_invariants = executor.backward(saved, g_out, g_final_carry)
+
+or raises `Unsupported(reason)` (the caller then runs the NumPy executor). The step program is a
+straight-line list of primitive ops over numbered slots of static shapes and dtypes
+(`StepProgram`); per step, seq slots are read at step t, carry slots hold the recurrent state,
+invariant slots (parameters, their transposes, constants) are the same at every step.
+
+What the generated code does:
+- Forward: one loop over t. Consecutive elementwise ops of one output shape (and views of
+  materialised values: static slices, transposes, broadcasts, the pieces of a split) become one
+  loop nest that keeps intermediates in registers; a matrix product is one BLAS call (np.dot);
+  sums, means, softmax, concatenation and reshapes are loops of their own. Only what backward
+  needs is saved, in (T, ...) arrays. With lengths, a masked step gives output 0 and leaves the
+  carry as it was (the rule of `rnn.steps.run_steps`).
+- Backward: one loop over t = T-1..0 running the ops' backward in reverse, elementwise groups
+  again fused with gradients in registers; gradients of invariants accumulate over the steps,
+  and the weight gradient of `h @ W` (W invariant) is one matrix product over all T B rows
+  after the loop.
+
+Numerics: float64 uses libm's tanh/exp/log, equal to NumPy's to round-off. float32 tanh (and
+sigmoid = tanh(x/2)/2 + 1/2, as `ops.Sigmoid` computes it) uses a rational approximation that
+the compiler vectorises, within 6 float32 ulps of the exact tanh (NumPy's own is within 2):
+libm's scalar tanhf is about 70 times slower than NumPy's vectorised loop, which would lose
+everything the compiled loop gains. Sums run in step order (NumPy sums pairwise): round-off.
+
+numba is an optional extra (`pip install minigrad[jit]`); it is imported only when a program is
+compiled, and `available()` says whether it can be.
+"""
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+__all__ = ["StepProgram", "Unsupported", "available", "make", "supported_ops"]
+
+
+class Unsupported(Exception):
+    """This program cannot run through numba (the reason is the message); run it in NumPy."""
+
+
+def available() -> bool:
+    """Whether numba can be imported (the `jit` extra is installed)."""
+    try:
+        import numba  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+class StepProgram:
+    """One step of a recurrence as a straight-line program over numbered slots.
+
+    ops: list of (fn_class, kwargs, args, outs): `fn_class` a minigrad op class (or its name),
+        `kwargs` its keywords, `args` per positional input a slot number or a constant (a plain
+        number or array, `.value` of a tracing `Const`), `outs` the output slot numbers.
+    meta: {slot: (shape, dtype)} for every slot (shapes include the batch axis, never T).
+    seqs: slots read at step t from arrays (T, *shape); carries: slots of the state at the
+        step's start; invariants: slots equal at every step; outputs: slots of y_t (written
+        to (T, *shape), 0 where masked); new_carries: the slots of the next state, one per
+        carry.
+    """
+
+    def __init__(self, ops, meta, seqs, carries, invariants, outputs, new_carries):
+        self.ops = [tuple(op) for op in ops]
+        self.meta = {int(s): (tuple(shape), np.dtype(dt)) for s, (shape, dt) in meta.items()}
+        self.seqs, self.carries = list(seqs), list(carries)
+        self.invariants, self.outputs = list(invariants), list(outputs)
+        self.new_carries = list(new_carries)
+        if len(self.new_carries) != len(self.carries):
+            raise ValueError(f"StepProgram: {len(self.carries)} carries but "
+                             f"{len(self.new_carries)} new carries")
+
+
+# --- the op table -----------------------------------------------------------------------------
+# Elementwise ops: forward(x...) is a scalar expression of the operands' scalar expressions,
+# backward(g, x..., out) a list of scalar contributions, one per input (None: no gradient);
+# `needs` names what backward reads ("x0", "x1", "x2": inputs, "out": the output).
+# `tanh` and `K(value)` (a literal of the output's dtype) come from the generator.
+
+class Elementwise:
+    def __init__(self, forward, backward, needs):
+        self.forward, self.backward, self.needs = forward, backward, needs
+
+
+def _table():
+    E = Elementwise
+    return {
+        "Add": E(lambda c, a, b: f"{a} + {b}", lambda c, g, a, b, o: [g, g], ()),
+        "Sub": E(lambda c, a, b: f"{a} - {b}", lambda c, g, a, b, o: [g, f"-{g}"], ()),
+        "Mul": E(lambda c, a, b: f"{a} * {b}",
+                 lambda c, g, a, b, o: [f"{g} * {b}", f"{g} * {a}"], ("x0", "x1")),
+        "Div": E(lambda c, a, b: f"{a} / {b}",
+                 lambda c, g, a, b, o: [f"{g} / {b}", f"-{g} * {a} / ({b} * {b})"],
+                 ("x0", "x1")),
+        "Neg": E(lambda c, a: f"-{a}", lambda c, g, a, o: [f"-{g}"], ()),
+        "Exp": E(lambda c, a: f"np.exp({a})", lambda c, g, a, o: [f"{g} * {o}"], ("out",)),
+        "Log": E(lambda c, a: f"np.log({a})", lambda c, g, a, o: [f"{g} / {a}"], ("x0",)),
+        "Tanh": E(lambda c, a: c.tanh(a),
+                  lambda c, g, a, o: [f"{g} * ({c.K(1)} - {o} * {o})"], ("out",)),
+        "Sigmoid": E(lambda c, a: f"{c.tanh(f'{a} * {c.K(0.5)}')} * {c.K(0.5)} + {c.K(0.5)}",
+                     lambda c, g, a, o: [f"{g} * {o} * ({c.K(1)} - {o})"], ("out",)),
+        "Relu": E(lambda c, a: f"max({a}, {c.K(0)})",
+                  lambda c, g, a, o: [f"({g} if {o} > {c.K(0)} else {c.K(0)})"], ("out",)),
+        "Where": E(lambda c, k, a, b: f"({a} if {k} else {b})",
+                   lambda c, g, k, a, b, o: [None, f"({g} if {k} else {c.K(0)})",
+                                             f"({c.K(0)} if {k} else {g})"], ("x0",)),
+        "Copy": E(lambda c, a: a, lambda c, g, a, o: [g], ()),
+    }
+
+
+ELEMENTWISE = _table()
+VIEWS = ("GetItem", "Transpose", "BroadcastTo", "Split")  # out[i] = x[index map of i]
+OTHERS = ("MatMul", "Sum", "Mean", "Softmax", "Concat", "Reshape")
+
+
+def supported_ops() -> tuple[str, ...]:
+    """The names of the minigrad ops a step program may use."""
+    return tuple(sorted(set(ELEMENTWISE) - {"Copy"} | set(VIEWS) | set(OTHERS)))
+
+
+# --- normalising a program --------------------------------------------------------------------
+
+class Node:
+    """One op of a normalised program: `kind` a table name; views carry `index`, a list of
+    per-source-axis maps (("loop", out_axis, start, step) or ("fixed", i))."""
+
+    def __init__(self, kind, kw, args, outs):
+        self.kind, self.kw, self.args, self.outs = kind, kw, list(args), list(outs)
+        self.index = None
+
+
+def _name(fn_class) -> str:
+    return fn_class if isinstance(fn_class, str) else fn_class.__name__
+
+
+def _const_value(a):
+    return a.value if hasattr(a, "value") else a
+
+
+def _view_of_getitem(index, src_shape, out_shape):
+    items = index if isinstance(index, tuple) else (index,)
+    if sum(i is Ellipsis for i in items) > 1:
+        raise Unsupported("GetItem with more than one Ellipsis")
+    if Ellipsis in items:
+        k = items.index(Ellipsis)
+        fill = len(src_shape) - (len(items) - 1)
+        items = items[:k] + (slice(None),) * fill + items[k + 1:]
+    items = items + (slice(None),) * (len(src_shape) - len(items))
+    maps, j = [], 0
+    for n, it in zip(src_shape, items):
+        if isinstance(it, slice):
+            start, _, step = it.indices(n)
+            maps.append(("loop", j, start, step))
+            j += 1
+        elif isinstance(it, numbers.Integral) and not isinstance(it, bool):
+            maps.append(("fixed", int(it) % n))
+        else:
+            raise Unsupported(f"GetItem with index {index!r}: only static basic slices and "
+                              "integers are compiled")
+    if j != len(out_shape) or len(items) != len(src_shape):
+        raise Unsupported(f"GetItem with index {index!r} on shape {src_shape}")
+    return maps
+
+
+def _broadcast_maps(src_shape, out_shape):
+    lead = len(out_shape) - len(src_shape)
+    return [("fixed", 0) if n == 1 and out_shape[lead + k] != 1 else ("loop", lead + k, 0, 1)
+            for k, n in enumerate(src_shape)]
+
+
+def normalise(program: StepProgram):
+    """(nodes, meta, roles, consts): the program's ops as `Node`s, dead ops dropped, constant
+    arrays turned into extra invariant slots, scalar constants kept as numbers, splits as one
+    view per piece, and a copy before any output or new carry that is not an op's result."""
+    meta = dict(program.meta)
+    roles = {}
+    for kind, slots in (("seq", program.seqs), ("carry", program.carries),
+                        ("inv", program.invariants)):
+        for k, s in enumerate(slots):
+            roles[s] = (kind, k)
+    for s, (shape, dt) in meta.items():
+        if dt.kind not in "fb":
+            raise Unsupported(f"slot {s} has dtype {dt}: only float and bool are compiled")
+    consts, next_slot = [], max(meta) + 1 if meta else 0
+    nodes = []
+    for fn_class, kw, args, outs in program.ops:
+        kind, kw = _name(fn_class), dict(kw or {})
+        if kind not in ELEMENTWISE and kind not in VIEWS and kind not in OTHERS:
+            raise Unsupported(f"op {kind} is not in the numba table ({', '.join(supported_ops())})")
+        new_args = []
+        for a in args:
+            if isinstance(a, (int, np.integer)) and not isinstance(a, bool) and int(a) in meta:
+                new_args.append(int(a))
+                continue
+            v = _const_value(a)
+            if np.ndim(v) == 0 and kind in ELEMENTWISE:
+                new_args.append(("const", v))
+                continue
+            v = np.asarray(v)
+            if v.dtype.kind not in "fb":
+                raise Unsupported(f"{kind} has a constant of dtype {v.dtype}")
+            meta[next_slot] = (v.shape, v.dtype)
+            roles[next_slot] = ("const", len(consts))
+            consts.append(v)
+            new_args.append(next_slot)
+            next_slot += 1
+        outs = [int(o) for o in outs]
+        if kind == "Split":
+            src = new_args[0]
+            axis = int(kw.get("axis", 0)) % len(meta[src][0])
+            offset = 0
+            for o in outs:
+                node = Node("GetItem", {}, [src], [o])
+                node.index = [("loop", k, offset if k == axis else 0, 1)
+                              for k in range(len(meta[src][0]))]
+                offset += meta[o][0][axis]
+                nodes.append(node)
+            continue
+        node = Node(kind, kw, new_args, outs)
+        src_shape = meta[new_args[0]][0] if new_args and isinstance(new_args[0], int) else ()
+        if kind == "GetItem":
+            node.index = _view_of_getitem(kw["index"], src_shape, meta[outs[0]][0])
+        elif kind == "Transpose":
+            axes = kw.get("axes")
+            axes = tuple(range(len(src_shape)))[::-1] if axes is None else tuple(
+                int(a) % len(src_shape) for a in axes)
+            inverse = np.argsort(axes)
+            node.index = [("loop", int(inverse[k]), 0, 1) for k in range(len(src_shape))]
+        elif kind == "BroadcastTo":
+            node.index = _broadcast_maps(src_shape, meta[outs[0]][0])
+        elif kind == "MatMul":
+            if any(not isinstance(a, int) or len(meta[a][0]) != 2 for a in new_args):
+                raise Unsupported("MatMul: only 2-D @ 2-D is compiled")
+        elif kind == "Softmax":
+            if int(kw.get("axis", -1)) % len(src_shape) != len(src_shape) - 1:
+                raise Unsupported("Softmax: only the last axis is compiled")
+        elif kind == "Concat":
+            node.kw = {"axis": int(kw.get("axis", 0)) % len(src_shape)}
+        for o in outs:
+            if meta[o][1].kind != "f":
+                raise Unsupported(f"{kind} gives dtype {meta[o][1]}: only floats are compiled")
+        nodes.append(node)
+    # results that are not computed by an op (a carry passed through, an input returned) get a
+    # copy, so the slots written at the step's end are never the ones read during it
+    produced = {o for n in nodes for o in n.outs}
+    outputs, new_carries = [], []
+    for lst, src in ((outputs, program.outputs), (new_carries, program.new_carries)):
+        for s in src:
+            if s not in produced:
+                meta[next_slot] = meta[s]
+                nodes.append(Node("Copy", {}, [s], [next_slot]))
+                s, next_slot = next_slot, next_slot + 1
+                produced.add(s)
+            lst.append(s)
+    # drop dead ops
+    live = set(outputs) | set(new_carries)
+    kept = []
+    for n in reversed(nodes):
+        if any(o in live for o in n.outs):
+            kept.append(n)
+            live.update(a for a in n.args if isinstance(a, int))
+    nodes = kept[::-1]
+    for s in outputs + new_carries:
+        if len(meta[s][0]) == 0:
+            raise Unsupported("outputs and carries need a batch axis")
+    return nodes, meta, roles, consts, outputs, new_carries
+
+
+# --- the code generator -----------------------------------------------------------------------
+
+def _ix(idx) -> str:
+    return ", ".join(idx) if idx else "0"
+
+
+def _loops(shape, body, indent, var="i"):
+    """Lines of a loop nest over `shape` with loop variables i0, i1, ... around `body`."""
+    lines = []
+    for k, n in enumerate(shape):
+        lines.append("    " * (indent + k) + f"for {var}{k} in range({n}):")
+    pad = "    " * (indent + len(shape))
+    return lines + [pad + b for b in body]
+
+
+class Group:
+    """Consecutive elementwise ops and views of one output shape: one loop nest."""
+
+    def __init__(self, shape, fused):
+        self.shape, self.fused, self.nodes, self.produced = shape, fused, [], set()
+
+
+class Generator:
+    """Python source of the forward and backward loops of one normalised program."""
+
+    def __init__(self, nodes, meta, roles, outputs, new_carries, ncarries):
+        self.nodes, self.meta, self.roles = nodes, meta, dict(roles)
+        self.outputs, self.new_carries = outputs, new_carries
+        for n in nodes:
+            for o in n.outs:
+                self.roles[o] = ("op", o)
+        self.ncarries = ncarries
+        self.dtype = np.result_type(*[meta[o][1] for n in nodes for o in n.outs]) \
+            if nodes else np.dtype(np.float64)
+        self.constants = {}  # literal -> the name of a typed local holding it
+        self.prelude = []    # statements an expression needs first (tanh in float32)
+        self.group()
+        self.plan_storage()
+
+    def K(self, v) -> str:
+        """A literal of the program's dtype (a typed local: float32 stays float32)."""
+        lit = f"np.{self.dtype.name}({float(v)!r})"
+        if lit not in self.constants:
+            self.constants[lit] = f"K{len(self.constants)}"
+        return self.constants[lit]
+
+    def tanh(self, x) -> str:
+        """tanh of an expression: libm's in float64; in float32 `TANH_P`, `TANH_Q` written out
+        (numba then vectorises the loop; a call, even inlined by LLVM, vectorises worse)."""
+        if self.dtype != np.float32:
+            return f"np.tanh({x})"
+        v = f"x{len(self.prelude)}"
+        self.prelude += [f"{v} = min(max({x}, {self.K(-9.0)}), {self.K(9.0)})",
+                         f"{v}s = {v} * {v}"]
+        p = self.K(TANH_P[-1])
+        for c in TANH_P[-2::-1]:
+            p = f"({p} * {v}s + {self.K(c)})"
+        q = self.K(TANH_Q[-1])
+        for c in TANH_Q[-2::-1]:
+            q = f"({q} * {v}s + {self.K(c)})"
+        return f"({v} * {p} / {q})"
+
+    def cast(self, o, args, expr) -> str:
+        """expr, converted to o's dtype where an operand has another float dtype."""
+        dts = {self.meta[a][1] for a in args if isinstance(a, int)}
+        if all(d == self.meta[o][1] or d.kind == "b" for d in dts):
+            return expr
+        return f"{self.dt(o)}({expr})"
+
+    def with_constants(self, lines):
+        """The function's lines with its typed constants defined after the `def` line."""
+        return lines[:1] + [f"    {name} = {lit}" for lit, name in self.constants.items()] \
+            + lines[1:]
+
+    # grouping and storage ------------------------------------------------------------------
+    def group(self):
+        self.groups, cur = [], None
+        self.group_of = {}
+        for n in self.nodes:
+            shape = self.meta[n.outs[0]][0]
+            if n.kind in ELEMENTWISE or n.kind in VIEWS:
+                reads_cur = n.kind in VIEWS and cur is not None and n.args[0] in cur.produced
+                if cur is None or cur.shape != shape or reads_cur:
+                    cur = Group(shape, True)
+                    self.groups.append(cur)
+            else:
+                cur = None
+                self.groups.append(Group(shape, False))
+            g = self.groups[-1]
+            g.nodes.append(n)
+            g.produced.update(n.outs)
+            for o in n.outs:
+                self.group_of[o] = g
+
+    def plan_storage(self):
+        consumers = {}
+        for n in self.nodes:
+            for a in n.args:
+                if isinstance(a, int):
+                    consumers.setdefault(a, []).append(n)
+        results = set(self.outputs) | set(self.new_carries)
+        self.in_memory = set()  # op results other groups, views or the step's end read
+        for n in self.nodes:
+            for o in n.outs:
+                g = self.group_of[o]
+                if o in results or not g.fused or any(
+                        self.group_of[c.outs[0]] is not g or c.kind in VIEWS
+                        for c in consumers.get(o, [])):
+                    self.in_memory.add(o)
+        self.needed = set()  # values backward reads
+        for n in self.nodes:
+            if n.kind in ELEMENTWISE:
+                for need in ELEMENTWISE[n.kind].needs:
+                    s = n.outs[0] if need == "out" else n.args[int(need[1])]
+                    if isinstance(s, int):
+                        self.needed.add(s)
+            elif n.kind == "MatMul":
+                self.needed.update(a for a in n.args)
+            elif n.kind == "Softmax":
+                self.needed.add(n.outs[0])
+        self.saved = sorted(s for s in self.needed if self.roles[s][0] == "op")
+        self.saved_carries = sorted({self.roles[s][1] for s in self.needed
+                                     if self.roles[s][0] == "carry"})
+        # matmul results whose gradient is kept for all T: the weight gradient is then one
+        # product over all T B rows after the loop
+        self.deferred = {}
+        for n in self.nodes:
+            if n.kind == "MatMul":
+                a, b = n.args
+                if self.roles[b][0] == "inv" and self.roles[a][0] in ("seq", "op", "carry"):
+                    self.deferred[n.outs[0]] = n
+        self.grad_slots = [s for s in sorted(self.in_memory) if s not in self.deferred]
+
+    # references ----------------------------------------------------------------------------
+    def value(self, s, idx, phase) -> str:
+        """Element `idx` of slot s at step t."""
+        kind, k = self.roles[s]
+        i = _ix(idx)
+        if kind == "seq":
+            return f"q{k}[t, {i}]"
+        if kind in ("inv", "const"):
+            return f"{'v' if kind == 'inv' else 'k'}{k}[{i}]"
+        if kind == "carry":
+            return f"c{k}[{i}]" if phase == "fwd" else f"sc{k}[t, {i}]"
+        return f"s{s}[t, {i}]" if s in self.needed else f"b{s}[{i}]"
+
+    def array(self, s, phase) -> str:
+        kind, k = self.roles[s]
+        if kind == "seq":
+            return f"q{k}[t]"
+        if kind in ("inv", "const"):
+            return f"{'v' if kind == 'inv' else 'k'}{k}"
+        if kind == "carry":
+            return f"c{k}" if phase == "fwd" else f"sc{k}[t]"
+        return f"s{s}[t]" if s in self.needed else f"b{s}"
+
+    def all_steps(self, s) -> str:
+        """The (T, ...) array holding slot s at every step."""
+        kind, k = self.roles[s]
+        return {"seq": f"q{k}", "carry": f"sc{k}", "op": f"s{s}"}[kind]
+
+    def grad(self, s, idx):
+        """Element `idx` of the gradient accumulator of slot s, or None (a constant)."""
+        kind, k = self.roles[s]
+        i = _ix(idx)
+        if kind == "const" or self.meta[s][1].kind != "f":
+            return None
+        if kind == "seq":
+            return f"gq{k}[t, {i}]"
+        if kind == "inv":
+            return f"gv{k}[{i}]"
+        if kind == "carry":
+            return f"gci{k}[{i}]"
+        return f"gT{s}[t, {i}]" if s in self.deferred else f"g{s}[{i}]"
+
+    def grad_array(self, s):
+        kind, k = self.roles[s]
+        if kind == "const" or self.meta[s][1].kind != "f":
+            return None
+        return {"seq": f"gq{k}[t]", "inv": f"gv{k}", "carry": f"gci{k}"}.get(
+            kind, f"gT{s}[t]" if s in self.deferred else f"g{s}")
+
+    @staticmethod
+    def operand_index(s_shape, out_shape, idx):
+        lead = len(out_shape) - len(s_shape)
+        return ["0" if n == 1 and out_shape[lead + k] != 1 else idx[lead + k]
+                for k, n in enumerate(s_shape)]
+
+    @staticmethod
+    def view_index(node, idx):
+        return [str(m[1]) if m[0] == "fixed" else
+                (idx[m[1]] if (m[2], m[3]) == (0, 1) else f"{m[2]} + {m[3]} * {idx[m[1]]}")
+                for m in node.index]
+
+    def arg_index(self, node, a, idx, shape):
+        if node.kind in VIEWS:
+            return self.view_index(node, idx)
+        return self.operand_index(self.meta[a][0], shape, idx)
+
+    def dt(self, s) -> str:
+        return f"np.{self.meta[s][1].name}"
+
+    # forward -------------------------------------------------------------------------------
+    def forward_source(self) -> str:
+        self.constants = {}
+        L = ["def forward(T, " + self.signature(("q", "v", "k", "c")) + "m, "
+             + "".join(f"y{k}, " for k in range(len(self.outputs)))
+             + "".join(f"s{s}, " for s in self.saved)
+             + "".join(f"sc{k}, " for k in self.saved_carries) + "):"]
+        for s in sorted(self.in_memory - self.needed):
+            L.append(f"    b{s} = np.empty({self.store_shape(s)}, {self.dt(s)})")
+        L.append("    for t in range(T):")
+        for k in self.saved_carries:
+            shape = self.meta[self.carry_slot(k)][0]
+            L += _loops(shape, [f"sc{k}[t, {_ix(self.idx(shape))}] = c{k}[{_ix(self.idx(shape))}]"],
+                        2)
+        for g in self.groups:
+            L += self.forward_group(g) if g.fused else self.forward_other(g.nodes[0])
+        for k, s in enumerate(self.outputs):
+            L += self.masked_write(s, f"y{k}[t, {{i}}]", "0", 2)
+        for k, s in enumerate(self.new_carries):
+            L += self.masked_write(s, f"c{k}[{{i}}]", None, 2)
+        L.append("    return 0")
+        return "\n".join(self.with_constants(L))
+
+    def signature(self, kinds) -> str:
+        names = {"q": len([1 for r in self.roles.values() if r[0] == "seq"]),
+                 "v": len([1 for r in self.roles.values() if r[0] == "inv"]),
+                 "k": len([1 for r in self.roles.values() if r[0] == "const"]),
+                 "c": self.ncarries}
+        return "".join(f"{p}{k}, " for p in kinds for k in range(names[p]))
+
+    def carry_slot(self, k):
+        return next(s for s, r in self.roles.items() if r == ("carry", k))
+
+    @staticmethod
+    def idx(shape):
+        return [f"i{k}" for k in range(len(shape))]
+
+    def store_shape(self, s):
+        return self.meta[s][0] or (1,)
+
+    def masked_write(self, s, target, masked, indent):
+        shape = self.meta[s][0]
+        idx = self.idx(shape)
+        t = target.format(i=_ix(idx))
+        return self.masked_block(shape, [f"{t} = {self.value(s, idx, 'fwd')}"], indent,
+                                 None if masked is None else [f"{t} = {masked}"])
+
+    def scalar_arg(self, a, g, idx, shape, node):
+        if isinstance(a, tuple):
+            v = a[1]
+            return repr(bool(v)) if isinstance(v, (bool, np.bool_)) else self.K(v)
+        if a in g.produced:
+            return f"e{a}"
+        return self.value(a, self.arg_index(node, a, idx, shape), "fwd")
+
+    def forward_group(self, g):
+        idx = self.idx(g.shape)
+        body = []
+        for n in g.nodes:
+            o = n.outs[0]
+            if n.kind in VIEWS:
+                expr = self.value(n.args[0], self.view_index(n, idx), "fwd")
+            else:
+                ins = [f"({self.scalar_arg(a, g, idx, g.shape, n)})" for a in n.args]
+                expr = self.cast(o, n.args, ELEMENTWISE[n.kind].forward(self, *ins))
+                body += self.prelude
+                self.prelude = []
+            body.append(f"e{o} = {expr}")
+            if o in self.in_memory or o in self.needed:
+                body.append(f"{self.value(o, idx, 'fwd')} = e{o}")
+        return _loops(g.shape, body, 2)
+
+    def forward_other(self, n):
+        o, P = n.outs[0], "        "
+        oshape = self.meta[o][0]
+        if n.kind == "MatMul":
+            a, b = n.args
+            return [P + f"np.dot({self.array(a, 'fwd')}, {self.array(b, 'fwd')}, "
+                        f"{self.array(o, 'fwd')})"]
+        if n.kind in ("Sum", "Mean"):
+            x = n.args[0]
+            xshape = self.meta[x][0]
+            axes, ridx = self.reduced(n, xshape)
+            idx = self.idx(xshape)
+            lines = _loops(oshape, [f"{self.value(o, self.idx(oshape), 'fwd')} = 0"], 2)
+            lines += _loops(xshape, [f"{self.value(o, ridx, 'fwd')} += "
+                                     f"{self.value(x, idx, 'fwd')}"], 2)
+            if n.kind == "Mean":
+                cnt = int(np.prod([xshape[a] for a in axes]))
+                lines += _loops(oshape, [f"{self.value(o, self.idx(oshape), 'fwd')} /= "
+                                         f"{self.K(cnt)}"], 2)
+            return lines
+        if n.kind == "Softmax":
+            x = n.args[0]
+            rows, last = oshape[:-1], oshape[-1]
+            r = self.idx(rows)
+            xv = lambda j: self.value(x, r + [j], "fwd")  # noqa: E731
+            ov = lambda j: self.value(o, r + [j], "fwd")  # noqa: E731
+            body = [f"mx = {xv('0')}", f"for j in range(1, {last}):",
+                    f"    mx = max(mx, {xv('j')})", f"tot = {self.K(0)}",
+                    f"for j in range({last}):", f"    ex = np.exp({xv('j')} - mx)",
+                    f"    {ov('j')} = ex", "    tot += ex",
+                    f"for j in range({last}):", f"    {ov('j')} = {ov('j')} / tot"]
+            return _loops(rows, body, 2)
+        if n.kind == "Concat":
+            axis, lines, off = n.kw["axis"], [], 0
+            for x in n.args:
+                xshape = self.meta[x][0]
+                idx = self.idx(xshape)
+                oidx = [f"{off} + {v}" if k == axis else v for k, v in enumerate(idx)]
+                lines += _loops(xshape, [f"{self.value(o, oidx, 'fwd')} = "
+                                         f"{self.value(x, idx, 'fwd')}"], 2)
+                off += xshape[axis]
+            return lines
+        if n.kind == "Reshape":
+            x = n.args[0]
+            size = int(np.prod(oshape))
+            return [P + f"src = {self.array(x, 'fwd')}.reshape({size})",
+                    P + f"dst = {self.array(o, 'fwd')}.reshape({size})",
+                    P + f"for j in range({size}):", P + "    dst[j] = src[j]"]
+        raise Unsupported(n.kind)  # pragma: no cover (normalise refused it)
+
+    def reduced(self, n, xshape):
+        axis, keep = n.kw.get("axis"), n.kw.get("keepdims", False)
+        nd = len(xshape)
+        axes = tuple(range(nd)) if axis is None else tuple(
+            sorted(int(a) % nd for a in ((axis,) if isinstance(axis, numbers.Integral)
+                                         else axis)))
+        idx = self.idx(xshape)
+        ridx = [("0" if k in axes else v) for k, v in enumerate(idx)] if keep else [
+            v for k, v in enumerate(idx) if k not in axes]
+        return axes, ridx
+
+    # backward ------------------------------------------------------------------------------
+    def backward_source(self) -> str:
+        self.constants = {}
+        ny = len(self.outputs)
+        nq = len([1 for r in self.roles.values() if r[0] == "seq"])
+        nv = len([1 for r in self.roles.values() if r[0] == "inv"])
+        L = ["def backward(T, " + self.signature(("q", "v", "k")) + "m, "
+             + "".join(f"s{s}, " for s in self.saved)
+             + "".join(f"sc{k}, " for k in self.saved_carries)
+             + "".join(f"gy{k}, " for k in range(ny))
+             + "".join(f"gc{k}, " for k in range(self.ncarries))
+             + "".join(f"gq{k}, " for k in range(nq))
+             + "".join(f"gv{k}, " for k in range(nv))
+             + "".join(f"gT{s}, " for s in sorted(self.deferred)) + "):"]
+        for s in self.grad_slots:
+            L.append(f"    g{s} = np.empty({self.store_shape(s)}, {self.dt(s)})")
+        for k in range(self.ncarries):
+            s = self.carry_slot(k)
+            L.append(f"    gci{k} = np.empty({self.store_shape(s)}, {self.dt(s)})")
+        transposed = sorted({n.args[1] for n in self.nodes if n.kind == "MatMul"
+                             and self.roles[n.args[1]][0] in ("inv", "const")})
+        for b in transposed:  # loops, not np.ascontiguousarray: quicker to compile
+            n0, n1 = self.meta[b][0]
+            L.append(f"    t{b} = np.empty(({n1}, {n0}), {self.dt(b)})")
+            L += _loops((n0, n1), [f"t{b}[i1, i0] = {self.array(b, 'bwd')}[i0, i1]"], 1)
+        for n in self.nodes:
+            if n.kind == "MatMul":
+                o = n.outs[0]
+                a, b = n.args
+                L.append(f"    ga{o} = np.empty({self.meta[a][0]}, {self.dt(a)})")
+                L.append(f"    gb{o} = np.empty({self.meta[b][0]}, {self.dt(b)})")
+        L.append("    for t in range(T - 1, -1, -1):")
+        for s in self.grad_slots:
+            L += _loops(self.store_shape(s), [f"g{s}[{_ix(self.idx(self.store_shape(s)))}] = 0"],
+                        2)
+        for k in range(self.ncarries):
+            shape = self.store_shape(self.carry_slot(k))
+            L += _loops(shape, [f"gci{k}[{_ix(self.idx(shape))}] = 0"], 2)
+        for k, s in enumerate(self.new_carries):
+            L += self.seed(s, f"gc{k}[{{i}}]", 2)
+        for k, s in enumerate(self.outputs):
+            L += self.seed(s, f"gy{k}[t, {{i}}]", 2)
+        for k in range(self.ncarries):
+            shape = self.meta[self.carry_slot(k)][0]
+            L += self.masked_zero(f"gc{k}", shape, 2)
+        for g in reversed(self.groups):
+            L += self.backward_group(g) if g.fused else self.backward_other(g.nodes[0])
+        for k in range(self.ncarries):
+            shape = self.meta[self.carry_slot(k)][0]
+            i = _ix(self.idx(shape))
+            L += _loops(shape, [f"gc{k}[{i}] += gci{k}[{i}]"], 2)
+        L.append("    return 0")  # the deferred weight gradients: NumPy, after the call
+        return "\n".join(self.with_constants(L))
+
+    def seed(self, s, source, indent):
+        shape = self.meta[s][0]
+        idx = self.idx(shape)
+        return self.masked_block(shape, [f"{self.grad(s, idx)} += {source.format(i=_ix(idx))}"],
+                                 indent)
+
+    def masked_zero(self, name, shape, indent):
+        i = _ix(self.idx(shape))
+        return self.masked_block(shape, [f"{name}[{i}] = 0"], indent)
+
+    def masked_block(self, shape, body, indent, otherwise=None):
+        """for i0 (the batch axis): if m[t, i0]: body (else: otherwise), each inside loops over
+        the other axes."""
+        pad = "    " * indent
+
+        def nest(lines):
+            out = ["    " * (k - 1) + f"for i{k} in range({n}):"
+                   for k, n in enumerate(shape[1:], start=1)]
+            return out + ["    " * (len(shape) - 1) + b for b in lines]
+
+        out = [pad + f"for i0 in range({shape[0]}):", pad + "    if m[t, i0]:"]
+        out += [pad + "        " + ln for ln in nest(body)]
+        if otherwise is not None:
+            out += [pad + "    else:"] + [pad + "        " + ln for ln in nest(otherwise)]
+        return out
+
+    def backward_group(self, g):
+        idx = self.idx(g.shape)
+        body = []
+        for o in sorted(g.produced):
+            body.append(f"l{o} = {self.grad(o, idx)}" if o in self.in_memory and
+                        o not in self.deferred else f"l{o} = {self.K(0)}")
+        for n in reversed(g.nodes):
+            o = n.outs[0]
+            if n.kind in VIEWS:
+                target = self.grad(n.args[0], self.view_index(n, idx))
+                if target is not None:
+                    body.append(f"{target} += l{o}")
+                continue
+            vals = [self.backward_arg(a, g, idx, n) for a in n.args]
+            out_val = self.value(o, idx, "bwd") if o in self.needed else None
+            contribs = ELEMENTWISE[n.kind].backward(self, f"l{o}", *vals, out_val)
+            for a, c in zip(n.args, contribs):
+                if c is None or isinstance(a, tuple):
+                    continue
+                if a in g.produced:
+                    body.append(f"l{a} += {self.cast(a, [o], c)}")
+                    continue
+                target = self.grad(a, self.operand_index(self.meta[a][0], g.shape, idx))
+                if target is not None:
+                    body.append(f"{target} += {self.cast(a, [o], c)}")
+        return _loops(g.shape, body, 2)
+
+    def backward_arg(self, a, g, idx, node):
+        if isinstance(a, tuple):
+            v = a[1]
+            return repr(bool(v)) if isinstance(v, (bool, np.bool_)) else self.K(v)
+        if a in self.needed or self.roles[a][0] in ("seq", "inv", "const"):
+            return f"({self.value(a, self.operand_index(self.meta[a][0], g.shape, idx), 'bwd')})"
+        return "None"  # not read by this op's backward
+
+    def backward_other(self, n):
+        o, P = n.outs[0], "        "
+        oshape = self.meta[o][0]
+        go = self.grad_array(o)
+        if n.kind == "MatMul":
+            a, b = n.args
+            lines = []
+            if self.grad_array(a) is not None:
+                bT = f"t{b}"
+                if self.roles[b][0] not in ("inv", "const"):
+                    n0, n1 = self.meta[b][0]
+                    lines.append(P + f"t{b} = np.empty(({n1}, {n0}), {self.dt(b)})")
+                    lines += _loops((n0, n1), [f"t{b}[i1, i0] = {self.array(b, 'bwd')}[i0, i1]"],
+                                    2)
+                lines.append(P + f"np.dot({go}, {bT}, ga{o})")
+                shape = self.meta[a][0]
+                i = _ix(self.idx(shape))
+                lines += _loops(shape, [f"{self.grad(a, self.idx(shape))} += ga{o}[{i}]"], 2)
+            if self.grad_array(b) is not None and o not in self.deferred:
+                n0, n1 = self.meta[a][0]
+                lines.append(P + f"aT = np.empty(({n1}, {n0}), {self.dt(a)})")
+                lines += _loops((n0, n1), [f"aT[i1, i0] = {self.array(a, 'bwd')}[i0, i1]"], 2)
+                lines.append(P + f"np.dot(aT, {go}, gb{o})")
+                shape = self.meta[b][0]
+                i = _ix(self.idx(shape))
+                lines += _loops(shape, [f"{self.grad(b, self.idx(shape))} += gb{o}[{i}]"], 2)
+            return lines
+        if n.kind in ("Sum", "Mean"):
+            x = n.args[0]
+            if self.grad_array(x) is None:
+                return []
+            xshape = self.meta[x][0]
+            axes, ridx = self.reduced(n, xshape)
+            g = self.grad(o, ridx)
+            if n.kind == "Mean":
+                g = f"{g} / {self.K(int(np.prod([xshape[a] for a in axes])))}"
+            return _loops(xshape, [f"{self.grad(x, self.idx(xshape))} += {g}"], 2)
+        if n.kind == "Softmax":
+            x = n.args[0]
+            if self.grad_array(x) is None:
+                return []
+            rows, last = oshape[:-1], oshape[-1]
+            r = self.idx(rows)
+            ov = lambda j: self.value(o, r + [j], "bwd")  # noqa: E731
+            gv = lambda j: self.grad(o, r + [j])  # noqa: E731
+            body = [f"dot = {self.K(0)}", f"for j in range({last}):",
+                    f"    dot += {gv('j')} * {ov('j')}", f"for j in range({last}):",
+                    f"    {self.grad(x, r + ['j'])} += {ov('j')} * ({gv('j')} - dot)"]
+            return _loops(rows, body, 2)
+        if n.kind == "Concat":
+            axis, lines, off = n.kw["axis"], [], 0
+            for x in n.args:
+                xshape = self.meta[x][0]
+                idx = self.idx(xshape)
+                oidx = [f"{off} + {v}" if k == axis else v for k, v in enumerate(idx)]
+                if self.grad_array(x) is not None:
+                    lines += _loops(xshape, [f"{self.grad(x, idx)} += {self.grad(o, oidx)}"], 2)
+                off += xshape[axis]
+            return lines
+        if n.kind == "Reshape":
+            x = n.args[0]
+            if self.grad_array(x) is None:
+                return []
+            size = int(np.prod(oshape))
+            return [P + f"gsrc = {go}.reshape({size})",
+                    P + f"gdst = {self.grad_array(x)}.reshape({size})",
+                    P + f"for j in range({size}):", P + "    gdst[j] += gsrc[j]"]
+        raise Unsupported(n.kind)  # pragma: no cover
+
+
+# --- compiling and running --------------------------------------------------------------------
+
+# tanh(x) = x P(x^2) / Q(x^2) on [-9, 9] (fitted here for float32: relative error 7e-9 in exact
+# arithmetic, within 6 ulps evaluated in float32; |tanh(x)| rounds to 1 beyond 9)
+TANH_P = (9.99999993e-01, 1.30840472e-01, 3.10399741e-03, 1.11547339e-05, -2.02269230e-08,
+          5.27875067e-11, -8.49073535e-14)
+TANH_Q = (1.0, 4.64173743e-01, 2.44953430e-02, 2.54620490e-04)
+
+
+_compiled = {}  # source of the two loops -> (forward, backward), for this process
+
+
+def _compile(source: str):
+    if source not in _compiled:
+        import numba
+        # error_model="numpy": a division by zero gives inf as in NumPy, and the loops
+        # vectorise (Python's model checks every divisor); fastmath stays off (exact IEEE)
+        jit = numba.njit(error_model="numpy", fastmath=False, cache=False)
+        ns = {"np": np}
+        exec(compile(source, "<minigrad.jit step program>", "exec"), ns)
+        _compiled[source] = jit(ns["forward"]), jit(ns["backward"])
+    return _compiled[source]
+
+
+def _contiguous(a, dtype=None):
+    return np.ascontiguousarray(a, dtype=dtype)
+
+
+class NumbaExecutor:
+    """Runs one normalised step program over all T steps with the compiled loops; see the
+    module docstring for `forward` and `backward`."""
+
+    def __init__(self, gen: Generator, consts, fns, source: str):
+        self.gen, self.consts, self.source = gen, [_contiguous(c) for c in consts], source
+        self.forward_fn, self.backward_fn = fns
+        roles = gen.roles
+        self.seq_slots = [s for k, s in sorted((r[1], s) for s, r in roles.items()
+                                               if r[0] == "seq")]
+        self.inv_slots = [s for k, s in sorted((r[1], s) for s, r in roles.items()
+                                               if r[0] == "inv")]
+        self.carry_slots = [gen.carry_slot(k) for k in range(gen.ncarries)]
+
+    def _dtype(self, s):
+        return self.gen.meta[s][1]
+
+    def forward(self, seqs, carry0, invariants, masks=None, need_grad=True):
+        g = self.gen
+        seqs = [_contiguous(a, self._dtype(s)) for a, s in zip(seqs, self.seq_slots)]
+        invs = [_contiguous(a, self._dtype(s)) for a, s in zip(invariants, self.inv_slots)]
+        carries = [np.array(a, dtype=self._dtype(s), order="C", copy=True)
+                   for a, s in zip(carry0, self.carry_slots)]
+        T = seqs[0].shape[0] if seqs else masks.shape[0]
+        B = g.meta[(g.outputs + g.new_carries)[0]][0][0]
+        m = (np.ones((T, B), bool) if masks is None
+             else _contiguous(np.asarray(masks, bool).reshape(T, B)))
+        ys = [np.empty((T,) + g.meta[s][0], self._dtype(s)) for s in g.outputs]
+        saved = [np.empty((T,) + g.store_shape(s), self._dtype(s)) for s in g.saved]
+        saved_carries = [np.empty((T,) + g.meta[self.carry_slots[k]][0],
+                                  self._dtype(self.carry_slots[k])) for k in g.saved_carries]
+        self.forward_fn(T, *seqs, *invs, *self.consts, *carries, m, *ys, *saved, *saved_carries)
+        state = (T, seqs, invs, m, saved, saved_carries)
+        return (ys[0] if len(ys) == 1 else ys), carries, state
+
+    def backward(self, saved, g_out, g_final_carry):
+        g = self.gen
+        T, seqs, invs, m, saved_vals, saved_carries = saved
+        if len(g.outputs) == 1:
+            g_out = [g_out]
+        gys = [np.zeros((T,) + g.meta[s][0], self._dtype(s)) if go is None
+               else _contiguous(go, self._dtype(s))
+               for go, s in zip(g_out or [None] * len(g.outputs), g.outputs)]
+        gcs = [np.zeros(g.meta[s][0], self._dtype(s)) if gc is None
+               else np.array(gc, dtype=self._dtype(s), order="C", copy=True)
+               for gc, s in zip(g_final_carry or [None] * len(self.carry_slots),
+                                self.carry_slots)]
+        gqs = [np.zeros((T,) + g.meta[s][0], self._dtype(s)) for s in self.seq_slots]
+        gvs = [np.zeros(g.meta[s][0], self._dtype(s)) for s in self.inv_slots]
+        gts = [np.zeros((T,) + g.meta[o][0], self._dtype(o)) for o in sorted(g.deferred)]
+        self.backward_fn(T, *seqs, *invs, *self.consts, m, *saved_vals, *saved_carries,
+                         *gys, *gcs, *gqs, *gvs, *gts)
+        steps = {"seq": seqs, "carry": dict(zip(g.saved_carries, saved_carries)),
+                 "op": dict(zip(g.saved, saved_vals))}
+        for (o, n), gt in zip(sorted(g.deferred.items()), gts):
+            a, b = n.args
+            kind, k = g.roles[a]
+            xs = steps[kind][a if kind == "op" else k]
+            rows = xs.shape[0] * xs.shape[1]
+            gvs[g.roles[b][1]] += xs.reshape(rows, -1).T @ gt.reshape(rows, -1)
+        kinds = [self._dtype(s).kind for s in self.seq_slots]
+        return ([q if k == "f" else None for q, k in zip(gqs, kinds)], gcs,
+                [v if self._dtype(s).kind == "f" else None for v, s in zip(gvs, self.inv_slots)])
+
+
+def make_from(program: StepProgram) -> NumbaExecutor:
+    """A numba executor for a `StepProgram`, or `Unsupported(reason)`."""
+    if not available():
+        raise Unsupported("numba is not installed (pip install minigrad[jit])")
+    nodes, meta, roles, consts, outputs, new_carries = normalise(program)
+    gen = Generator(nodes, meta, roles, outputs, new_carries, len(program.carries))
+    if gen.dtype not in (np.float32, np.float64):
+        raise Unsupported(f"dtype {gen.dtype}: only float32 and float64 are compiled")
+    source = gen.forward_source() + "\n\n\n" + gen.backward_source() + "\n"
+    return NumbaExecutor(gen, consts, _compile(source), source)
+
+
+def make(program) -> NumbaExecutor:
+    """A numba executor for a step program (see the module docstring), or Unsupported."""
+    if isinstance(program, StepProgram):
+        return make_from(program)
+    raise Unsupported(f"cannot read a {type(program).__name__} yet")
