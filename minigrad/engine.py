@@ -167,7 +167,7 @@ class Function:
         if fn.saved:
             _note_saved(fn, inputs, kwargs)
         if state.recorder is not None:
-            state.recorder(fn, inputs, (t,))
+            state.recorder(fn, inputs, (t,), kwargs)
         return t
 
 
@@ -212,7 +212,7 @@ def _record(fn, inputs, results, kwargs):
     if fn.saved:
         _note_saved(fn, inputs, kwargs)
     if state.recorder is not None:
-        state.recorder(fn, inputs, results)
+        state.recorder(fn, inputs, results, kwargs)
 
 
 def _note_saved(fn, inputs, kwargs) -> None:

@@ -19,6 +19,7 @@ from rnn.attention import (AdditiveAttention, Attention, BilinearAttention, DotA
 from rnn.cell import Cell
 from rnn.cells import GRUCell, LSTMCell, MUT1Cell, MUT2Cell, MUT3Cell, PhasedLSTMCell, RNNCell
 from rnn.checkpointing import unroll_checkpointed
+from rnn.compiled import compile_report, compiling
 from rnn.clip import clip_state_grad
 from rnn.generate import generate  # the function shadows the module
 from rnn.lengths import mask_from_lengths
@@ -38,7 +39,8 @@ __all__ = [
     "run_decoder",
     "Bidirectional", "Cell", "DeepTransitionCell", "GRU", "GRUCell", "LSTM", "LSTMCell",
     "MUT1Cell", "MUT2Cell", "MUT3Cell", "PhasedLSTMCell", "RNN", "RNNCell", "Stacked",
-    "TBPTTResult", "Window", "analysis", "clip_state_grad", "generate", "kernels",
+    "TBPTTResult", "Window", "analysis", "clip_state_grad", "compile_report", "compiling",
+    "generate", "kernels",
     "mask_from_lengths", "memory", "pad_sequences", "reverse_sequences", "sequence_cross_entropy",
     "state", "steps", "tbptt", "unroll", "unroll_checkpointed",
 ]

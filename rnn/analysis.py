@@ -147,7 +147,7 @@ def saturation(cell, inputs, state=None, lengths=None, tol: float = 0.05) -> dic
         raise ValueError(f"saturation: tol must lie in (0, 1), got {tol!r}")
     counts: dict = {}  # kind -> {t: [saturated, total]}
 
-    def watch(fn, fn_inputs, results):
+    def watch(fn, fn_inputs, results, kwargs):
         rule = _SATURATED.get(fn.name)
         t = dict(fn.tags).get("time")
         if rule is None or t is None:
@@ -160,9 +160,9 @@ def saturation(cell, inputs, state=None, lengths=None, tol: float = 0.05) -> dic
     fused = [(m, m.fused) for _, m in cell.named_modules() if hasattr(m, "fused")]
     prev = _engine.recorder
 
-    def both(fn, fn_inputs, results):
-        prev(fn, fn_inputs, results)
-        watch(fn, fn_inputs, results)
+    def both(fn, fn_inputs, results, kwargs):
+        prev(fn, fn_inputs, results, kwargs)
+        watch(fn, fn_inputs, results, kwargs)
 
     _engine.recorder = watch if prev is None else both
     try:

@@ -18,6 +18,7 @@ import numpy as np
 import minigrad as mg
 from minigrad import backend
 from minigrad.engine import state as engine_state
+from rnn import compiled
 from rnn import state as st
 from rnn.cell import Cell, check_input
 
@@ -133,6 +134,9 @@ def run_steps(cell, inputs, state, lengths=None, *, context=None, t0: int = 0,
         res = cell.sequence_kernel(inputs, state, lengths, *extra)
         if res is not None:
             return _check_step(f"{type(cell).__name__}.sequence_kernel", res, state, B, 1)
+        res = compiled.run(cell, inputs, state, lengths, context)
+        if res is not None:
+            return res
 
     # sequences that ended need no more steps: stop at the longest, pad the outputs after
     n = T if lengths is None else max(int(lengths.max()), 1)

@@ -29,7 +29,7 @@ class _Record:
     outputs: tuple     # the arrays the op produced
 
 
-def _remember(fn, inputs, results):
+def _remember(fn, inputs, results, kwargs=None):
     _records[fn] = _Record(
         tuple(t.data if isinstance(t, Tensor) else t for t in inputs),
         tuple(t.name if isinstance(t, Tensor) else None for t in inputs),
@@ -54,9 +54,9 @@ def record():
         state.recorder = _remember
     else:  # another recorder is active (a nested record(), a test's): feed both
 
-        def both(fn, inputs, results):
-            prev(fn, inputs, results)
-            _remember(fn, inputs, results)
+        def both(fn, inputs, results, kwargs):
+            prev(fn, inputs, results, kwargs)
+            _remember(fn, inputs, results, kwargs)
         state.recorder = both
     try:
         yield
