@@ -38,11 +38,10 @@ import numbers
 
 import numpy as np
 
-__all__ = ["StepProgram", "Unsupported", "available", "make", "supported_ops"]
+from minigrad import scan
+from minigrad.scan import Unsupported  # this program cannot run here; the message says why
 
-
-class Unsupported(Exception):
-    """This program cannot run through numba (the reason is the message); run it in NumPy."""
+__all__ = ["StepProgram", "Unsupported", "available", "make_executor", "supported_ops"]
 
 
 def available() -> bool:
@@ -67,8 +66,10 @@ class StepProgram:
         carry.
     """
 
-    def __init__(self, ops, meta, seqs, carries, invariants, outputs, new_carries):
+    def __init__(self, ops, meta, seqs, carries, invariants, outputs, new_carries,
+                 needs_grad=None):
         self.ops = [tuple(op) for op in ops]
+        self.needs_grad = needs_grad  # slots whose gradient is wanted (None: every one)
         self.meta = {int(s): (tuple(shape), np.dtype(dt)) for s, (shape, dt) in meta.items()}
         self.seqs, self.carries = list(seqs), list(carries)
         self.invariants, self.outputs = list(invariants), list(outputs)
@@ -270,7 +271,15 @@ def normalise(program: StepProgram):
     for s in outputs + new_carries:
         if len(meta[s][0]) == 0:
             raise Unsupported("outputs and carries need a batch axis")
-    return nodes, meta, roles, consts, outputs, new_carries
+    # the slots a gradient reaches: from the wanted inputs forward; every carry (the carry
+    # of step t > 0 depends on the parameters even when the initial one needs no gradient)
+    wanted = {s for s, (kind, _) in roles.items() if kind in ("seq", "inv", "carry") and (
+        kind == "carry" or program.needs_grad is None or s in program.needs_grad)}
+    wanted = {s for s in wanted if meta[s][1].kind == "f"}
+    for n in nodes:
+        if any(a in wanted for a in n.args if isinstance(a, int)):
+            wanted.update(n.outs)
+    return nodes, meta, roles, consts, outputs, new_carries, wanted
 
 
 # --- the code generator -----------------------------------------------------------------------
@@ -298,8 +307,9 @@ class Group:
 class Generator:
     """Python source of the forward and backward loops of one normalised program."""
 
-    def __init__(self, nodes, meta, roles, outputs, new_carries, ncarries):
+    def __init__(self, nodes, meta, roles, outputs, new_carries, ncarries, wanted):
         self.nodes, self.meta, self.roles = nodes, meta, dict(roles)
+        self.wanted = wanted
         self.outputs, self.new_carries = outputs, new_carries
         for n in nodes:
             for o in n.outs:
@@ -384,13 +394,19 @@ class Generator:
                     self.in_memory.add(o)
         self.needed = set()  # values backward reads
         for n in self.nodes:
+            if n.outs[0] not in self.wanted:
+                continue
             if n.kind in ELEMENTWISE:
-                for need in ELEMENTWISE[n.kind].needs:
+                needs = ELEMENTWISE[n.kind].needs
+                if n.kind == "Mul":  # each factor is read for the other's gradient
+                    needs = [f"x{1 - j}" for j, a in enumerate(n.args) if a in self.wanted]
+                for need in needs:
                     s = n.outs[0] if need == "out" else n.args[int(need[1])]
                     if isinstance(s, int):
                         self.needed.add(s)
             elif n.kind == "MatMul":
-                self.needed.update(a for a in n.args)
+                self.needed.update(a for j, a in enumerate(n.args)
+                                   if n.args[1 - j] in self.wanted)
             elif n.kind == "Softmax":
                 self.needed.add(n.outs[0])
         self.saved = sorted(s for s in self.needed if self.roles[s][0] == "op")
@@ -404,7 +420,10 @@ class Generator:
                 a, b = n.args
                 if self.roles[b][0] == "inv" and self.roles[a][0] in ("seq", "op", "carry"):
                     self.deferred[n.outs[0]] = n
-        self.grad_slots = [s for s in sorted(self.in_memory) if s not in self.deferred]
+        self.deferred = {o: n for o, n in self.deferred.items()
+                         if o in self.wanted and n.args[1] in self.wanted}
+        self.grad_slots = [s for s in sorted(self.in_memory & self.wanted)
+                           if s not in self.deferred]
 
     # references ----------------------------------------------------------------------------
     def value(self, s, idx, phase) -> str:
@@ -438,7 +457,7 @@ class Generator:
         """Element `idx` of the gradient accumulator of slot s, or None (a constant)."""
         kind, k = self.roles[s]
         i = _ix(idx)
-        if kind == "const" or self.meta[s][1].kind != "f":
+        if s not in self.wanted:
             return None
         if kind == "seq":
             return f"gq{k}[t, {i}]"
@@ -450,7 +469,7 @@ class Generator:
 
     def grad_array(self, s):
         kind, k = self.roles[s]
-        if kind == "const" or self.meta[s][1].kind != "f":
+        if s not in self.wanted:
             return None
         return {"seq": f"gq{k}[t]", "inv": f"gv{k}", "carry": f"gci{k}"}.get(
             kind, f"gT{s}[t]" if s in self.deferred else f"g{s}")
@@ -647,9 +666,11 @@ class Generator:
             shape = self.store_shape(self.carry_slot(k))
             L += _loops(shape, [f"gci{k}[{_ix(self.idx(shape))}] = 0"], 2)
         for k, s in enumerate(self.new_carries):
-            L += self.seed(s, f"gc{k}[{{i}}]", 2)
+            if s in self.wanted:
+                L += self.seed(s, f"gc{k}[{{i}}]", 2)
         for k, s in enumerate(self.outputs):
-            L += self.seed(s, f"gy{k}[t, {{i}}]", 2)
+            if s in self.wanted:
+                L += self.seed(s, f"gy{k}[t, {{i}}]", 2)
         for k in range(self.ncarries):
             shape = self.meta[self.carry_slot(k)][0]
             L += self.masked_zero(f"gc{k}", shape, 2)
@@ -691,11 +712,13 @@ class Generator:
     def backward_group(self, g):
         idx = self.idx(g.shape)
         body = []
-        for o in sorted(g.produced):
+        for o in sorted(g.produced & self.wanted):
             body.append(f"l{o} = {self.grad(o, idx)}" if o in self.in_memory and
                         o not in self.deferred else f"l{o} = {self.K(0)}")
         for n in reversed(g.nodes):
             o = n.outs[0]
+            if o not in self.wanted:
+                continue
             if n.kind in VIEWS:
                 target = self.grad(n.args[0], self.view_index(n, idx))
                 if target is not None:
@@ -705,7 +728,7 @@ class Generator:
             out_val = self.value(o, idx, "bwd") if o in self.needed else None
             contribs = ELEMENTWISE[n.kind].backward(self, f"l{o}", *vals, out_val)
             for a, c in zip(n.args, contribs):
-                if c is None or isinstance(a, tuple):
+                if c is None or isinstance(a, tuple) or a not in self.wanted:
                     continue
                 if a in g.produced:
                     body.append(f"l{a} += {self.cast(a, [o], c)}")
@@ -713,7 +736,7 @@ class Generator:
                 target = self.grad(a, self.operand_index(self.meta[a][0], g.shape, idx))
                 if target is not None:
                     body.append(f"{target} += {self.cast(a, [o], c)}")
-        return _loops(g.shape, body, 2)
+        return _loops(g.shape, body, 2) if any(n.outs[0] in self.wanted for n in g.nodes) else []
 
     def backward_arg(self, a, g, idx, node):
         if isinstance(a, tuple):
@@ -727,6 +750,8 @@ class Generator:
         o, P = n.outs[0], "        "
         oshape = self.meta[o][0]
         go = self.grad_array(o)
+        if go is None:
+            return []
         if n.kind == "MatMul":
             a, b = n.args
             lines = []
@@ -853,12 +878,17 @@ class NumbaExecutor:
         saved_carries = [np.empty((T,) + g.meta[self.carry_slots[k]][0],
                                   self._dtype(self.carry_slots[k])) for k in g.saved_carries]
         self.forward_fn(T, *seqs, *invs, *self.consts, *carries, m, *ys, *saved, *saved_carries)
-        state = (T, seqs, invs, m, saved, saved_carries)
-        return (ys[0] if len(ys) == 1 else ys), carries, state
+        out = ys[0] if len(ys) == 1 else ys
+        if not need_grad:
+            return out, carries, ()
+        # a flat tuple of what backward holds (mg.memory counts the arrays), then the rest
+        return out, carries, (*saved, *saved_carries, m, (T, seqs, invs))
 
     def backward(self, saved, g_out, g_final_carry):
         g = self.gen
-        T, seqs, invs, m, saved_vals, saved_carries = saved
+        n_saved = len(g.saved)
+        saved_vals, saved_carries = saved[:n_saved], saved[n_saved:-2]
+        m, (T, seqs, invs) = saved[-2], saved[-1]
         if len(g.outputs) == 1:
             g_out = [g_out]
         gys = [np.zeros((T,) + g.meta[s][0], self._dtype(s)) if go is None
@@ -881,25 +911,55 @@ class NumbaExecutor:
             xs = steps[kind][a if kind == "op" else k]
             rows = xs.shape[0] * xs.shape[1]
             gvs[g.roles[b][1]] += xs.reshape(rows, -1).T @ gt.reshape(rows, -1)
-        kinds = [self._dtype(s).kind for s in self.seq_slots]
-        return ([q if k == "f" else None for q, k in zip(gqs, kinds)], gcs,
-                [v if self._dtype(s).kind == "f" else None for v, s in zip(gvs, self.inv_slots)])
+        want = self.needs_grad
+        return ([q if want(s) else None for q, s in zip(gqs, self.seq_slots)],
+                [c if want(s) else None for c, s in zip(gcs, self.carry_slots)],
+                [v if want(s) else None for v, s in zip(gvs, self.inv_slots)])
+
+    def needs_grad(self, s) -> bool:
+        wanted = self.program_needs
+        return self._dtype(s).kind == "f" and (wanted is None or s in wanted)
 
 
 def make_from(program: StepProgram) -> NumbaExecutor:
     """A numba executor for a `StepProgram`, or `Unsupported(reason)`."""
     if not available():
         raise Unsupported("numba is not installed (pip install minigrad[jit])")
-    nodes, meta, roles, consts, outputs, new_carries = normalise(program)
-    gen = Generator(nodes, meta, roles, outputs, new_carries, len(program.carries))
+    nodes, meta, roles, consts, outputs, new_carries, wanted = normalise(program)
+    gen = Generator(nodes, meta, roles, outputs, new_carries, len(program.carries), wanted)
     if gen.dtype not in (np.float32, np.float64):
         raise Unsupported(f"dtype {gen.dtype}: only float32 and float64 are compiled")
     source = gen.forward_source() + "\n\n\n" + gen.backward_source() + "\n"
-    return NumbaExecutor(gen, consts, _compile(source), source)
+    executor = NumbaExecutor(gen, consts, _compile(source), source)
+    executor.program_needs = program.needs_grad
+    return executor
 
 
-def make(program) -> NumbaExecutor:
-    """A numba executor for a step program (see the module docstring), or Unsupported."""
+class Literal:
+    """A constant operand given by value (a plain number is never taken for a slot number)."""
+
+    def __init__(self, value):
+        self.value = value
+
+
+def make_executor(program) -> NumbaExecutor:
+    """A numba executor for a `minigrad.scan.Program` (or a `StepProgram`), or
+    `Unsupported(reason)`: an op outside the table (`supported_ops()`), a dtype other than
+    float32/float64 (bool masks and conditions aside), numba not installed."""
     if isinstance(program, StepProgram):
         return make_from(program)
-    raise Unsupported(f"cannot read a {type(program).__name__} yet")
+    if not isinstance(program, scan.Program):
+        raise TypeError(f"make_executor: expected a minigrad.scan.Program, got "
+                        f"{type(program).__name__}")
+    consts, meta = program.consts, program.step.meta
+    ops, used = [], set(program.seq_slots + program.carry_slots + program.invariant_slots
+                        + [program.out_slot] + list(program.carry_out_slots))
+    for op in program.step.ops:
+        args = [Literal(consts[a]) if a in consts else a for a in op.args]
+        used.update(a for a in op.args if a not in consts)
+        used.update(op.outs)
+        ops.append((op.fn_class, op.kwargs, args, op.outs))
+    step = StepProgram(ops, {s: meta[s] for s in used}, program.seq_slots, program.carry_slots,
+                       program.invariant_slots, [program.out_slot], program.carry_out_slots,
+                       needs_grad=program.needs_grad)
+    return make_from(step)
