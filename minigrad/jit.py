@@ -284,6 +284,18 @@ def normalise(program: StepProgram):
 
 # --- the code generator -----------------------------------------------------------------------
 
+def _stacks(slots, key):
+    """([(shape, dtype, slots)], {slot: (stack, position)}): slots grouped by key(slot)."""
+    stacks, of = {}, {}
+    for s in slots:
+        k = key(s)
+        if k not in stacks:
+            stacks[k] = []
+        of[s] = (list(stacks).index(k), len(stacks[k]))
+        stacks[k].append(s)
+    return [(k[0], k[1], v) for k, v in stacks.items()], of
+
+
 def _ix(idx) -> str:
     return ", ".join(idx) if idx else "0"
 
@@ -321,6 +333,12 @@ class Generator:
         self.prelude = []    # statements an expression needs first (tanh in float32)
         self.group()
         self.plan_storage()
+
+    def blas(self, M, K, N) -> bool:
+        """Whether (M, K) @ (K, N) calls NumPy's own BLAS (`GEMM`): numba's np.dot goes through
+        SciPy's BLAS, 1.4-3x slower at these sizes here; below 32768 multiply-adds np.dot's
+        lower call cost wins."""
+        return self.dtype in _blas() and M * K * N >= 32768
 
     def K(self, v) -> str:
         """A literal of the program's dtype (a typed local: float32 stays float32)."""
@@ -409,9 +427,6 @@ class Generator:
                                    if n.args[1 - j] in self.wanted)
             elif n.kind == "Softmax":
                 self.needed.add(n.outs[0])
-        self.saved = sorted(s for s in self.needed if self.roles[s][0] == "op")
-        self.saved_carries = sorted({self.roles[s][1] for s in self.needed
-                                     if self.roles[s][0] == "carry"})
         # matmul results whose gradient is kept for all T: the weight gradient is then one
         # product over all T B rows after the loop
         self.deferred = {}
@@ -424,6 +439,17 @@ class Generator:
                          if o in self.wanted and n.args[1] in self.wanted}
         self.grad_slots = [s for s in sorted(self.in_memory & self.wanted)
                            if s not in self.deferred]
+        # arrays of one shape and dtype are stacked into one: a fused loop then touches a few
+        # arrays, and the compiler vectorises it (with one array per value it gives up on
+        # proving that they do not overlap). A deferred product's input gets a stack of its
+        # own: (T, 1, B, K) reads as (T B, K) without a copy.
+        own = {n.args[0] for n in self.deferred.values()}
+        key = lambda s: (self.store_shape(s), self.meta[s][1], s if s in own else -1)  # noqa: E731
+        self.saves, self.save_of = _stacks(
+            [s for s in sorted(self.needed) if self.roles[s][0] in ("op", "carry")], key)
+        self.bufs, self.buf_of = _stacks(sorted(self.in_memory - self.needed), key)
+        self.gbufs, self.gbuf_of = _stacks(self.grad_slots + [
+            self.carry_slot(k) for k in range(self.ncarries)], key)
 
     # references ----------------------------------------------------------------------------
     def value(self, s, idx, phase) -> str:
@@ -434,9 +460,13 @@ class Generator:
             return f"q{k}[t, {i}]"
         if kind in ("inv", "const"):
             return f"{'v' if kind == 'inv' else 'k'}{k}[{i}]"
-        if kind == "carry":
-            return f"c{k}[{i}]" if phase == "fwd" else f"sc{k}[t, {i}]"
-        return f"s{s}[t, {i}]" if s in self.needed else f"b{s}[{i}]"
+        if kind == "carry" and phase == "fwd":
+            return f"c{k}[{i}]"
+        if s in self.save_of:
+            j, n = self.save_of[s]
+            return f"S{j}[t, {n}, {i}]"
+        j, n = self.buf_of[s]
+        return f"W{j}[{n}, {i}]"
 
     def array(self, s, phase) -> str:
         kind, k = self.roles[s]
@@ -444,14 +474,13 @@ class Generator:
             return f"q{k}[t]"
         if kind in ("inv", "const"):
             return f"{'v' if kind == 'inv' else 'k'}{k}"
-        if kind == "carry":
-            return f"c{k}" if phase == "fwd" else f"sc{k}[t]"
-        return f"s{s}[t]" if s in self.needed else f"b{s}"
-
-    def all_steps(self, s) -> str:
-        """The (T, ...) array holding slot s at every step."""
-        kind, k = self.roles[s]
-        return {"seq": f"q{k}", "carry": f"sc{k}", "op": f"s{s}"}[kind]
+        if kind == "carry" and phase == "fwd":
+            return f"c{k}"
+        if s in self.save_of:
+            j, n = self.save_of[s]
+            return f"S{j}[t, {n}]"
+        j, n = self.buf_of[s]
+        return f"W{j}[{n}]"
 
     def grad(self, s, idx):
         """Element `idx` of the gradient accumulator of slot s, or None (a constant)."""
@@ -463,16 +492,21 @@ class Generator:
             return f"gq{k}[t, {i}]"
         if kind == "inv":
             return f"gv{k}[{i}]"
-        if kind == "carry":
-            return f"gci{k}[{i}]"
-        return f"gT{s}[t, {i}]" if s in self.deferred else f"g{s}[{i}]"
+        if s in self.deferred:
+            return f"gT{s}[t, {i}]"
+        j, n = self.gbuf_of[s]
+        return f"G{j}[{n}, {i}]"
 
     def grad_array(self, s):
         kind, k = self.roles[s]
         if s not in self.wanted:
             return None
-        return {"seq": f"gq{k}[t]", "inv": f"gv{k}", "carry": f"gci{k}"}.get(
-            kind, f"gT{s}[t]" if s in self.deferred else f"g{s}")
+        if kind in ("seq", "inv"):
+            return f"gq{k}[t]" if kind == "seq" else f"gv{k}"
+        if s in self.deferred:
+            return f"gT{s}[t]"
+        j, n = self.gbuf_of[s]
+        return f"G{j}[{n}]"
 
     @staticmethod
     def operand_index(s_shape, out_shape, idx):
@@ -499,15 +533,16 @@ class Generator:
         self.constants = {}
         L = ["def forward(T, " + self.signature(("q", "v", "k", "c")) + "m, "
              + "".join(f"y{k}, " for k in range(len(self.outputs)))
-             + "".join(f"s{s}, " for s in self.saved)
-             + "".join(f"sc{k}, " for k in self.saved_carries) + "):"]
-        for s in sorted(self.in_memory - self.needed):
-            L.append(f"    b{s} = np.empty({self.store_shape(s)}, {self.dt(s)})")
+             + "".join(f"S{j}, " for j in range(len(self.saves))) + "):"]
+        for j, (shape, dt, slots) in enumerate(self.bufs):
+            L.append(f"    W{j} = np.empty({(len(slots),) + shape}, np.{dt.name})")
         L.append("    for t in range(T):")
-        for k in self.saved_carries:
-            shape = self.meta[self.carry_slot(k)][0]
-            L += _loops(shape, [f"sc{k}[t, {_ix(self.idx(shape))}] = c{k}[{_ix(self.idx(shape))}]"],
-                        2)
+        for k in range(self.ncarries):
+            s = self.carry_slot(k)
+            if s in self.save_of:
+                idx = self.idx(self.meta[s][0])
+                L += _loops(self.meta[s][0], [f"{self.value(s, idx, 'bwd')} = c{k}[{_ix(idx)}]"],
+                            2)
         for g in self.groups:
             L += self.forward_group(g) if g.fused else self.forward_other(g.nodes[0])
         for k, s in enumerate(self.outputs):
@@ -571,6 +606,11 @@ class Generator:
         oshape = self.meta[o][0]
         if n.kind == "MatMul":
             a, b = n.args
+            (M, K), N = self.meta[a][0], self.meta[b][0][1]
+            if self.blas(M, K, N):
+                return [P + f"GEMM(101, 111, 111, {M}, {N}, {K}, {self.K(1)}, "
+                            f"{self.array(a, 'fwd')}.ctypes, {K}, {self.array(b, 'fwd')}.ctypes, "
+                            f"{N}, {self.K(0)}, {self.array(o, 'fwd')}.ctypes, {N})"]
             return [P + f"np.dot({self.array(a, 'fwd')}, {self.array(b, 'fwd')}, "
                         f"{self.array(o, 'fwd')})"]
         if n.kind in ("Sum", "Mean"):
@@ -634,37 +674,32 @@ class Generator:
         nq = len([1 for r in self.roles.values() if r[0] == "seq"])
         nv = len([1 for r in self.roles.values() if r[0] == "inv"])
         L = ["def backward(T, " + self.signature(("q", "v", "k")) + "m, "
-             + "".join(f"s{s}, " for s in self.saved)
-             + "".join(f"sc{k}, " for k in self.saved_carries)
+             + "".join(f"S{j}, " for j in range(len(self.saves)))
              + "".join(f"gy{k}, " for k in range(ny))
              + "".join(f"gc{k}, " for k in range(self.ncarries))
              + "".join(f"gq{k}, " for k in range(nq))
              + "".join(f"gv{k}, " for k in range(nv))
              + "".join(f"gT{s}, " for s in sorted(self.deferred)) + "):"]
-        for s in self.grad_slots:
-            L.append(f"    g{s} = np.empty({self.store_shape(s)}, {self.dt(s)})")
-        for k in range(self.ncarries):
-            s = self.carry_slot(k)
-            L.append(f"    gci{k} = np.empty({self.store_shape(s)}, {self.dt(s)})")
-        transposed = sorted({n.args[1] for n in self.nodes if n.kind == "MatMul"
-                             and self.roles[n.args[1]][0] in ("inv", "const")})
+        for j, (shape, dt, slots) in enumerate(self.gbufs):
+            L.append(f"    G{j} = np.empty({(len(slots),) + shape}, np.{dt.name})")
+        small = [n for n in self.nodes if n.kind == "MatMul" and not self.blas(
+            *self.meta[n.args[0]][0], self.meta[n.args[1]][0][1])]
+        transposed = sorted({n.args[1] for n in small
+                             if self.roles[n.args[1]][0] in ("inv", "const")})
         for b in transposed:  # loops, not np.ascontiguousarray: quicker to compile
             n0, n1 = self.meta[b][0]
             L.append(f"    t{b} = np.empty(({n1}, {n0}), {self.dt(b)})")
             L += _loops((n0, n1), [f"t{b}[i1, i0] = {self.array(b, 'bwd')}[i0, i1]"], 1)
-        for n in self.nodes:
+        for n in small:
             if n.kind == "MatMul":
                 o = n.outs[0]
                 a, b = n.args
                 L.append(f"    ga{o} = np.empty({self.meta[a][0]}, {self.dt(a)})")
                 L.append(f"    gb{o} = np.empty({self.meta[b][0]}, {self.dt(b)})")
         L.append("    for t in range(T - 1, -1, -1):")
-        for s in self.grad_slots:
-            L += _loops(self.store_shape(s), [f"g{s}[{_ix(self.idx(self.store_shape(s)))}] = 0"],
-                        2)
-        for k in range(self.ncarries):
-            shape = self.store_shape(self.carry_slot(k))
-            L += _loops(shape, [f"gci{k}[{_ix(self.idx(shape))}] = 0"], 2)
+        for j, (shape, dt, slots) in enumerate(self.gbufs):
+            full = (len(slots),) + shape
+            L += _loops(full, [f"G{j}[{_ix(self.idx(full))}] = 0"], 2)
         for k, s in enumerate(self.new_carries):
             if s in self.wanted:
                 L += self.seed(s, f"gc{k}[{{i}}]", 2)
@@ -677,9 +712,9 @@ class Generator:
         for g in reversed(self.groups):
             L += self.backward_group(g) if g.fused else self.backward_other(g.nodes[0])
         for k in range(self.ncarries):
-            shape = self.meta[self.carry_slot(k)][0]
-            i = _ix(self.idx(shape))
-            L += _loops(shape, [f"gc{k}[{i}] += gci{k}[{i}]"], 2)
+            s = self.carry_slot(k)
+            idx = self.idx(self.meta[s][0])
+            L += _loops(self.meta[s][0], [f"gc{k}[{_ix(idx)}] += {self.grad(s, idx)}"], 2)
         L.append("    return 0")  # the deferred weight gradients: NumPy, after the call
         return "\n".join(self.with_constants(L))
 
@@ -754,7 +789,18 @@ class Generator:
             return []
         if n.kind == "MatMul":
             a, b = n.args
+            (M, K), N = self.meta[a][0], self.meta[b][0][1]
             lines = []
+            if self.blas(M, K, N):  # the products accumulate straight into the gradients
+                if self.grad_array(a) is not None:
+                    lines.append(P + f"GEMM(101, 111, 112, {M}, {K}, {N}, {self.K(1)}, "
+                                     f"{go}.ctypes, {N}, {self.array(b, 'bwd')}.ctypes, {N}, "
+                                     f"{self.K(1)}, {self.grad_array(a)}.ctypes, {K})")
+                if self.grad_array(b) is not None and o not in self.deferred:
+                    lines.append(P + f"GEMM(101, 112, 111, {K}, {N}, {M}, {self.K(1)}, "
+                                     f"{self.array(a, 'bwd')}.ctypes, {K}, {go}.ctypes, {N}, "
+                                     f"{self.K(1)}, {self.grad_array(b)}.ctypes, {N})")
+                return lines
             if self.grad_array(a) is not None:
                 bT = f"t{b}"
                 if self.roles[b][0] not in ("inv", "const"):
@@ -830,13 +876,56 @@ TANH_Q = (1.0, 4.64173743e-01, 2.44953430e-02, 2.54620490e-04)
 _compiled = {}  # source of the two loops -> (forward, backward), for this process
 
 
-def _compile(source: str):
+def _blas() -> dict:
+    """{dtype: NumPy's own cblas gemm (a ctypes function numba calls)} for float32/float64,
+    empty when NumPy's BLAS library or its symbols are not found (np.dot then)."""
+    if _blas_found:
+        return _blas_found[0]
+    found = {}
+    import ctypes
+    import glob
+    import os
+    root = os.path.dirname(np.__file__)
+    libs = sorted(glob.glob(os.path.join(root + ".libs", "*openblas*"))
+                  + glob.glob(os.path.join(root, ".dylibs", "*openblas*")))
+    names = [("scipy_cblas_{}gemm64_", ctypes.c_int64), ("cblas_{}gemm64_", ctypes.c_int64),
+             ("scipy_cblas_{}gemm", ctypes.c_int), ("cblas_{}gemm", ctypes.c_int)]
+    for path in libs:
+        try:
+            lib = ctypes.CDLL(path)
+        except OSError:
+            continue
+        for name, integer in names:
+            try:
+                fns = {d: getattr(lib, name.format(c)) for d, c in
+                       ((np.dtype(np.float32), "s"), (np.dtype(np.float64), "d"))}
+            except AttributeError:
+                continue
+            for d, fn in fns.items():
+                real = ctypes.c_float if d == np.float32 else ctypes.c_double
+                e, i, v = ctypes.c_int, integer, ctypes.c_void_p
+                fn.argtypes = [e, e, e, i, i, i, real, v, i, v, i, real, v, i]
+                fn.restype = None
+            found = fns
+            break
+        if found:
+            break
+    _blas_found.append(found)
+    return found
+
+
+_blas_found = []
+
+
+def _compile(source: str, dtype):
     if source not in _compiled:
         import numba
         # error_model="numpy": a division by zero gives inf as in NumPy, and the loops
         # vectorise (Python's model checks every divisor); fastmath stays off (exact IEEE)
         jit = numba.njit(error_model="numpy", fastmath=False, cache=False)
         ns = {"np": np}
+        if "GEMM(" in source:
+            ns["GEMM"] = _blas()[np.dtype(dtype)]
         exec(compile(source, "<minigrad.jit step program>", "exec"), ns)
         _compiled[source] = jit(ns["forward"]), jit(ns["backward"])
     return _compiled[source]
@@ -874,21 +963,17 @@ class NumbaExecutor:
         m = (np.ones((T, B), bool) if masks is None
              else _contiguous(np.asarray(masks, bool).reshape(T, B)))
         ys = [np.empty((T,) + g.meta[s][0], self._dtype(s)) for s in g.outputs]
-        saved = [np.empty((T,) + g.store_shape(s), self._dtype(s)) for s in g.saved]
-        saved_carries = [np.empty((T,) + g.meta[self.carry_slots[k]][0],
-                                  self._dtype(self.carry_slots[k])) for k in g.saved_carries]
-        self.forward_fn(T, *seqs, *invs, *self.consts, *carries, m, *ys, *saved, *saved_carries)
+        saved = [np.empty((T, len(slots)) + shape, dt) for shape, dt, slots in g.saves]
+        self.forward_fn(T, *seqs, *invs, *self.consts, *carries, m, *ys, *saved)
         out = ys[0] if len(ys) == 1 else ys
         if not need_grad:
             return out, carries, ()
         # a flat tuple of what backward holds (mg.memory counts the arrays), then the rest
-        return out, carries, (*saved, *saved_carries, m, (T, seqs, invs))
+        return out, carries, (*saved, m, (T, seqs, invs))
 
     def backward(self, saved, g_out, g_final_carry):
         g = self.gen
-        n_saved = len(g.saved)
-        saved_vals, saved_carries = saved[:n_saved], saved[n_saved:-2]
-        m, (T, seqs, invs) = saved[-2], saved[-1]
+        stacks, m, (T, seqs, invs) = saved[:-2], saved[-2], saved[-1]
         if len(g.outputs) == 1:
             g_out = [g_out]
         gys = [np.zeros((T,) + g.meta[s][0], self._dtype(s)) if go is None
@@ -901,14 +986,16 @@ class NumbaExecutor:
         gqs = [np.zeros((T,) + g.meta[s][0], self._dtype(s)) for s in self.seq_slots]
         gvs = [np.zeros(g.meta[s][0], self._dtype(s)) for s in self.inv_slots]
         gts = [np.zeros((T,) + g.meta[o][0], self._dtype(o)) for o in sorted(g.deferred)]
-        self.backward_fn(T, *seqs, *invs, *self.consts, m, *saved_vals, *saved_carries,
-                         *gys, *gcs, *gqs, *gvs, *gts)
-        steps = {"seq": seqs, "carry": dict(zip(g.saved_carries, saved_carries)),
-                 "op": dict(zip(g.saved, saved_vals))}
+        self.backward_fn(T, *seqs, *invs, *self.consts, m, *stacks, *gys, *gcs, *gqs, *gvs,
+                         *gts)
         for (o, n), gt in zip(sorted(g.deferred.items()), gts):
             a, b = n.args
             kind, k = g.roles[a]
-            xs = steps[kind][a if kind == "op" else k]
+            if kind == "seq":
+                xs = seqs[k]
+            else:
+                j, i = g.save_of[a]
+                xs = stacks[j][:, i]
             rows = xs.shape[0] * xs.shape[1]
             gvs[g.roles[b][1]] += xs.reshape(rows, -1).T @ gt.reshape(rows, -1)
         want = self.needs_grad
@@ -930,7 +1017,7 @@ def make_from(program: StepProgram) -> NumbaExecutor:
     if gen.dtype not in (np.float32, np.float64):
         raise Unsupported(f"dtype {gen.dtype}: only float32 and float64 are compiled")
     source = gen.forward_source() + "\n\n\n" + gen.backward_source() + "\n"
-    executor = NumbaExecutor(gen, consts, _compile(source), source)
+    executor = NumbaExecutor(gen, consts, _compile(source, gen.dtype), source)
     executor.program_needs = program.needs_grad
     return executor
 
