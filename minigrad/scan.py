@@ -28,7 +28,8 @@ Executor interface (the NumPy one is `NumpyExecutor` here; others, e.g. numba, f
     out, final_carry, saved = executor.forward(seqs, carry0, invariants, masks, need_grad)
     g_seqs, g_carry0, g_invariants = executor.backward(saved, g_out, g_final_carry)
 
-- `seqs`: list of arrays (T, ...), one per `program.seq_slots` (step t reads `seqs[k][t]`);
+- `seqs`: list of arrays (T, ...), one per `program.seq_slots` (step t reads `seqs[k][t]`;
+  never empty: x_t's slot is always among them, so T = len(seqs[0]));
   `carry0`: list of arrays, one per `program.carry_slots`; `invariants`: list of arrays, one per
   `program.invariant_slots`; `masks`: (T, B, 1) bool array or None; `need_grad`: whether backward
   will be called (save nothing otherwise).
@@ -52,7 +53,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from minigrad import ops
+from minigrad import ops, random
 from minigrad.engine import Function, unbroadcast
 from minigrad.tracing import Const, Tape, TapeOp, is_random, replay
 
@@ -89,6 +90,9 @@ class Program:
         self.needs_grad: set[int] = set()
         self.deferred: list[int] = []
         self.input_invariants: list[int] = []  # slots of the Scan's invariant inputs, in order
+        # (kwargs, key) of random ops that drew from the default generator when traced: they
+        # draw from the default generator of the moment (mg.manual_seed replaces it)
+        self.default_rng: list[tuple[dict, str]] = []
 
     def describe(self) -> str:
         names = lambda tape_ops: ", ".join(op.fn_class.__name__ for op in tape_ops) or "none"  # noqa: E731
@@ -159,12 +163,11 @@ def build(tape: Tape, n_x: int, n_carry: int, *, y_index: int = 0, requires=None
         if need:
             needs.add(s)
     live = _live_ops(tape)
+    p.needs_grad = needs = _needs(tape, live, needs, carry, tape.outputs[y_index + 1:])
     for i, op in enumerate(tape.ops):
         if i not in live:
             continue
         arg_kinds = {kinds[a] for a in op.args if not isinstance(a, Const)}
-        if any(a in needs for a in op.args if not isinstance(a, Const)):
-            needs.update(op.outs)
         if is_random(op):
             kind, placed = "step", op
         elif arg_kinds <= {"inv"}:
@@ -176,7 +179,6 @@ def build(tape: Tape, n_x: int, n_carry: int, *, y_index: int = 0, requires=None
         for s in op.outs:
             kinds[s] = kind
         {"inv": p.invariant_ops, "seq": p.hoisted_ops, "step": p.step.ops}[kind].append(placed)
-    p.needs_grad = needs
     p.x_slot = x
     p.out_slot = tape.outputs[y_index]
     p.carry_out_slots = tape.outputs[y_index + 1:]
@@ -186,6 +188,7 @@ def build(tape: Tape, n_x: int, n_carry: int, *, y_index: int = 0, requires=None
         used.update(a for a in op.args if not isinstance(a, Const))
     used.add(p.out_slot)
     used.update(p.carry_out_slots)
+    used.add(x)  # so that seqs is never empty: T = len(seqs[0])
     p.seq_slots = sorted(s for s in used if kinds.get(s) == "seq")
     p.invariant_slots = sorted(s for s in used if kinds.get(s) == "inv")
     p.carry_slots = list(carry)
@@ -209,10 +212,27 @@ def build(tape: Tape, n_x: int, n_carry: int, *, y_index: int = 0, requires=None
                     else:
                         args.append(a)
                 part[j] = op._replace(args=tuple(args))
+    default = random.default_generator()
+    p.default_rng = [(op.kwargs, k) for op in p.step.ops for k, v in op.kwargs.items()
+                     if v is default]
     p.deferred = [i for i, op in enumerate(p.step.ops)
                   if op.fn_class is ops.MatMul and kinds.get(op.args[1]) == "inv"
                   and len(meta[op.args[1]][0]) == 2 and len(meta[op.args[0]][0]) == 2]
     return p
+
+
+def _needs(tape, live, needs, carry, carry_out) -> set:
+    """The slots that need a gradient: those depending on an input that needs one. A carry
+    needs one when the new carry does (from the second step on it depends on the first)."""
+    while True:
+        needs = set(needs)
+        for i, op in enumerate(tape.ops):
+            if i in live and any(a in needs for a in op.args if not isinstance(a, Const)):
+                needs.update(op.outs)
+        more = {c for c, o in zip(carry, carry_out) if o in needs and c not in needs}
+        if not more:
+            return needs
+        needs |= more
 
 
 def _live_ops(tape: Tape) -> set:
@@ -309,174 +329,319 @@ def backward_ops(tape_ops, fns, genv, meta, needs, lead=(), lead_slots=frozenset
 # --- the NumPy executor ----------------------------------------------------------------------
 
 class NumpyExecutor:
-    """Runs a program's per-step ops on NumPy arrays: each op's own forward and backward on a
-    fresh op object per step (its saved state, `needs_input_grad` and random draws as in the
-    per-op run), with slot lists, unbroadcast shapes and op callables prepared once here.
-    The `w` gradient of a deferred `a @ w` is one product over all steps after the loop."""
+    """Runs a program's per-step ops on NumPy arrays, from Python source generated once per
+    program: one line per op and step (`v7 = _tanh(v6)`), the backward formulas of the common
+    primitives written out likewise (their op classes' own formulas), any other op through its
+    class's `forward` / `backward` on a fresh op object per step (its saved state,
+    `needs_input_grad` and random draws as in the per-op run). Shapes, unbroadcasting and which
+    gradients exist are decided here, once. The `w` gradient of a deferred `a @ w` is one
+    product over all steps after the loop."""
 
     def __init__(self, program: Program):
-        p = self.program = program
-        meta = p.step.meta
-        needs = p.needs_grad
-        deferred = set(p.deferred)
-        self.n_slots = max(meta) + 1
-        plan = []
-        for i, op in enumerate(p.step.ops):
-            parents = [1 if a in needs else None for a in op.args]
-            if i in deferred:
-                parents[1] = None
-            grads = [(j, a, meta[a][0]) for j, a in enumerate(op.args) if a in needs]
-            if i in deferred:
-                grads = [g for g in grads if g[0] == 0]
-            metas = [meta[s] for s in op.outs] if len(op.outs) > 1 else None
-            keep = any(a in needs for a in op.args)
-            plan.append((op.fn_class, op.kwargs, op.args, op.outs, parents, grads, metas, keep,
-                         op.args[1] if i in deferred and op.args[1] in needs else None))
-        self.plan = plan
-        self.seq_pos = list(zip(range(len(p.seq_slots)), p.seq_slots))
-        self.out_meta = meta[p.out_slot]
+        self.program = program
+        source, names = _generate(program)
+        self.source = source
+        scope = dict(names)
+        exec(compile(source, f"<scan program {id(program):x}>", "exec"), scope)  # noqa: S102
+        self._forward, self._backward = scope["forward"], scope["backward"]
 
     def forward(self, seqs, carry0, invariants, masks, need_grad):
         p = self.program
-        new = object.__new__
-        env = [None] * self.n_slots
-        for s, v in p.consts.items():
-            env[s] = v
-        for s, v in zip(p.invariant_slots, invariants):
-            env[s] = v
-        carry = list(carry0)
-        T = len(seqs[0]) if seqs else len(masks)
-        out = np.empty((T,) + self.out_meta[0], self.out_meta[1])
-        first_masked = _first_masked(masks, T)
-        carry_slots, carry_out, out_slot = p.carry_slots, p.carry_out_slots, p.out_slot
-        steps = []  # per step: the op objects backward needs
-        saved_arrays = []
-        plan, seq_pos = self.plan, self.seq_pos
-        deferred_inputs = {}
-        for t in range(T):
-            for k, s in seq_pos:
-                env[s] = seqs[k][t]
-            for s, v in zip(carry_slots, carry):
-                env[s] = v
-            fns = []
-            for i, (cls, kw, args, outs, parents, _, _, keep, dw) in enumerate(plan):
-                fn = new(cls)
-                fn.saved = ()
-                fn.parents = parents
-                o = fn.forward(*[env[a] for a in args], **kw)
-                if type(o) is tuple:
-                    for s, v in zip(outs, o):
-                        env[s] = v
-                else:
-                    env[outs[0]] = o if type(o) is np.ndarray else np.asarray(o)
-                if need_grad and keep:
-                    fns.append(fn)
-                    saved_arrays.extend(fn.saved)
-                    if dw is not None:
-                        deferred_inputs.setdefault(i, []).append(env[args[0]])
-                else:
-                    fns.append(None)
-            y = env[out_slot]
-            new_carry = [env[s] for s in carry_out]
-            if t >= first_masked:
-                m = masks[t]
-                y = np.where(m, y, 0.0)
-                new_carry = [np.where(_rows(m, v.ndim), v, old)
-                             for v, old in zip(new_carry, carry)]
-            out[t] = y
-            carry = new_carry
-            if need_grad:
-                steps.append(fns)
+        T = len(seqs[0])
+        shape, dtype = p.step.meta[p.out_slot]
+        out = np.empty((T,) + shape, dtype)
+        first = _first_masked(masks, T)
+        final, tape, deferred = self._forward(seqs, list(carry0), invariants, p.consts, T, out,
+                                              masks, first, need_grad)
         if not need_grad:
-            return out, carry, ()
-        for xs in deferred_inputs.values():
-            saved_arrays.extend(xs)
-        return out, carry, (*saved_arrays, (steps, masks, first_masked, deferred_inputs))
+            return out, final, ()
+        arrays = []
+        for record in tape:
+            for v in record:
+                if isinstance(v, Function):
+                    arrays.extend(v.saved)
+                else:
+                    arrays.append(v)
+        for xs in deferred:
+            arrays.extend(xs)
+        return out, final, (*arrays, (tape, deferred, masks, first, invariants, carry0))
 
     def backward(self, saved, g_out, g_final_carry):
         p = self.program
-        steps, masks, first_masked, deferred_inputs = saved[-1]
+        tape, deferred, masks, first, invariants, carry0 = saved[-1]
+        T = len(tape)
         meta = p.step.meta
-        needs = p.needs_grad
-        T = len(steps)
-        g_carry = list(g_final_carry) if g_final_carry is not None else [None] * len(
-            p.carry_slots)
-        g_seqs = [np.zeros((T,) + meta[s][0], meta[s][1]) if s in needs else None
-                  for s in p.seq_slots]
-        g_inv = [None] * len(p.invariant_slots)
-        inv_pos = {s: k for k, s in enumerate(p.invariant_slots)}
-        seq_pos = list(enumerate(p.seq_slots))
-        deferred_gouts = {i: [None] * T for i in deferred_inputs}
-        plan = self.plan
-        rev = list(range(len(plan) - 1, -1, -1))
-        carry_slots, carry_out, out_slot = p.carry_slots, p.carry_out_slots, p.out_slot
-        for t in range(T - 1, -1, -1):
-            genv = [None] * self.n_slots
-            masked = t >= first_masked
-            m = masks[t] if masked else None
-            if g_out is not None:
-                g = g_out[t]
-                genv[out_slot] = np.where(m, g, 0.0) if masked else g
-            passed = [None] * len(carry_slots)
-            for k, (s, g) in enumerate(zip(carry_out, g_carry)):
-                if g is None:
-                    continue
-                if masked:
-                    r = _rows(m, g.ndim)
-                    z = np.zeros((), g.dtype)
-                    passed[k] = np.where(r, z, g)
-                    g = np.where(r, g, z)
-                genv[s] = g if genv[s] is None else genv[s] + g
-            fns = steps[t]
-            for i in rev:
-                fn = fns[i]
-                if fn is None:
-                    continue
-                cls, kw, args, outs, parents, grads, metas, keep, dw = plan[i]
-                if metas is None:
-                    gouts = (genv[outs[0]],)
-                    if gouts[0] is None:
-                        continue
-                else:
-                    gouts = [genv[s] for s in outs]
-                    if all(g is None for g in gouts):
-                        continue
-                    gouts = _gouts(fn, gouts, metas)
-                if dw is not None:
-                    deferred_gouts[i][t] = gouts[0]
-                    if not grads:
-                        continue
-                gxs = fn.backward(*gouts)
-                if type(gxs) is not tuple:
-                    gxs = (gxs,)
-                for j, a, shape in grads:
-                    g = gxs[j]
-                    if g is None:
-                        continue
-                    if g.shape != shape:
-                        g = unbroadcast(g if type(g) is np.ndarray else np.asarray(g), shape)
-                    genv[a] = g if genv[a] is None else genv[a] + g
-            for k, s in seq_pos:
-                g = genv[s]
-                if g is not None and g_seqs[k] is not None:
-                    g_seqs[k][t] = g
-            for s, k in inv_pos.items():
-                g = genv[s]
-                if g is not None:
-                    g_inv[k] = g if g_inv[k] is None else g_inv[k] + g
-            g_carry = [_add(q, genv[s]) if genv[s] is not None else q
-                       for s, q in zip(carry_slots, passed)]
-        for i, xs in deferred_inputs.items():
-            gs = deferred_gouts[i]
-            rows = [k for k in range(T) if gs[k] is not None]
-            if not rows:
-                continue
-            x = np.concatenate([xs[k] for k in rows], axis=0)
-            g = np.concatenate([gs[k] for k in rows], axis=0)
-            gw = x.T @ g
-            k = inv_pos[plan[i][2][1]]
-            g_inv[k] = gw if g_inv[k] is None else g_inv[k] + gw
-        return g_seqs, g_carry, g_inv
+        if g_out is None:
+            g_out = np.zeros((T,) + meta[p.out_slot][0], meta[p.out_slot][1])
+        g_carry = [np.zeros(meta[s][0], meta[s][1]) if g is None else g
+                   for s, g in zip(p.carry_out_slots, g_final_carry or
+                                   [None] * len(p.carry_out_slots))]
+        return self._backward(tape, deferred, masks, first, invariants, p.consts, T, g_out,
+                              g_carry)
+
+
+_TEMPLATES = {}
+
+
+def _template(cls):
+    def register(fn):
+        _TEMPLATES[cls] = fn
+        return fn
+    return register
+
+
+# Each template: (forward lines, slots backward needs, backward(g, needs) -> {arg index: expr})
+# written from the op class's own forward/backward so the numbers are the per-op run's.
+
+@_template(ops.Add)
+def _add_t(o, a):
+    return [f"{o} = {a[0]} + {a[1]}"], [], lambda g: {0: g, 1: g}
+
+
+@_template(ops.Sub)
+def _sub_t(o, a):
+    return [f"{o} = {a[0]} - {a[1]}"], [], lambda g: {0: g, 1: f"-{g}"}
+
+
+@_template(ops.Mul)
+def _mul_t(o, a):
+    return [f"{o} = {a[0]} * {a[1]}"], [a[0], a[1]], lambda g: {0: f"{g} * {a[1]}",
+                                                                1: f"{g} * {a[0]}"}
+
+
+@_template(ops.Div)
+def _div_t(o, a):
+    return [f"{o} = {a[0]} / {a[1]}"], [a[0], a[1]], lambda g: {
+        0: f"{g} / {a[1]}", 1: f"-{g} * {a[0]} / ({a[1]} * {a[1]})"}
+
+
+@_template(ops.Neg)
+def _neg_t(o, a):
+    return [f"{o} = -{a[0]}"], [], lambda g: {0: f"-{g}"}
+
+
+@_template(ops.Tanh)
+def _tanh_t(o, a):
+    return [f"{o} = _tanh({a[0]})"], [o], lambda g: {0: f"{g} * (1 - {o} * {o})"}
+
+
+@_template(ops.Sigmoid)
+def _sigmoid_t(o, a):
+    return ([f"{o} = _tanh({a[0]} * 0.5)", f"{o} *= 0.5", f"{o} += 0.5"], [o],
+            lambda g: {0: f"{g} * {o} * (1 - {o})"})
+
+
+@_template(ops.Exp)
+def _exp_t(o, a):
+    return [f"{o} = _exp({a[0]})"], [o], lambda g: {0: f"{g} * {o}"}
+
+
+@_template(ops.Relu)
+def _relu_t(o, a):
+    return [f"{o} = _maximum({a[0]}, 0)"], [o], lambda g: {0: f"{g} * ({o} > 0)"}
+
+
+@_template(ops.MatMul)
+def _matmul_t(o, a):
+    return [f"{o} = _mm({a[0]}, {a[1]})"], [a[0], a[1]], lambda g: {
+        0: f"_mm({g}, {a[1]}.T)", 1: f"_mm({a[0]}.T, {g})"}
+
+
+def _generate(p: Program):
+    """Python source of `forward` and `backward` for the program's per-step ops, and the names
+    it uses."""
+    meta, needs = p.step.meta, p.needs_grad
+    deferred = set(p.deferred)
+    names = {"_tanh": np.tanh, "_exp": np.exp, "_maximum": np.maximum, "_where": np.where,
+             "_mm": ops.array_matmul, "_new": object.__new__, "_nd": np.ndarray,
+             "_asarray": np.asarray, "_unb": unbroadcast, "_zeros": np.zeros, "_np": np,
+             "_fit": _fit, "_concat": np.concatenate}
+
+    def v(s):
+        return f"v{s}"
+
+    def shape(s):
+        return tuple(meta[s][0])
+
+    fw, records, plans = [], [], []
+    for i, op in enumerate(p.step.ops):
+        cls, args, outs = op.fn_class, op.args, op.outs
+        arg_shapes = [shape(a) for a in args]
+        two_d = cls is ops.MatMul and all(len(s) == 2 for s in arg_shapes)
+        template = _TEMPLATES.get(cls) if (cls is not ops.MatMul or two_d) else None
+        split = _equal_split(op, arg_shapes)
+        if split is not None:
+            axis, k = split
+            lead = ":, " * axis
+            for n, s in enumerate(outs):
+                fw.append(f"{v(s)} = {v(args[0])}[{lead}{n * k}:{(n + 1) * k}]")
+            plans.append(("split", op, axis, None))
+        elif template is not None and not op.kwargs and len(outs) == 1:
+            lines, keep, grads = template(v(outs[0]), [v(a) for a in args])
+            fw.extend(lines)
+            plans.append(("t", op, grads, keep))
+            fixed = {v(s) for s in p.consts} | {v(s) for s in p.invariant_slots}
+            records.extend(k for k in keep if k not in fixed)  # the others backward has
+        else:
+            names[f"C{i}"], names[f"K{i}"] = cls, op.kwargs
+            parents = [1 if a in needs else None for a in args]
+            if i in deferred:
+                parents[1] = None
+            names[f"P{i}"] = parents
+            fw.append(f"f{i} = _new(C{i}); f{i}.saved = (); f{i}.parents = P{i}")
+            call = f"f{i}.forward({', '.join(v(a) for a in args)}, **K{i})"
+            if len(outs) == 1:
+                fw.append(f"r = {call}")
+                fw.append(f"{v(outs[0])} = r if type(r) is _nd else _asarray(r)")
+            else:
+                fw.append(f"{', '.join(v(s) for s in outs)}, = {call}")
+            plans.append(("g", op, None, None))
+            if any(a in needs for a in args):
+                records.append(f"f{i}")
+        if i in deferred and args[1] in needs:
+            fw.append(f"d{i}.append({v(args[0])})")
+    records = list(dict.fromkeys(records))
+    nc = len(p.carry_slots)
+    head = ["def forward(seqs, carry, invs, consts, T, out, masks, first, need_grad):"]
+    body = []
+    body += [f"{v(s)} = consts[{s}]" for s in p.consts]
+    body += [f"{v(s)} = invs[{k}]" for k, s in enumerate(p.invariant_slots)]
+    body += [f"q{k} = seqs[{k}]" for k in range(len(p.seq_slots))]
+    body += [f"{v(s)} = carry[{k}]" for k, s in enumerate(p.carry_slots)]
+    body += [f"d{i} = []" for i in sorted(deferred)]
+    body += ["tape = []", "for t in range(T):"]
+    loop = [f"{v(s)} = q{k}[t]" for k, s in enumerate(p.seq_slots)]
+    loop += fw
+    loop += ["if need_grad:", f"    tape.append(({''.join(r + ', ' for r in records)}))"]
+    loop += [f"y = {v(p.out_slot)}"]
+    loop += [f"n{k} = {v(s)}" for k, s in enumerate(p.carry_out_slots)]
+    loop += ["if t >= first:", "    m = masks[t]", "    y = _where(m, y, 0.0)"]
+    for k, s in enumerate(p.carry_slots):
+        r = _rows_source(len(shape(s)))
+        loop += [f"    n{k} = _where({r}, n{k}, {v(s)})"]
+    loop += ["out[t] = y"]
+    loop += [f"{v(s)} = n{k}" for k, s in enumerate(p.carry_slots)]
+    body += ["    " + line for line in loop]
+    body += [f"return [{''.join(v(s) + ', ' for s in p.carry_slots)}], tape, "
+             f"[{''.join(f'd{i}, ' for i in sorted(deferred) if p.step.ops[i].args[1] in needs)}]"]
+    forward_src = "\n".join(head + ["    " + line for line in body])
+
+    # backward: which slots get a gradient is known here (seeds: y and the new carry)
+    has = set()
+    bw = []
+
+    def add(slot, expr, expr_shape):
+        target = shape(slot)
+        if expr_shape != target:
+            expr = f"_unb({expr}, {target!r})"
+        if slot in has:
+            bw.append(f"g{slot} = g{slot} + {expr}")
+        else:
+            bw.append(f"g{slot} = {expr}")
+            has.add(slot)
+
+    seeds = [(p.out_slot, "gy")] + [(s, f"gn{k}") for k, s in enumerate(p.carry_out_slots)]
+    for s, name in seeds:
+        if s in needs or s in p.carry_slots:
+            add(s, name, shape(s))
+    for i in range(len(p.step.ops) - 1, -1, -1):
+        kind, op, grads, _ = plans[i]
+        outs, args = op.outs, op.args
+        if not any(s in has for s in outs):
+            continue
+        if i in deferred and args[1] in needs:
+            bw.append(f"dg{i}[t] = g{outs[0]}")
+        wanted = [j for j, a in enumerate(args) if a in needs and not (i in deferred and j == 1)]
+        if not wanted:
+            continue
+        out_shape = shape(outs[0])
+        if kind == "split":
+            gouts = [f"g{s}" if s in has else f"_zeros({shape(s)!r}, _np.{meta[s][1]})"
+                     for s in outs]
+            add(args[0], f"_concat(({', '.join(gouts)}, ), axis={grads})", shape(args[0]))
+        elif kind == "t":
+            exprs = grads(f"g{outs[0]}")
+            for j in wanted:
+                add(args[j], exprs[j],
+                    out_shape if op.fn_class is not ops.MatMul else shape(args[j]))
+        else:
+            gouts = [f"g{s}" if s in has else f"_zeros({shape(s)!r}, _np.{meta[s][1]})"
+                     for s in outs]
+            bw.append(f"gx = f{i}.backward({', '.join(gouts)})")
+            bw.append("gx = gx if type(gx) is tuple else (gx,)")
+            for j in wanted:
+                a = args[j]
+                add(a, f"_fit(gx[{j}], {shape(a)!r}, _np.{meta[a][1]})", shape(a))
+    head = ["def backward(tape, deferred, masks, first, invs, consts, T, g_out, g_carry):"]
+    body = [f"{v(s)} = consts[{s}]" for s in p.consts]
+    body += [f"{v(s)} = invs[{k}]" for k, s in enumerate(p.invariant_slots)]
+    body += [f"gc{k} = g_carry[{k}]" for k in range(nc)]
+    body += [f"gq{k} = _zeros((T,) + {shape(s)!r}, _np.{meta[s][1]})"
+             for k, s in enumerate(p.seq_slots) if s in has]
+    body += [f"gi{k} = None" for k in range(len(p.invariant_slots))]
+    live_deferred = [i for i in sorted(deferred) if p.step.ops[i].args[1] in needs]
+    body += [f"dg{i} = [None] * T" for i in live_deferred]
+    body += ["for t in range(T - 1, -1, -1):"]
+    loop = [f"{''.join(r + ', ' for r in records)}= tape[t]" if records else "pass"]
+    loop += ["gy = g_out[t]"]
+    loop += [f"gn{k} = gc{k}" for k in range(nc)]
+    loop += ["masked = t >= first", "if masked:", "    m = masks[t]",
+             "    gy = _where(m, gy, 0.0)"]
+    for k, s in enumerate(p.carry_out_slots):
+        r = _rows_source(len(shape(s)))
+        loop += [f"    z = _zeros((), gc{k}.dtype)", f"    pass{k} = _where({r}, z, gc{k})",
+                 f"    gn{k} = _where({r}, gc{k}, z)"]
+    loop += bw
+    for k, s in enumerate(p.carry_slots):
+        base = f"g{s}" if s in has else f"_zeros({shape(s)!r}, _np.{meta[s][1]})"
+        loop += [f"gc{k} = {base}", "if masked:", f"    gc{k} = gc{k} + pass{k}"]
+    loop += [f"gq{k}[t] = g{s}" for k, s in enumerate(p.seq_slots) if s in has]
+    loop += [f"gi{k} = g{s} if gi{k} is None else gi{k} + g{s}"
+             for k, s in enumerate(p.invariant_slots) if s in has]
+    body += ["    " + line for line in loop]
+    inv_pos = {s: k for k, s in enumerate(p.invariant_slots)}
+    for n, i in enumerate(live_deferred):
+        a, w = p.step.ops[i].args
+        k = inv_pos[w]
+        body += [f"x = _concat(deferred[{n}], axis=0)", f"g = _concat(dg{i}, axis=0)",
+                 "gw = x.T @ g", f"gi{k} = gw if gi{k} is None else gi{k} + gw"]
+    g_seqs = "".join((f"gq{k}" if s in has else "None") + ", "
+                     for k, s in enumerate(p.seq_slots))
+    body += [f"return [{g_seqs}], [{''.join(f'gc{k}, ' for k in range(nc))}], "
+             f"[{''.join(f'gi{k}, ' for k in range(len(p.invariant_slots)))}]"]
+    backward_src = "\n".join(head + ["    " + line for line in body])
+    return forward_src + "\n\n\n" + backward_src + "\n", names
+
+
+def _equal_split(op, arg_shapes):
+    """(axis, part size) of a Split into equal parts given as a count (its forward slices
+    then), else None."""
+    if op.fn_class is not ops.Split:
+        return None
+    sections, ndim = op.kwargs.get("sections"), len(arg_shapes[0])
+    axis = op.kwargs.get("axis", 0)
+    if type(sections) is not int or sections <= 0 or not -ndim <= axis < ndim:
+        return None
+    axis %= ndim
+    n = arg_shapes[0][axis]
+    if n == 0 or n % sections:
+        return None
+    return axis, n // sections
+
+
+def _rows_source(ndim):
+    """Source of the (B, 1) mask `m` shaped for a state of `ndim` axes."""
+    return "m" if ndim == 2 else f"m.reshape((m.shape[0],) + (1,) * {ndim - 1})"
+
+
+def _fit(g, shape, dtype):
+    """A generic op's gradient for an input of `shape`: zeros when it gave none, else summed
+    back to the shape (as the engine does)."""
+    if g is None:
+        return np.zeros(shape, dtype)
+    if type(g) is not np.ndarray:
+        g = np.asarray(g)
+    return g if g.shape == shape else unbroadcast(g, shape)
 
 
 def _first_masked(masks, T):
@@ -507,6 +672,8 @@ class Scan(Function):
         nc = len(p.carry_slots)
         carry0, inv_in = rest[:nc], rest[nc:]
         self.program, self.executor = program, executor
+        for kwargs, key in p.default_rng:
+            kwargs[key] = random.default_generator()
         need_grad = any(self.needs_input_grad)
         env = dict(p.consts)
         env[p.x_slot] = x

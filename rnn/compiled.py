@@ -33,7 +33,7 @@ from minigrad import scan, tracing
 from minigrad.engine import state as engine_state
 from rnn import state as st
 
-__all__ = ["MODES", "compile_report", "compiling", "mode", "run"]
+__all__ = ["MODES", "cache_entries", "compile_report", "compiling", "mode", "run"]
 
 MODES = ("auto", "numpy", "numba", "off")
 _mode = ["auto"]
@@ -67,6 +67,11 @@ def compiling(mode: str):
 def mode() -> str:
     """The current mode of `compiling`."""
     return _mode[0]
+
+
+def cache_entries(cell) -> list:
+    """The cache's entries for `cell`: one per key, each a program or a fallback reason."""
+    return list(_cache.get(cell, {}).values())
 
 
 def _jit_factory(required: bool):
@@ -104,6 +109,12 @@ def _generators(cell) -> list:
     return gens
 
 
+def _tensor_attributes(cell) -> tuple:
+    """Every tensor the cell's modules hold as an attribute (parameters, buffers, others)."""
+    return tuple(v for _, m in cell.named_modules() for v in vars(m).values()
+                 if isinstance(v, mg.Tensor))
+
+
 def _step_fn(cell, projected, n_state, spec, takes_context, ctx_spec):
     step = cell.step if projected else cell.forward
 
@@ -121,8 +132,9 @@ def _flat_result(res):
 
 
 def _trace_pair(cell, xs, state_flat, spec, ctx_flat, ctx_spec, projected):
-    """Trace the cell's step on the first two real steps: (tape, reason or None, captured
-    constants), the random generators and frozen parameters put back as they were."""
+    """Trace the cell's step on the first two real steps: (tape or None, reason or None, slots
+    of constants made inside the step); the random generators and frozen parameters are put
+    back as they were."""
     fn = _step_fn(cell, projected, len(state_flat), spec, cell.takes_context, ctx_spec)
     gens = _generators(cell)
     saved_states = [g.bit_generator.state for g in gens]
@@ -135,7 +147,7 @@ def _trace_pair(cell, xs, state_flat, spec, ctx_flat, ctx_spec, projected):
                                _flat_result)
         problem = _check_result(res, state_flat, spec, xs.shape[1])
         if problem:
-            return None, problem
+            return None, problem, ()
         b, _ = tracing.trace(fn, [xs.data[1]] + [t.data for t in _flat_result(res)[1:]] + ctx,
                              _flat_result)
     finally:
@@ -143,10 +155,10 @@ def _trace_pair(cell, xs, state_flat, spec, ctx_flat, ctx_spec, projected):
             p.requires_grad = False
         for g, s in zip(gens, saved_states):
             g.bit_generator.state = s
-    reason, _ = tracing.compare(a, b)
+    reason, consts = tracing.compare(a, b)
     if reason is not None:
-        return None, f"the step differs between time steps 0 and 1: {reason}"
-    return a, None
+        return None, f"the step differs between time steps 0 and 1: {reason}", ()
+    return a, None, set(consts)
 
 
 def _check_result(res, state_flat, spec, B):
@@ -196,6 +208,7 @@ def _plan(cell, inputs, state, lengths, context):
     ctx_flat, ctx_spec = st.flatten(context, "context") if cell.takes_context else ([], None)
     grad = mg.is_grad_enabled()
     params = tuple(cell.parameters())
+    attrs = _tensor_attributes(cell)
     key = (inputs.shape[1:], inputs.dtype, grad and inputs.requires_grad,
            tuple((t.shape, t.dtype, grad and t.requires_grad) for t in state_flat), spec,
            tuple((t.shape, t.dtype, grad and t.requires_grad) for t in ctx_flat), ctx_spec,
@@ -203,9 +216,9 @@ def _plan(cell, inputs, state, lengths, context):
            tuple(m.training for _, m in cell.named_modules()), mode_now)
     per_cell = _cache.setdefault(cell, {})
     entry = per_cell.get(key)
-    if entry is not None and (len(entry.params) != len(params) or not all(
-            a is b for a, b in zip(entry.params, params))):
-        entry = None  # a parameter was replaced: trace again
+    if entry is not None and (len(entry.params) != len(attrs) or not all(
+            a is b for a, b in zip(entry.params, attrs))):
+        entry = None  # a parameter or another tensor of the cell was replaced: trace again
     if entry is not None and entry.reason is not None:
         return entry, None
     xs = inputs[:n] if n < T else inputs
@@ -215,12 +228,12 @@ def _plan(cell, inputs, state, lengths, context):
     if entry is not None and entry.projected == (projected is not None):
         return entry, (n, state_flat, spec, ctx_flat, xs)
     try:
-        tape, reason = _trace_pair(cell, xs, state_flat, spec, ctx_flat, ctx_spec,
+        tape, reason, consts = _trace_pair(cell, xs, state_flat, spec, ctx_flat, ctx_spec,
                                    projected is not None)
     except Exception as e:  # noqa: BLE001 - the per-op run raises it again, with its context
-        tape, reason = None, f"tracing the step raised {type(e).__name__}: {e}"
+        tape, reason, consts = None, f"tracing the step raised {type(e).__name__}: {e}", ()
     if tape is None:
-        entry = _Entry(reason=reason, params=params)
+        entry = _Entry(reason=reason, params=attrs)
         per_cell[key] = entry
         return entry, None
     captured = [t for _, t in tape.captured]
@@ -230,14 +243,16 @@ def _plan(cell, inputs, state, lengths, context):
     try:
         program = scan.build(tape, 1, len(state_flat), requires=requires)
     except scan.Unsupported as e:
-        entry = _Entry(reason=str(e), params=params)
+        entry = _Entry(reason=str(e), params=attrs)
         per_cell[key] = entry
         return entry, None
     executor, kind = _make_executor(program, mode_now)
-    entry = _Entry(program, executor, captured, params, kind=kind)
+    entry = _Entry(program, executor, captured, attrs, kind=kind)
     entry.projected = projected is not None
-    # a tensor with a graph read from outside is new at every call: trace again next time
-    if not any(t._node is not None for t in captured):
+    # kept only when every tensor read from outside is one the cell holds (checked at every
+    # call): one made before the call (a graph's, a closure's) may be another one next time
+    held = {id(t) for t in attrs}
+    if all(id(t) in held or k in consts for k, t in tape.captured):
         per_cell[key] = entry
     return entry, (n, state_flat, spec, ctx_flat, xs)
 
