@@ -121,7 +121,7 @@ class Table:
                 slots.append(s)
                 (seqs if kind == "seq" else invs).append(s)
                 spec.append((kind, len(seqs if kind == "seq" else invs) - 1, a))
-            out_shape = np.shape(ref(*[np.zeros(KINDS[a][1]) for a in args
+            out_shape = np.shape(ref(*[np.ones(KINDS[a][1]) for a in args
                                        if not isinstance(a, tuple)]))
             out = new(out_shape, self.dtype)
             ops_.append((cls, kw, slots, [out]))
