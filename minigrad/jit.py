@@ -35,6 +35,7 @@ compiled, and `available()` says whether it can be.
 from __future__ import annotations
 
 import numbers
+import re
 
 import numpy as np
 
@@ -296,6 +297,30 @@ def _stacks(slots, key):
     return [(k[0], k[1], v) for k, v in stacks.items()], of
 
 
+def N(n) -> str:
+    """An integer that depends on the shapes (a size, an offset), marked in the source: each
+    becomes a runtime parameter, so one compiled program serves every shape."""
+    return n if isinstance(n, str) else f"⟦{int(n)}⟧"
+
+
+def _shape(shape) -> str:
+    return "(" + "".join(f"{N(n)}, " for n in shape) + ")"
+
+
+def parametrise(source: str):
+    """(source with each marked integer replaced by a local n<k> read from the parameter
+    array P, the integers)."""
+    values = []
+
+    def name(match):
+        values.append(int(match.group(1)))
+        return f"n{len(values) - 1}"
+
+    lines = re.sub(r"⟦(-?\d+)⟧", name, source).split("\n")
+    head = [f"    n{k} = P[{k}]" for k in range(len(values))]
+    return "\n".join(lines[:1] + head + lines[1:]), np.array(values, np.int64)
+
+
 def _ix(idx) -> str:
     return ", ".join(idx) if idx else "0"
 
@@ -304,7 +329,7 @@ def _loops(shape, body, indent, var="i"):
     """Lines of a loop nest over `shape` with loop variables i0, i1, ... around `body`."""
     lines = []
     for k, n in enumerate(shape):
-        lines.append("    " * (indent + k) + f"for {var}{k} in range({n}):")
+        lines.append("    " * (indent + k) + f"for {var}{k} in range({N(n)}):")
     pad = "    " * (indent + len(shape))
     return lines + [pad + b for b in body]
 
@@ -516,9 +541,10 @@ class Generator:
 
     @staticmethod
     def view_index(node, idx):
-        return [str(m[1]) if m[0] == "fixed" else
-                (idx[m[1]] if (m[2], m[3]) == (0, 1) else f"{m[2]} + {m[3]} * {idx[m[1]]}")
-                for m in node.index]
+        # a start of 0 and the step stay literal: the compiler then sees contiguous reads
+        return [N(m[1]) if m[0] == "fixed" else
+                (idx[m[1]] if m[2] == 0 else f"{N(m[2])} + {idx[m[1]]}") if m[3] == 1 else
+                f"{N(m[2])} + {m[3]} * {idx[m[1]]}" for m in node.index]
 
     def arg_index(self, node, a, idx, shape):
         if node.kind in VIEWS:
@@ -531,11 +557,11 @@ class Generator:
     # forward -------------------------------------------------------------------------------
     def forward_source(self) -> str:
         self.constants = {}
-        L = ["def forward(T, " + self.signature(("q", "v", "k", "c")) + "m, "
+        L = ["def forward(P, T, " + self.signature(("q", "v", "k", "c")) + "m, "
              + "".join(f"y{k}, " for k in range(len(self.outputs)))
              + "".join(f"S{j}, " for j in range(len(self.saves))) + "):"]
         for j, (shape, dt, slots) in enumerate(self.bufs):
-            L.append(f"    W{j} = np.empty({(len(slots),) + shape}, np.{dt.name})")
+            L.append(f"    W{j} = np.empty({_shape((len(slots),) + shape)}, np.{dt.name})")
         L.append("    for t in range(T):")
         for k in range(self.ncarries):
             s = self.carry_slot(k)
@@ -606,11 +632,12 @@ class Generator:
         oshape = self.meta[o][0]
         if n.kind == "MatMul":
             a, b = n.args
-            (M, K), N = self.meta[a][0], self.meta[b][0][1]
-            if self.blas(M, K, N):
-                return [P + f"GEMM(101, 111, 111, {M}, {N}, {K}, {self.K(1)}, "
-                            f"{self.array(a, 'fwd')}.ctypes, {K}, {self.array(b, 'fwd')}.ctypes, "
-                            f"{N}, {self.K(0)}, {self.array(o, 'fwd')}.ctypes, {N})"]
+            (M, K), Nn = self.meta[a][0], self.meta[b][0][1]
+            if self.blas(M, K, Nn):
+                m, k, n = N(M), N(K), N(Nn)
+                return [P + f"GEMM(101, 111, 111, {m}, {n}, {k}, {self.K(1)}, "
+                            f"{self.array(a, 'fwd')}.ctypes, {k}, {self.array(b, 'fwd')}.ctypes, "
+                            f"{n}, {self.K(0)}, {self.array(o, 'fwd')}.ctypes, {n})"]
             return [P + f"np.dot({self.array(a, 'fwd')}, {self.array(b, 'fwd')}, "
                         f"{self.array(o, 'fwd')})"]
         if n.kind in ("Sum", "Mean"):
@@ -624,7 +651,7 @@ class Generator:
             if n.kind == "Mean":
                 cnt = int(np.prod([xshape[a] for a in axes]))
                 lines += _loops(oshape, [f"{self.value(o, self.idx(oshape), 'fwd')} /= "
-                                         f"{self.K(cnt)}"], 2)
+                                         f"{self.dt(o)}({N(cnt)})"], 2)
             return lines
         if n.kind == "Softmax":
             x = n.args[0]
@@ -632,18 +659,18 @@ class Generator:
             r = self.idx(rows)
             xv = lambda j: self.value(x, r + [j], "fwd")  # noqa: E731
             ov = lambda j: self.value(o, r + [j], "fwd")  # noqa: E731
-            body = [f"mx = {xv('0')}", f"for j in range(1, {last}):",
+            body = [f"mx = {xv('0')}", f"for j in range(1, {N(last)}):",
                     f"    mx = max(mx, {xv('j')})", f"tot = {self.K(0)}",
-                    f"for j in range({last}):", f"    ex = np.exp({xv('j')} - mx)",
+                    f"for j in range({N(last)}):", f"    ex = np.exp({xv('j')} - mx)",
                     f"    {ov('j')} = ex", "    tot += ex",
-                    f"for j in range({last}):", f"    {ov('j')} = {ov('j')} / tot"]
+                    f"for j in range({N(last)}):", f"    {ov('j')} = {ov('j')} / tot"]
             return _loops(rows, body, 2)
         if n.kind == "Concat":
             axis, lines, off = n.kw["axis"], [], 0
             for x in n.args:
                 xshape = self.meta[x][0]
                 idx = self.idx(xshape)
-                oidx = [f"{off} + {v}" if k == axis else v for k, v in enumerate(idx)]
+                oidx = [f"{N(off)} + {v}" if k == axis else v for k, v in enumerate(idx)]
                 lines += _loops(xshape, [f"{self.value(o, oidx, 'fwd')} = "
                                          f"{self.value(x, idx, 'fwd')}"], 2)
                 off += xshape[axis]
@@ -651,9 +678,9 @@ class Generator:
         if n.kind == "Reshape":
             x = n.args[0]
             size = int(np.prod(oshape))
-            return [P + f"src = {self.array(x, 'fwd')}.reshape({size})",
-                    P + f"dst = {self.array(o, 'fwd')}.reshape({size})",
-                    P + f"for j in range({size}):", P + "    dst[j] = src[j]"]
+            return [P + f"src = {self.array(x, 'fwd')}.reshape({N(size)})",
+                    P + f"dst = {self.array(o, 'fwd')}.reshape({N(size)})",
+                    P + f"for j in range({N(size)}):", P + "    dst[j] = src[j]"]
         raise Unsupported(n.kind)  # pragma: no cover (normalise refused it)
 
     def reduced(self, n, xshape):
@@ -673,7 +700,7 @@ class Generator:
         ny = len(self.outputs)
         nq = len([1 for r in self.roles.values() if r[0] == "seq"])
         nv = len([1 for r in self.roles.values() if r[0] == "inv"])
-        L = ["def backward(T, " + self.signature(("q", "v", "k")) + "m, "
+        L = ["def backward(P, T, " + self.signature(("q", "v", "k")) + "m, "
              + "".join(f"S{j}, " for j in range(len(self.saves)))
              + "".join(f"gy{k}, " for k in range(ny))
              + "".join(f"gc{k}, " for k in range(self.ncarries))
@@ -681,21 +708,21 @@ class Generator:
              + "".join(f"gv{k}, " for k in range(nv))
              + "".join(f"gT{s}, " for s in sorted(self.deferred)) + "):"]
         for j, (shape, dt, slots) in enumerate(self.gbufs):
-            L.append(f"    G{j} = np.empty({(len(slots),) + shape}, np.{dt.name})")
+            L.append(f"    G{j} = np.empty({_shape((len(slots),) + shape)}, np.{dt.name})")
         small = [n for n in self.nodes if n.kind == "MatMul" and not self.blas(
             *self.meta[n.args[0]][0], self.meta[n.args[1]][0][1])]
         transposed = sorted({n.args[1] for n in small
                              if self.roles[n.args[1]][0] in ("inv", "const")})
         for b in transposed:  # loops, not np.ascontiguousarray: quicker to compile
             n0, n1 = self.meta[b][0]
-            L.append(f"    t{b} = np.empty(({n1}, {n0}), {self.dt(b)})")
+            L.append(f"    t{b} = np.empty({_shape((n1, n0))}, {self.dt(b)})")
             L += _loops((n0, n1), [f"t{b}[i1, i0] = {self.array(b, 'bwd')}[i0, i1]"], 1)
         for n in small:
             if n.kind == "MatMul":
                 o = n.outs[0]
                 a, b = n.args
-                L.append(f"    ga{o} = np.empty({self.meta[a][0]}, {self.dt(a)})")
-                L.append(f"    gb{o} = np.empty({self.meta[b][0]}, {self.dt(b)})")
+                L.append(f"    ga{o} = np.empty({_shape(self.meta[a][0])}, {self.dt(a)})")
+                L.append(f"    gb{o} = np.empty({_shape(self.meta[b][0])}, {self.dt(b)})")
         L.append("    for t in range(T - 1, -1, -1):")
         for j, (shape, dt, slots) in enumerate(self.gbufs):
             full = (len(slots),) + shape
@@ -734,11 +761,11 @@ class Generator:
         pad = "    " * indent
 
         def nest(lines):
-            out = ["    " * (k - 1) + f"for i{k} in range({n}):"
+            out = ["    " * (k - 1) + f"for i{k} in range({N(n)}):"
                    for k, n in enumerate(shape[1:], start=1)]
             return out + ["    " * (len(shape) - 1) + b for b in lines]
 
-        out = [pad + f"for i0 in range({shape[0]}):", pad + "    if m[t, i0]:"]
+        out = [pad + f"for i0 in range({N(shape[0])}):", pad + "    if m[t, i0]:"]
         out += [pad + "        " + ln for ln in nest(body)]
         if otherwise is not None:
             out += [pad + "    else:"] + [pad + "        " + ln for ln in nest(otherwise)]
@@ -789,23 +816,24 @@ class Generator:
             return []
         if n.kind == "MatMul":
             a, b = n.args
-            (M, K), N = self.meta[a][0], self.meta[b][0][1]
+            (M, K), Nn = self.meta[a][0], self.meta[b][0][1]
             lines = []
-            if self.blas(M, K, N):  # the products accumulate straight into the gradients
+            if self.blas(M, K, Nn):  # the products accumulate straight into the gradients
+                m, k, n = N(M), N(K), N(Nn)
                 if self.grad_array(a) is not None:
-                    lines.append(P + f"GEMM(101, 111, 112, {M}, {K}, {N}, {self.K(1)}, "
-                                     f"{go}.ctypes, {N}, {self.array(b, 'bwd')}.ctypes, {N}, "
-                                     f"{self.K(1)}, {self.grad_array(a)}.ctypes, {K})")
+                    lines.append(P + f"GEMM(101, 111, 112, {m}, {k}, {n}, {self.K(1)}, "
+                                     f"{go}.ctypes, {n}, {self.array(b, 'bwd')}.ctypes, {n}, "
+                                     f"{self.K(1)}, {self.grad_array(a)}.ctypes, {k})")
                 if self.grad_array(b) is not None and o not in self.deferred:
-                    lines.append(P + f"GEMM(101, 112, 111, {K}, {N}, {M}, {self.K(1)}, "
-                                     f"{self.array(a, 'bwd')}.ctypes, {K}, {go}.ctypes, {N}, "
-                                     f"{self.K(1)}, {self.grad_array(b)}.ctypes, {N})")
+                    lines.append(P + f"GEMM(101, 112, 111, {k}, {n}, {m}, {self.K(1)}, "
+                                     f"{self.array(a, 'bwd')}.ctypes, {k}, {go}.ctypes, {n}, "
+                                     f"{self.K(1)}, {self.grad_array(b)}.ctypes, {n})")
                 return lines
             if self.grad_array(a) is not None:
                 bT = f"t{b}"
                 if self.roles[b][0] not in ("inv", "const"):
                     n0, n1 = self.meta[b][0]
-                    lines.append(P + f"t{b} = np.empty(({n1}, {n0}), {self.dt(b)})")
+                    lines.append(P + f"t{b} = np.empty({_shape((n1, n0))}, {self.dt(b)})")
                     lines += _loops((n0, n1), [f"t{b}[i1, i0] = {self.array(b, 'bwd')}[i0, i1]"],
                                     2)
                 lines.append(P + f"np.dot({go}, {bT}, ga{o})")
@@ -814,7 +842,7 @@ class Generator:
                 lines += _loops(shape, [f"{self.grad(a, self.idx(shape))} += ga{o}[{i}]"], 2)
             if self.grad_array(b) is not None and o not in self.deferred:
                 n0, n1 = self.meta[a][0]
-                lines.append(P + f"aT = np.empty(({n1}, {n0}), {self.dt(a)})")
+                lines.append(P + f"aT = np.empty({_shape((n1, n0))}, {self.dt(a)})")
                 lines += _loops((n0, n1), [f"aT[i1, i0] = {self.array(a, 'bwd')}[i0, i1]"], 2)
                 lines.append(P + f"np.dot(aT, {go}, gb{o})")
                 shape = self.meta[b][0]
@@ -829,7 +857,7 @@ class Generator:
             axes, ridx = self.reduced(n, xshape)
             g = self.grad(o, ridx)
             if n.kind == "Mean":
-                g = f"{g} / {self.K(int(np.prod([xshape[a] for a in axes])))}"
+                g = f"{g} / {self.dt(o)}({N(int(np.prod([xshape[a] for a in axes])))})"
             return _loops(xshape, [f"{self.grad(x, self.idx(xshape))} += {g}"], 2)
         if n.kind == "Softmax":
             x = n.args[0]
@@ -839,8 +867,8 @@ class Generator:
             r = self.idx(rows)
             ov = lambda j: self.value(o, r + [j], "bwd")  # noqa: E731
             gv = lambda j: self.grad(o, r + [j])  # noqa: E731
-            body = [f"dot = {self.K(0)}", f"for j in range({last}):",
-                    f"    dot += {gv('j')} * {ov('j')}", f"for j in range({last}):",
+            body = [f"dot = {self.K(0)}", f"for j in range({N(last)}):",
+                    f"    dot += {gv('j')} * {ov('j')}", f"for j in range({N(last)}):",
                     f"    {self.grad(x, r + ['j'])} += {ov('j')} * ({gv('j')} - dot)"]
             return _loops(rows, body, 2)
         if n.kind == "Concat":
@@ -848,7 +876,7 @@ class Generator:
             for x in n.args:
                 xshape = self.meta[x][0]
                 idx = self.idx(xshape)
-                oidx = [f"{off} + {v}" if k == axis else v for k, v in enumerate(idx)]
+                oidx = [f"{N(off)} + {v}" if k == axis else v for k, v in enumerate(idx)]
                 if self.grad_array(x) is not None:
                     lines += _loops(xshape, [f"{self.grad(x, idx)} += {self.grad(o, oidx)}"], 2)
                 off += xshape[axis]
@@ -858,9 +886,9 @@ class Generator:
             if self.grad_array(x) is None:
                 return []
             size = int(np.prod(oshape))
-            return [P + f"gsrc = {go}.reshape({size})",
-                    P + f"gdst = {self.grad_array(x)}.reshape({size})",
-                    P + f"for j in range({size}):", P + "    gdst[j] += gsrc[j]"]
+            return [P + f"gsrc = {go}.reshape({N(size)})",
+                    P + f"gdst = {self.grad_array(x)}.reshape({N(size)})",
+                    P + f"for j in range({N(size)}):", P + "    gdst[j] += gsrc[j]"]
         raise Unsupported(n.kind)  # pragma: no cover
 
 
@@ -964,7 +992,7 @@ class NumbaExecutor:
              else _contiguous(np.asarray(masks, bool).reshape(T, B)))
         ys = [np.empty((T,) + g.meta[s][0], self._dtype(s)) for s in g.outputs]
         saved = [np.empty((T, len(slots)) + shape, dt) for shape, dt, slots in g.saves]
-        self.forward_fn(T, *seqs, *invs, *self.consts, *carries, m, *ys, *saved)
+        self.forward_fn(self.pf, T, *seqs, *invs, *self.consts, *carries, m, *ys, *saved)
         out = ys[0] if len(ys) == 1 else ys
         if not need_grad:
             return out, carries, ()
@@ -986,7 +1014,7 @@ class NumbaExecutor:
         gqs = [np.zeros((T,) + g.meta[s][0], self._dtype(s)) for s in self.seq_slots]
         gvs = [np.zeros(g.meta[s][0], self._dtype(s)) for s in self.inv_slots]
         gts = [np.zeros((T,) + g.meta[o][0], self._dtype(o)) for o in sorted(g.deferred)]
-        self.backward_fn(T, *seqs, *invs, *self.consts, m, *stacks, *gys, *gcs, *gqs, *gvs,
+        self.backward_fn(self.pb, T, *seqs, *invs, *self.consts, m, *stacks, *gys, *gcs, *gqs, *gvs,
                          *gts)
         for (o, n), gt in zip(sorted(g.deferred.items()), gts):
             a, b = n.args
@@ -1016,9 +1044,11 @@ def make_from(program: StepProgram) -> NumbaExecutor:
     gen = Generator(nodes, meta, roles, outputs, new_carries, len(program.carries), wanted)
     if gen.dtype not in (np.float32, np.float64):
         raise Unsupported(f"dtype {gen.dtype}: only float32 and float64 are compiled")
-    source = gen.forward_source() + "\n\n\n" + gen.backward_source() + "\n"
+    forward, pf = parametrise(gen.forward_source())
+    backward, pb = parametrise(gen.backward_source())
+    source = forward + "\n\n\n" + backward + "\n"
     executor = NumbaExecutor(gen, consts, _compile(source, gen.dtype), source)
-    executor.program_needs = program.needs_grad
+    executor.program_needs, executor.pf, executor.pb = program.needs_grad, pf, pb
     return executor
 
 
