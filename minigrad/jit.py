@@ -42,7 +42,8 @@ import numpy as np
 from minigrad import scan
 from minigrad.scan import Unsupported  # this program cannot run here; the message says why
 
-__all__ = ["StepProgram", "Unsupported", "available", "make_executor", "supported_ops"]
+__all__ = ["StepProgram", "Unsupported", "available", "compiled_count", "make_executor",
+           "supported_ops"]
 
 
 def available() -> bool:
@@ -959,6 +960,11 @@ def _compile(source: str, dtype):
     return _compiled[source]
 
 
+def compiled_count() -> int:
+    """How many step programs this process has compiled."""
+    return len(_compiled)
+
+
 def _contiguous(a, dtype=None):
     return np.ascontiguousarray(a, dtype=dtype)
 
@@ -967,9 +973,13 @@ class NumbaExecutor:
     """Runs one normalised step program over all T steps with the compiled loops; see the
     module docstring for `forward` and `backward`."""
 
-    def __init__(self, gen: Generator, consts, fns, source: str):
+    def __init__(self, gen: Generator, consts, source: str, params, needs, fallback=None,
+                 after=0):
         self.gen, self.consts, self.source = gen, [_contiguous(c) for c in consts], source
-        self.forward_fn, self.backward_fn = fns
+        self.pf, self.pb = params
+        self.program_needs = needs
+        self.fallback, self.after, self.runs = fallback, after, 0
+        self.forward_fn = self.backward_fn = None
         roles = gen.roles
         self.seq_slots = [s for k, s in sorted((r[1], s) for s, r in roles.items()
                                                if r[0] == "seq")]
@@ -980,7 +990,17 @@ class NumbaExecutor:
     def _dtype(self, s):
         return self.gen.meta[s][1]
 
+    def compile(self):
+        """Compile the two loops now (else at the first run that needs them)."""
+        if self.forward_fn is None:
+            self.forward_fn, self.backward_fn = _compile(self.source, self.gen.dtype)
+
     def forward(self, seqs, carry0, invariants, masks=None, need_grad=True):
+        if self.runs < self.after:  # not compiled yet: NumPy's executor runs it
+            self.runs += 1
+            out, carry, saved = self.fallback.forward(seqs, carry0, invariants, masks, need_grad)
+            return out, carry, (*saved, NUMPY_RUN) if need_grad else saved
+        self.compile()
         g = self.gen
         seqs = [_contiguous(a, self._dtype(s)) for a, s in zip(seqs, self.seq_slots)]
         invs = [_contiguous(a, self._dtype(s)) for a, s in zip(invariants, self.inv_slots)]
@@ -1000,6 +1020,8 @@ class NumbaExecutor:
         return out, carries, (*saved, m, (T, seqs, invs))
 
     def backward(self, saved, g_out, g_final_carry):
+        if saved[-1] is NUMPY_RUN:
+            return self.fallback.backward(saved[:-1], g_out, g_final_carry)
         g = self.gen
         stacks, m, (T, seqs, invs) = saved[:-2], saved[-2], saved[-1]
         if len(g.outputs) == 1:
@@ -1036,8 +1058,12 @@ class NumbaExecutor:
         return self._dtype(s).kind == "f" and (wanted is None or s in wanted)
 
 
-def make_from(program: StepProgram) -> NumbaExecutor:
-    """A numba executor for a `StepProgram`, or `Unsupported(reason)`."""
+NUMPY_RUN = "run by minigrad.scan.NumpyExecutor"  # the mark of its saved tuples
+AFTER = 2  # runs of a program through NumPy's executor before it is compiled (make_executor)
+
+
+def make_from(program: StepProgram, fallback=None, after=0) -> NumbaExecutor:
+    """A numba executor for a `StepProgram`, or `Unsupported(reason)`; see `make_executor`."""
     if not available():
         raise Unsupported("numba is not installed (pip install minigrad[jit])")
     nodes, meta, roles, consts, outputs, new_carries, wanted = normalise(program)
@@ -1047,9 +1073,8 @@ def make_from(program: StepProgram) -> NumbaExecutor:
     forward, pf = parametrise(gen.forward_source())
     backward, pb = parametrise(gen.backward_source())
     source = forward + "\n\n\n" + backward + "\n"
-    executor = NumbaExecutor(gen, consts, _compile(source, gen.dtype), source)
-    executor.program_needs, executor.pf, executor.pb = program.needs_grad, pf, pb
-    return executor
+    return NumbaExecutor(gen, consts, source, (pf, pb), program.needs_grad, fallback,
+                         after if fallback is not None else 0)
 
 
 class Literal:
@@ -1059,10 +1084,17 @@ class Literal:
         self.value = value
 
 
-def make_executor(program) -> NumbaExecutor:
+def make_executor(program, after: int | None = None) -> NumbaExecutor:
     """A numba executor for a `minigrad.scan.Program` (or a `StepProgram`), or
     `Unsupported(reason)`: an op outside the table (`supported_ops()`), a dtype other than
-    float32/float64 (bool masks and conditions aside), numba not installed."""
+    float32/float64 (bool masks and conditions aside), numba not installed.
+
+    Compiling takes a second or two per program (once per process; any shape), so the first
+    `after` runs (default `AFTER`, 2) go through `minigrad.scan.NumpyExecutor` and the program is
+    compiled at the run after: a cell run once or twice (a test, a quick look) never waits for
+    the compiler, a training loop gets the compiled loops from its third step on. after=0
+    compiles at the first run."""
+    after = AFTER if after is None else after
     if isinstance(program, StepProgram):
         return make_from(program)
     if not isinstance(program, scan.Program):
@@ -1079,4 +1111,4 @@ def make_executor(program) -> NumbaExecutor:
     step = StepProgram(ops, {s: meta[s] for s in used}, program.seq_slots, program.carry_slots,
                        program.invariant_slots, [program.out_slot], program.carry_out_slots,
                        needs_grad=program.needs_grad)
-    return make_from(step)
+    return make_from(step, scan.NumpyExecutor(program) if after else None, after)

@@ -376,6 +376,18 @@ class MyMUT1(rnn.Cell):
         return h, h
 
 
+class ElmanCell(rnn.Cell):
+    """h' = tanh(x + h U^T + b): compiled by no other test here."""
+
+    def __init__(self, size, **kw):
+        super().__init__(size, size, **kw)
+        self.u, self.b = self.parameter(size, size), self.parameter(size)
+
+    def forward(self, x, h):
+        h = mg.tanh(x + h @ self.u.T + self.b)
+        return h, h
+
+
 class AbsCell(rnn.Cell):
     """A cell with an op outside the numba table (abs)."""
 
@@ -389,7 +401,7 @@ class AbsCell(rnn.Cell):
 
 
 def run_cell(cell, mode, lengths=(20, 13, 7, 1)):
-    x = mg.randn(20, 4, 8, rng=1, dtype="float64")
+    x = mg.randn(20, len(lengths), 8, rng=1, dtype="float64")
     cell.zero_grad()
     with rnn.compiling(mode):
         out, h = rnn.unroll(cell, x, lengths=list(lengths))
@@ -399,15 +411,37 @@ def run_cell(cell, mode, lengths=(20, 13, 7, 1)):
 
 
 @needs_numba
-def test_mut1_through_rnn_equals_the_per_op_graph():
+def test_mut1_through_rnn_equals_the_per_op_graph(monkeypatch):
+    monkeypatch.setattr(jit, "AFTER", 0)  # compile at the first run
     cell = MyMUT1(8, rng=0, dtype="float64")
+    count = jit.compiled_count()
     out, h, grads, report = run_cell(cell, "numba")
+    assert jit.compiled_count() == count + 1
     assert "numba" in report
     ref_out, ref_h, ref_grads, _ = run_cell(cell, "off")
     np.testing.assert_allclose(out, ref_out, rtol=1e-12, atol=1e-14)
     np.testing.assert_allclose(h, ref_h, rtol=1e-12, atol=1e-14)
     for g, r in zip(grads, ref_grads):
         np.testing.assert_allclose(g, r, rtol=1e-10, atol=1e-12)
+
+
+@needs_numba
+def test_compiled_from_the_third_run_on():
+    """The first two runs go through NumPy's executor, the third compiles (once for every
+    shape: another batch size compiles nothing new); every run equals the per-op graph."""
+    cell = ElmanCell(8, rng=5, dtype="float64")
+    ref = run_cell(cell, "off")
+    count = jit.compiled_count()
+    for run in range(3):
+        got = run_cell(cell, "numba")
+        assert jit.compiled_count() == count + (run == 2)
+        for g, r in zip(got[:2] + tuple(got[2]), ref[:2] + tuple(ref[2])):
+            np.testing.assert_allclose(g, r, rtol=1e-10, atol=1e-12)
+    for run in range(3):
+        got = run_cell(cell, "numba", lengths=(20, 9, 1))
+    ref = run_cell(cell, "off", lengths=(20, 9, 1))
+    np.testing.assert_allclose(got[0], ref[0], rtol=1e-12, atol=1e-14)
+    assert jit.compiled_count() == count + 1
 
 
 @needs_numba
