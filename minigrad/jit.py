@@ -465,6 +465,19 @@ class Generator:
                          if o in self.wanted and n.args[1] in self.wanted}
         self.grad_slots = [s for s in sorted(self.in_memory & self.wanted)
                            if s not in self.deferred]
+        # a deferred product added to a seq slot (x W^T + h U^T: an input projection plus the
+        # recurrent one), each read by that sum alone: both get the same gradient, so the
+        # product's gradient over all T is the seq's and is not written twice
+        self.alias = {}
+        for o in self.deferred:
+            users = consumers.get(o, [])
+            if len(users) == 1 and users[0].kind == "Add":
+                other = [a for a in users[0].args if a != o]
+                if (len(other) == 1 and isinstance(other[0], int)
+                        and self.roles[other[0]][0] == "seq" and other[0] in self.wanted
+                        and self.meta[other[0]][0] == self.meta[o][0]
+                        and len(consumers.get(other[0], [])) == 1):
+                    self.alias[o] = self.roles[other[0]][1]
         # arrays of one shape and dtype are stacked into one: a fused loop then touches a few
         # arrays, and the compiler vectorises it (with one array per value it gives up on
         # proving that they do not overlap). A deferred product's input gets a stack of its
@@ -797,7 +810,7 @@ class Generator:
                     body.append(f"l{a} += {self.cast(a, [o], c)}")
                     continue
                 target = self.grad(a, self.operand_index(self.meta[a][0], g.shape, idx))
-                if target is not None:
+                if target is not None and a not in self.alias:
                     body.append(f"{target} += {self.cast(a, [o], c)}")
         return _loops(g.shape, body, 2) if any(n.outs[0] in self.wanted for n in g.nodes) else []
 
@@ -1033,9 +1046,13 @@ class NumbaExecutor:
                else np.array(gc, dtype=self._dtype(s), order="C", copy=True)
                for gc, s in zip(g_final_carry or [None] * len(self.carry_slots),
                                 self.carry_slots)]
-        gqs = [np.zeros((T,) + g.meta[s][0], self._dtype(s)) for s in self.seq_slots]
-        gvs = [np.zeros(g.meta[s][0], self._dtype(s)) for s in self.inv_slots]
-        gts = [np.zeros((T,) + g.meta[o][0], self._dtype(o)) for o in sorted(g.deferred)]
+        # no gradient reaches a slot outside g.wanted: an empty array of its type stands in
+        gqs = [np.zeros((T,) + g.meta[s][0] if s in g.wanted else (0,) * (len(g.meta[s][0]) + 1),
+                        self._dtype(s)) for s in self.seq_slots]
+        gvs = [np.zeros(g.meta[s][0] if s in g.wanted else (0,) * len(g.meta[s][0]),
+                        self._dtype(s)) for s in self.inv_slots]
+        gts = [gqs[g.alias[o]] if o in g.alias else np.zeros((T,) + g.meta[o][0], self._dtype(o))
+               for o in sorted(g.deferred)]
         self.backward_fn(self.pb, T, *seqs, *invs, *self.consts, m, *stacks, *gys, *gcs, *gqs, *gvs,
                          *gts)
         for (o, n), gt in zip(sorted(g.deferred.items()), gts):
