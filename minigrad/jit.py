@@ -298,16 +298,6 @@ def _stacks(slots, key):
     return [(k[0], k[1], v) for k, v in stacks.items()], of
 
 
-def N(n) -> str:
-    """An integer that depends on the shapes (a size, an offset), marked in the source: each
-    becomes a runtime parameter, so one compiled program serves every shape."""
-    return n if isinstance(n, str) else f"⟦{int(n)}⟧"
-
-
-def _shape(shape) -> str:
-    return "(" + "".join(f"{N(n)}, " for n in shape) + ")"
-
-
 def parametrise(source: str):
     """(source with each marked integer replaced by a local n<k> read from the parameter
     array P, the integers)."""
@@ -324,15 +314,6 @@ def parametrise(source: str):
 
 def _ix(idx) -> str:
     return ", ".join(idx) if idx else "0"
-
-
-def _loops(shape, body, indent, var="i"):
-    """Lines of a loop nest over `shape` with loop variables i0, i1, ... around `body`."""
-    lines = []
-    for k, n in enumerate(shape):
-        lines.append("    " * (indent + k) + f"for {var}{k} in range({N(n)}):")
-    pad = "    " * (indent + len(shape))
-    return lines + [pad + b for b in body]
 
 
 class Group:
@@ -353,6 +334,7 @@ class Generator:
             for o in n.outs:
                 self.roles[o] = ("op", o)
         self.ncarries = ncarries
+        self.batch = meta[(outputs + new_carries)[0]][0][0]
         self.dtype = np.result_type(*[meta[o][1] for n in nodes for o in n.outs]) \
             if nodes else np.dtype(np.float64)
         self.constants = {}  # literal -> the name of a typed local holding it
@@ -365,6 +347,26 @@ class Generator:
         SciPy's BLAS, 1.4-3x slower at these sizes here; below 32768 multiply-adds np.dot's
         lower call cost wins."""
         return self.dtype in _blas() and M * K * N >= 32768
+
+    def N(self, n) -> str:
+        """An integer of the source: the batch size B is marked, to become a runtime parameter
+        (one compiled program serves every batch size; the last, smaller batch of an epoch
+        compiles nothing new); feature sizes stay literal (quicker to compile, and the
+        compiler knows the inner trip counts)."""
+        if isinstance(n, str):
+            return n
+        return f"⟦{int(n)}⟧" if n == self.batch else str(int(n))
+
+    def shape_src(self, shape) -> str:
+        return "(" + "".join(f"{self.N(n)}, " for n in shape) + ")"
+
+    def loops(self, shape, body, indent, var="i"):
+        """Lines of a loop nest over `shape` (loop variables i0, i1, ...) around `body`."""
+        lines = []
+        for k, n in enumerate(shape):
+            lines.append("    " * (indent + k) + f"for {var}{k} in range({self.N(n)}):")
+        pad = "    " * (indent + len(shape))
+        return lines + [pad + b for b in body]
 
     def K(self, v) -> str:
         """A literal of the program's dtype (a typed local: float32 stays float32)."""
@@ -553,12 +555,11 @@ class Generator:
         return ["0" if n == 1 and out_shape[lead + k] != 1 else idx[lead + k]
                 for k, n in enumerate(s_shape)]
 
-    @staticmethod
-    def view_index(node, idx):
+    def view_index(self, node, idx):
         # a start of 0 and the step stay literal: the compiler then sees contiguous reads
-        return [N(m[1]) if m[0] == "fixed" else
-                (idx[m[1]] if m[2] == 0 else f"{N(m[2])} + {idx[m[1]]}") if m[3] == 1 else
-                f"{N(m[2])} + {m[3]} * {idx[m[1]]}" for m in node.index]
+        return [self.N(m[1]) if m[0] == "fixed" else
+                (idx[m[1]] if m[2] == 0 else f"{self.N(m[2])} + {idx[m[1]]}") if m[3] == 1 else
+                f"{self.N(m[2])} + {m[3]} * {idx[m[1]]}" for m in node.index]
 
     def arg_index(self, node, a, idx, shape):
         if node.kind in VIEWS:
@@ -575,14 +576,14 @@ class Generator:
              + "".join(f"y{k}, " for k in range(len(self.outputs)))
              + "".join(f"S{j}, " for j in range(len(self.saves))) + "):"]
         for j, (shape, dt, slots) in enumerate(self.bufs):
-            L.append(f"    W{j} = np.empty({_shape((len(slots),) + shape)}, np.{dt.name})")
+            L.append(f"    W{j} = np.empty({self.shape_src((len(slots),) + shape)}, np.{dt.name})")
         L.append("    for t in range(T):")
         for k in range(self.ncarries):
             s = self.carry_slot(k)
             if s in self.save_of:
                 idx = self.idx(self.meta[s][0])
-                L += _loops(self.meta[s][0], [f"{self.value(s, idx, 'bwd')} = c{k}[{_ix(idx)}]"],
-                            2)
+                L += self.loops(self.meta[s][0],
+                                [f"{self.value(s, idx, 'bwd')} = c{k}[{_ix(idx)}]"], 2)
         for g in self.groups:
             L += self.forward_group(g) if g.fused else self.forward_other(g.nodes[0])
         for k, s in enumerate(self.outputs):
@@ -639,7 +640,7 @@ class Generator:
             body.append(f"e{o} = {expr}")
             if o in self.in_memory or o in self.needed:
                 body.append(f"{self.value(o, idx, 'fwd')} = e{o}")
-        return _loops(g.shape, body, 2)
+        return self.loops(g.shape, body, 2)
 
     def forward_other(self, n):
         o, P = n.outs[0], "        "
@@ -648,7 +649,7 @@ class Generator:
             a, b = n.args
             (M, K), Nn = self.meta[a][0], self.meta[b][0][1]
             if self.blas(M, K, Nn):
-                m, k, n = N(M), N(K), N(Nn)
+                m, k, n = self.N(M), self.N(K), self.N(Nn)
                 return [P + f"GEMM(101, 111, 111, {m}, {n}, {k}, {self.K(1)}, "
                             f"{self.array(a, 'fwd')}.ctypes, {k}, {self.array(b, 'fwd')}.ctypes, "
                             f"{n}, {self.K(0)}, {self.array(o, 'fwd')}.ctypes, {n})"]
@@ -659,13 +660,13 @@ class Generator:
             xshape = self.meta[x][0]
             axes, ridx = self.reduced(n, xshape)
             idx = self.idx(xshape)
-            lines = _loops(oshape, [f"{self.value(o, self.idx(oshape), 'fwd')} = 0"], 2)
-            lines += _loops(xshape, [f"{self.value(o, ridx, 'fwd')} += "
+            lines = self.loops(oshape, [f"{self.value(o, self.idx(oshape), 'fwd')} = 0"], 2)
+            lines += self.loops(xshape, [f"{self.value(o, ridx, 'fwd')} += "
                                      f"{self.value(x, idx, 'fwd')}"], 2)
             if n.kind == "Mean":
                 cnt = int(np.prod([xshape[a] for a in axes]))
-                lines += _loops(oshape, [f"{self.value(o, self.idx(oshape), 'fwd')} /= "
-                                         f"{self.dt(o)}({N(cnt)})"], 2)
+                lines += self.loops(oshape, [f"{self.value(o, self.idx(oshape), 'fwd')} /= "
+                                         f"{self.dt(o)}({self.N(cnt)})"], 2)
             return lines
         if n.kind == "Softmax":
             x = n.args[0]
@@ -673,28 +674,28 @@ class Generator:
             r = self.idx(rows)
             xv = lambda j: self.value(x, r + [j], "fwd")  # noqa: E731
             ov = lambda j: self.value(o, r + [j], "fwd")  # noqa: E731
-            body = [f"mx = {xv('0')}", f"for j in range(1, {N(last)}):",
+            body = [f"mx = {xv('0')}", f"for j in range(1, {self.N(last)}):",
                     f"    mx = max(mx, {xv('j')})", f"tot = {self.K(0)}",
-                    f"for j in range({N(last)}):", f"    ex = np.exp({xv('j')} - mx)",
+                    f"for j in range({self.N(last)}):", f"    ex = np.exp({xv('j')} - mx)",
                     f"    {ov('j')} = ex", "    tot += ex",
-                    f"for j in range({N(last)}):", f"    {ov('j')} = {ov('j')} / tot"]
-            return _loops(rows, body, 2)
+                    f"for j in range({self.N(last)}):", f"    {ov('j')} = {ov('j')} / tot"]
+            return self.loops(rows, body, 2)
         if n.kind == "Concat":
             axis, lines, off = n.kw["axis"], [], 0
             for x in n.args:
                 xshape = self.meta[x][0]
                 idx = self.idx(xshape)
-                oidx = [f"{N(off)} + {v}" if k == axis else v for k, v in enumerate(idx)]
-                lines += _loops(xshape, [f"{self.value(o, oidx, 'fwd')} = "
+                oidx = [f"{self.N(off)} + {v}" if k == axis else v for k, v in enumerate(idx)]
+                lines += self.loops(xshape, [f"{self.value(o, oidx, 'fwd')} = "
                                          f"{self.value(x, idx, 'fwd')}"], 2)
                 off += xshape[axis]
             return lines
         if n.kind == "Reshape":
             x = n.args[0]
             size = int(np.prod(oshape))
-            return [P + f"src = {self.array(x, 'fwd')}.reshape({N(size)})",
-                    P + f"dst = {self.array(o, 'fwd')}.reshape({N(size)})",
-                    P + f"for j in range({N(size)}):", P + "    dst[j] = src[j]"]
+            return [P + f"src = {self.array(x, 'fwd')}.reshape({self.N(size)})",
+                    P + f"dst = {self.array(o, 'fwd')}.reshape({self.N(size)})",
+                    P + f"for j in range({self.N(size)}):", P + "    dst[j] = src[j]"]
         raise Unsupported(n.kind)  # pragma: no cover (normalise refused it)
 
     def reduced(self, n, xshape):
@@ -722,40 +723,39 @@ class Generator:
              + "".join(f"gv{k}, " for k in range(nv))
              + "".join(f"gT{s}, " for s in sorted(self.deferred)) + "):"]
         for j, (shape, dt, slots) in enumerate(self.gbufs):
-            L.append(f"    G{j} = np.empty({_shape((len(slots),) + shape)}, np.{dt.name})")
+            L.append(f"    G{j} = np.empty({self.shape_src((len(slots),) + shape)}, np.{dt.name})")
         small = [n for n in self.nodes if n.kind == "MatMul" and not self.blas(
             *self.meta[n.args[0]][0], self.meta[n.args[1]][0][1])]
         transposed = sorted({n.args[1] for n in small
                              if self.roles[n.args[1]][0] in ("inv", "const")})
         for b in transposed:  # loops, not np.ascontiguousarray: quicker to compile
             n0, n1 = self.meta[b][0]
-            L.append(f"    t{b} = np.empty({_shape((n1, n0))}, {self.dt(b)})")
-            L += _loops((n0, n1), [f"t{b}[i1, i0] = {self.array(b, 'bwd')}[i0, i1]"], 1)
+            L.append(f"    t{b} = np.empty({self.shape_src((n1, n0))}, {self.dt(b)})")
+            L += self.loops((n0, n1), [f"t{b}[i1, i0] = {self.array(b, 'bwd')}[i0, i1]"], 1)
         for n in small:
             if n.kind == "MatMul":
                 o = n.outs[0]
                 a, b = n.args
-                L.append(f"    ga{o} = np.empty({_shape(self.meta[a][0])}, {self.dt(a)})")
-                L.append(f"    gb{o} = np.empty({_shape(self.meta[b][0])}, {self.dt(b)})")
+                L.append(f"    ga{o} = np.empty({self.shape_src(self.meta[a][0])}, {self.dt(a)})")
+                L.append(f"    gb{o} = np.empty({self.shape_src(self.meta[b][0])}, {self.dt(b)})")
         L.append("    for t in range(T - 1, -1, -1):")
         for j, (shape, dt, slots) in enumerate(self.gbufs):
             full = (len(slots),) + shape
-            L += _loops(full, [f"G{j}[{_ix(self.idx(full))}] = 0"], 2)
-        for k, s in enumerate(self.new_carries):
-            if s in self.wanted:
-                L += self.seed(s, f"gc{k}[{{i}}]", 2)
+            L += self.loops(full, [f"G{j}[{_ix(self.idx(full))}] = 0"], 2)
+        for k, s in enumerate(self.new_carries):  # a running row: the gradient goes to the
+            shape = self.meta[s][0]                 # new carry (a masked one passes it on)
+            i = _ix(self.idx(shape))
+            body = [f"{self.grad(s, self.idx(shape))} += gc{k}[{i}]"] if s in self.wanted else []
+            L += self.masked_block(shape, body + [f"gc{k}[{i}] = 0"], 2)
         for k, s in enumerate(self.outputs):
             if s in self.wanted:
                 L += self.seed(s, f"gy{k}[t, {{i}}]", 2)
-        for k in range(self.ncarries):
-            shape = self.meta[self.carry_slot(k)][0]
-            L += self.masked_zero(f"gc{k}", shape, 2)
         for g in reversed(self.groups):
             L += self.backward_group(g) if g.fused else self.backward_other(g.nodes[0])
         for k in range(self.ncarries):
             s = self.carry_slot(k)
             idx = self.idx(self.meta[s][0])
-            L += _loops(self.meta[s][0], [f"gc{k}[{_ix(idx)}] += {self.grad(s, idx)}"], 2)
+            L += self.loops(self.meta[s][0], [f"gc{k}[{_ix(idx)}] += {self.grad(s, idx)}"], 2)
         L.append("    return 0")  # the deferred weight gradients: NumPy, after the call
         return "\n".join(self.with_constants(L))
 
@@ -765,21 +765,17 @@ class Generator:
         return self.masked_block(shape, [f"{self.grad(s, idx)} += {source.format(i=_ix(idx))}"],
                                  indent)
 
-    def masked_zero(self, name, shape, indent):
-        i = _ix(self.idx(shape))
-        return self.masked_block(shape, [f"{name}[{i}] = 0"], indent)
-
     def masked_block(self, shape, body, indent, otherwise=None):
         """for i0 (the batch axis): if m[t, i0]: body (else: otherwise), each inside loops over
         the other axes."""
         pad = "    " * indent
 
         def nest(lines):
-            out = ["    " * (k - 1) + f"for i{k} in range({N(n)}):"
+            out = ["    " * (k - 1) + f"for i{k} in range({self.N(n)}):"
                    for k, n in enumerate(shape[1:], start=1)]
             return out + ["    " * (len(shape) - 1) + b for b in lines]
 
-        out = [pad + f"for i0 in range({N(shape[0])}):", pad + "    if m[t, i0]:"]
+        out = [pad + f"for i0 in range({self.N(shape[0])}):", pad + "    if m[t, i0]:"]
         out += [pad + "        " + ln for ln in nest(body)]
         if otherwise is not None:
             out += [pad + "    else:"] + [pad + "        " + ln for ln in nest(otherwise)]
@@ -812,7 +808,9 @@ class Generator:
                 target = self.grad(a, self.operand_index(self.meta[a][0], g.shape, idx))
                 if target is not None and a not in self.alias:
                     body.append(f"{target} += {self.cast(a, [o], c)}")
-        return _loops(g.shape, body, 2) if any(n.outs[0] in self.wanted for n in g.nodes) else []
+        if not any(n.outs[0] in self.wanted for n in g.nodes):
+            return []
+        return self.loops(g.shape, body, 2)
 
     def backward_arg(self, a, g, idx, node):
         if isinstance(a, tuple):
@@ -833,7 +831,7 @@ class Generator:
             (M, K), Nn = self.meta[a][0], self.meta[b][0][1]
             lines = []
             if self.blas(M, K, Nn):  # the products accumulate straight into the gradients
-                m, k, n = N(M), N(K), N(Nn)
+                m, k, n = self.N(M), self.N(K), self.N(Nn)
                 if self.grad_array(a) is not None:
                     lines.append(P + f"GEMM(101, 111, 112, {m}, {k}, {n}, {self.K(1)}, "
                                      f"{go}.ctypes, {n}, {self.array(b, 'bwd')}.ctypes, {n}, "
@@ -847,21 +845,21 @@ class Generator:
                 bT = f"t{b}"
                 if self.roles[b][0] not in ("inv", "const"):
                     n0, n1 = self.meta[b][0]
-                    lines.append(P + f"t{b} = np.empty({_shape((n1, n0))}, {self.dt(b)})")
-                    lines += _loops((n0, n1), [f"t{b}[i1, i0] = {self.array(b, 'bwd')}[i0, i1]"],
-                                    2)
+                    lines.append(P + f"t{b} = np.empty({self.shape_src((n1, n0))}, {self.dt(b)})")
+                    lines += self.loops(
+                        (n0, n1), [f"t{b}[i1, i0] = {self.array(b, 'bwd')}[i0, i1]"], 2)
                 lines.append(P + f"np.dot({go}, {bT}, ga{o})")
                 shape = self.meta[a][0]
                 i = _ix(self.idx(shape))
-                lines += _loops(shape, [f"{self.grad(a, self.idx(shape))} += ga{o}[{i}]"], 2)
+                lines += self.loops(shape, [f"{self.grad(a, self.idx(shape))} += ga{o}[{i}]"], 2)
             if self.grad_array(b) is not None and o not in self.deferred:
                 n0, n1 = self.meta[a][0]
-                lines.append(P + f"aT = np.empty({_shape((n1, n0))}, {self.dt(a)})")
-                lines += _loops((n0, n1), [f"aT[i1, i0] = {self.array(a, 'bwd')}[i0, i1]"], 2)
+                lines.append(P + f"aT = np.empty({self.shape_src((n1, n0))}, {self.dt(a)})")
+                lines += self.loops((n0, n1), [f"aT[i1, i0] = {self.array(a, 'bwd')}[i0, i1]"], 2)
                 lines.append(P + f"np.dot(aT, {go}, gb{o})")
                 shape = self.meta[b][0]
                 i = _ix(self.idx(shape))
-                lines += _loops(shape, [f"{self.grad(b, self.idx(shape))} += gb{o}[{i}]"], 2)
+                lines += self.loops(shape, [f"{self.grad(b, self.idx(shape))} += gb{o}[{i}]"], 2)
             return lines
         if n.kind in ("Sum", "Mean"):
             x = n.args[0]
@@ -871,8 +869,8 @@ class Generator:
             axes, ridx = self.reduced(n, xshape)
             g = self.grad(o, ridx)
             if n.kind == "Mean":
-                g = f"{g} / {self.dt(o)}({N(int(np.prod([xshape[a] for a in axes])))})"
-            return _loops(xshape, [f"{self.grad(x, self.idx(xshape))} += {g}"], 2)
+                g = f"{g} / {self.dt(o)}({self.N(int(np.prod([xshape[a] for a in axes])))})"
+            return self.loops(xshape, [f"{self.grad(x, self.idx(xshape))} += {g}"], 2)
         if n.kind == "Softmax":
             x = n.args[0]
             if self.grad_array(x) is None:
@@ -881,18 +879,18 @@ class Generator:
             r = self.idx(rows)
             ov = lambda j: self.value(o, r + [j], "bwd")  # noqa: E731
             gv = lambda j: self.grad(o, r + [j])  # noqa: E731
-            body = [f"dot = {self.K(0)}", f"for j in range({N(last)}):",
-                    f"    dot += {gv('j')} * {ov('j')}", f"for j in range({N(last)}):",
+            body = [f"dot = {self.K(0)}", f"for j in range({self.N(last)}):",
+                    f"    dot += {gv('j')} * {ov('j')}", f"for j in range({self.N(last)}):",
                     f"    {self.grad(x, r + ['j'])} += {ov('j')} * ({gv('j')} - dot)"]
-            return _loops(rows, body, 2)
+            return self.loops(rows, body, 2)
         if n.kind == "Concat":
             axis, lines, off = n.kw["axis"], [], 0
             for x in n.args:
                 xshape = self.meta[x][0]
                 idx = self.idx(xshape)
-                oidx = [f"{N(off)} + {v}" if k == axis else v for k, v in enumerate(idx)]
+                oidx = [f"{self.N(off)} + {v}" if k == axis else v for k, v in enumerate(idx)]
                 if self.grad_array(x) is not None:
-                    lines += _loops(xshape, [f"{self.grad(x, idx)} += {self.grad(o, oidx)}"], 2)
+                    lines += self.loops(xshape, [f"{self.grad(x, idx)} += {self.grad(o, oidx)}"], 2)
                 off += xshape[axis]
             return lines
         if n.kind == "Reshape":
@@ -900,9 +898,9 @@ class Generator:
             if self.grad_array(x) is None:
                 return []
             size = int(np.prod(oshape))
-            return [P + f"gsrc = {go}.reshape({N(size)})",
-                    P + f"gdst = {self.grad_array(x)}.reshape({N(size)})",
-                    P + f"for j in range({N(size)}):", P + "    gdst[j] += gsrc[j]"]
+            return [P + f"gsrc = {go}.reshape({self.N(size)})",
+                    P + f"gdst = {self.grad_array(x)}.reshape({self.N(size)})",
+                    P + f"for j in range({self.N(size)}):", P + "    gdst[j] += gsrc[j]"]
         raise Unsupported(n.kind)  # pragma: no cover
 
 

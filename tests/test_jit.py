@@ -404,10 +404,12 @@ def run_cell(cell, mode, lengths=(20, 13, 7, 1)):
     x = mg.randn(20, len(lengths), 8, rng=1, dtype="float64")
     cell.zero_grad()
     with rnn.compiling(mode):
-        out, h = rnn.unroll(cell, x, lengths=list(lengths))
-        ((out * out).sum() + (h * h).sum()).backward()
+        out, state = rnn.unroll(cell, x, lengths=list(lengths))
+        leaves = rnn.state.flatten(state)[0]
+        sum(((t * t).sum() for t in leaves), (out * out).sum()).backward()
         report = rnn.compile_report(cell, x)
-    return out.data, h.data, [p.grad.data.copy() for p in cell.parameters()], report
+    return (out.data, np.concatenate([t.data.ravel() for t in leaves]),
+            [p.grad.data.copy() for p in cell.parameters()], report)
 
 
 @needs_numba
@@ -422,6 +424,24 @@ def test_mut1_through_rnn_equals_the_per_op_graph(monkeypatch):
     np.testing.assert_allclose(out, ref_out, rtol=1e-12, atol=1e-14)
     np.testing.assert_allclose(h, ref_h, rtol=1e-12, atol=1e-14)
     for g, r in zip(grads, ref_grads):
+        np.testing.assert_allclose(g, r, rtol=1e-10, atol=1e-12)
+
+
+BUILT_IN = {
+    "gru_reset_after": lambda: rnn.GRUCell(8, 8, reset_after=True, fused=False, rng=0,
+                                           dtype="float64"),
+    "lstm_peephole": lambda: rnn.LSTMCell(8, 8, peephole=True, rng=0, dtype="float64"),
+}
+
+
+@needs_numba
+@pytest.mark.parametrize("name", sorted(BUILT_IN))
+def test_built_in_cells_equal_the_per_op_graph(monkeypatch, name):
+    monkeypatch.setattr(jit, "AFTER", 0)
+    cell = BUILT_IN[name]()
+    got, ref = run_cell(cell, "numba"), run_cell(cell, "off")
+    assert "numba" in got[3], got[3]
+    for g, r in zip(got[:2] + tuple(got[2]), ref[:2] + tuple(ref[2])):
         np.testing.assert_allclose(g, r, rtol=1e-10, atol=1e-12)
 
 
