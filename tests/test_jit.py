@@ -7,6 +7,7 @@ fallback to NumPy. Compiling costs about a second per program, so each program i
 """
 from __future__ import annotations
 
+import functools
 import subprocess
 import sys
 from pathlib import Path
@@ -168,18 +169,13 @@ class Table:
                 for item in self.inputs[name]]
 
 
-@pytest.fixture(scope="module")
-def elementwise_table():
-    if not jit.available():
-        pytest.skip("numba is not installed (the `jit` extra)")
-    return Table(ELEMENTWISE_ROWS)
-
-
-@pytest.fixture(scope="module")
-def other_table():
-    if not jit.available():
-        pytest.skip("numba is not installed (the `jit` extra)")
-    return Table(OTHER_ROWS, split=True)
+@functools.lru_cache(maxsize=None)
+def row_table(name):
+    """A program of one row (compiling one program per row is quicker than one for all)."""
+    if name == "split":
+        return Table({}, split=True)
+    rows = ELEMENTWISE_ROWS if name in ELEMENTWISE_ROWS else OTHER_ROWS
+    return Table({name: rows[name]})
 
 
 def check_row(table, name, ref):
@@ -221,18 +217,19 @@ def check_grad_fd(table, name):
 
 @needs_numba
 @pytest.mark.parametrize("name", sorted(ELEMENTWISE_ROWS))
-def test_elementwise_op(elementwise_table, name):
-    check_row(elementwise_table, name, ELEMENTWISE_ROWS[name][3])
+def test_elementwise_op(name):
+    check_row(row_table(name), name, ELEMENTWISE_ROWS[name][3])
 
 
 @needs_numba
 @pytest.mark.parametrize("name", sorted(OTHER_ROWS))
-def test_view_reduction_matmul_op(other_table, name):
-    check_row(other_table, name, OTHER_ROWS[name][3])
+def test_view_reduction_matmul_op(name):
+    check_row(row_table(name), name, OTHER_ROWS[name][3])
 
 
 @needs_numba
-def test_split(other_table):
+def test_split():
+    other_table = row_table("split")
     _, final, _ = other_table.run()
     w = other_table.args_at_last_step("split")[0]
     k0, k1 = other_table.carry_of["split"]
