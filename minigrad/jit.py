@@ -1,36 +1,41 @@
 """The numba executor of a compiled recurrence: one step program run over all T steps, forward
 and BPTT, as two machine-code loops generated from the program and compiled with numba.
 
-`make(program)` returns an executor with the interface of `minigrad.scan`'s NumPy executor:
+`make_executor(program)` (a `minigrad.scan.Program`, or a hand-written `StepProgram`) returns an
+executor with the interface of `minigrad.scan.NumpyExecutor`:
 
     out, final_carry, saved = executor.forward(seqs, carry0, invariants, masks, need_grad)
     g_seqs, g_carry0, g_invariants = executor.backward(saved, g_out, g_final_carry)
 
-or raises `Unsupported(reason)` (the caller then runs the NumPy executor). The step program is a
-straight-line list of primitive ops over numbered slots of static shapes and dtypes
-(`StepProgram`); per step, seq slots are read at step t, carry slots hold the recurrent state,
-invariant slots (parameters, their transposes, constants) are the same at every step.
+or raises `Unsupported(reason)` (`minigrad.scan.Unsupported`: the caller runs NumPy's executor)
+for an op outside the table (`supported_ops()`), a dtype other than float32/float64, or numba
+missing (`available()`). A program runs through NumPy's executor for its first `AFTER` (2) runs
+and is compiled at the next (`after=` to choose; `compiled_count()` says how many programs this
+process compiled). The compiled code serves every batch size and every T: both are runtime
+values, feature sizes are literals.
 
-What the generated code does:
+What the generated code does (the source is `executor.source`):
 - Forward: one loop over t. Consecutive elementwise ops of one output shape (and views of
-  materialised values: static slices, transposes, broadcasts, the pieces of a split) become one
-  loop nest that keeps intermediates in registers; a matrix product is one BLAS call (np.dot);
-  sums, means, softmax, concatenation and reshapes are loops of their own. Only what backward
-  needs is saved, in (T, ...) arrays. With lengths, a masked step gives output 0 and leaves the
-  carry as it was (the rule of `rnn.steps.run_steps`).
+  values already in memory: static slices, transposes, broadcasts, the pieces of a split) are
+  one loop nest keeping intermediates in registers; a matrix product is one call of NumPy's own
+  BLAS (`np.dot` for tiny ones); sums, means, softmax, concatenation and reshapes are loops of
+  their own. Only what backward reads is saved, in (T, ...) arrays stacked by shape (few arrays
+  per loop: the compiler then vectorises it). With lengths, a masked row gives output 0 and
+  keeps its carry (the rule of `rnn.steps.run_steps`).
 - Backward: one loop over t = T-1..0 running the ops' backward in reverse, elementwise groups
-  again fused with gradients in registers; gradients of invariants accumulate over the steps,
-  and the weight gradient of `h @ W` (W invariant) is one matrix product over all T B rows
-  after the loop.
+  again fused with gradients in registers, products accumulating straight into gradients;
+  gradients of invariants sum over the steps, and the weight gradient of `h @ W` (W invariant)
+  is one product over all T B rows after the loop (sharing the gradient array of the input
+  projection it is added to).
 
 Numerics: float64 uses libm's tanh/exp/log, equal to NumPy's to round-off. float32 tanh (and
-sigmoid = tanh(x/2)/2 + 1/2, as `ops.Sigmoid` computes it) uses a rational approximation that
-the compiler vectorises, within 6 float32 ulps of the exact tanh (NumPy's own is within 2):
-libm's scalar tanhf is about 70 times slower than NumPy's vectorised loop, which would lose
-everything the compiled loop gains. Sums run in step order (NumPy sums pairwise): round-off.
+sigmoid = tanh(x/2)/2 + 1/2, as `ops.Sigmoid` computes it) is a rational approximation that the
+compiler vectorises, within 6 float32 ulps of the exact tanh (NumPy's is within 2): libm's
+scalar tanhf is about 70 times slower than NumPy's vectorised loop, which would lose what the
+compiled loop gains. Sums run in step order (NumPy sums pairwise): round-off.
 
 numba is an optional extra (`pip install minigrad[jit]`); it is imported only when a program is
-compiled, and `available()` says whether it can be.
+compiled.
 """
 from __future__ import annotations
 
