@@ -11,12 +11,14 @@ A step is `(x_t, carry, invariants) -> (y_t, new_carry)`, traced once into a `Ta
 - *per-step* ops (the recurrence, and every op that draws random numbers, so the draws happen
   in the order of the per-op run): run by an executor for t = 0..T-1.
 
-`Scan.apply(x, *carry0, *invariants, program=, masks=, executor=)` is the whole sequence as one
-engine node: outputs `(y (T, B, ...), *final_carry)`. Backward runs the executor's backward
+`Scan.run(x, carry0, invariants, program, masks, executor)` applies the whole sequence as one
+engine node (`Scan`): outputs `(y (T, B, ...), final_carry)`. Backward runs the executor's backward
 (t = T-1..0), then the hoisted ops' backward once over all T, then the invariant ops' backward
 once with the summed gradients. What backward needs is saved with `save_for_backward` (counted
 by `mg.memory`). Its `composed` twin replays the step tape op by op (one node per op and step),
-which is what create_graph / second order differentiate.
+which is what create_graph / second order differentiate; random ops bound to the default
+generator (`program.default_rng`) are rebound to the current one at each run, and the replay
+starts from the generator state the forward started from, so it draws what the forward drew.
 
 Lengths: `masks` (T, B, 1) bool or None; at a masked-out row the output is 0 and the carry keeps
 its old value (`rnn.steps.run_steps`' rule), in backward too.
@@ -43,7 +45,7 @@ Executor interface (the NumPy one is `NumpyExecutor` here; others, e.g. numba, f
 `program` (a `Program`) gives: `step` (a `Tape` of the per-step ops only: `step.ops`,
 `step.meta[slot] = (shape, dtype)` with per-step shapes, e.g. (B, H)), `seq_slots`, `carry_slots`,
 `invariant_slots` (the step's input slots, in the order of the lists above), `consts`
-(slot -> array: constant inputs, also readable by the step's ops), `out_slot`,
+(slot -> value, a number or array: the plain values ops were given), `out_slot`,
 `carry_out_slots` (may be any slot: an input slot when the state passes through unchanged),
 `needs_grad` (set of slots whose gradient is wanted), `deferred` (indices into `step.ops` of
 `MatMul(a, w)` ops with `w` an invariant 2-D slot: their `w` gradient may be summed over all
@@ -53,6 +55,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from minigrad import functions as F
 from minigrad import ops, random
 from minigrad.engine import Function, unbroadcast
 from minigrad.tracing import Const, Tape, TapeOp, is_random, replay
@@ -355,13 +358,18 @@ class NumpyExecutor:
                                               masks, first, need_grad)
         if not need_grad:
             return out, final, ()
-        arrays = []
+        # a step's slice of a whole-sequence array counts as that array, once
+        bases = {id(a if a.base is None else a.base) for a in seqs}
+        arrays, whole = [], {}
         for record in tape:
             for v in record:
                 if isinstance(v, Function):
                     arrays.extend(v.saved)
+                elif id(getattr(v, "base", None)) in bases:
+                    whole[id(v.base)] = v.base
                 else:
                     arrays.append(v)
+        arrays.extend(whole.values())
         for xs in deferred:
             arrays.extend(xs)
         return out, final, (*arrays, (tape, deferred, masks, first, invariants, carry0))
@@ -394,57 +402,62 @@ def _template(cls):
 # written from the op class's own forward/backward so the numbers are the per-op run's.
 
 @_template(ops.Add)
-def _add_t(o, a):
+def _add_t(o, a, shapes):
     return [f"{o} = {a[0]} + {a[1]}"], [], lambda g: {0: g, 1: g}
 
 
 @_template(ops.Sub)
-def _sub_t(o, a):
+def _sub_t(o, a, shapes):
     return [f"{o} = {a[0]} - {a[1]}"], [], lambda g: {0: g, 1: f"-{g}"}
 
 
 @_template(ops.Mul)
-def _mul_t(o, a):
+def _mul_t(o, a, shapes):
     return [f"{o} = {a[0]} * {a[1]}"], [a[0], a[1]], lambda g: {0: f"{g} * {a[1]}",
                                                                 1: f"{g} * {a[0]}"}
 
 
 @_template(ops.Div)
-def _div_t(o, a):
+def _div_t(o, a, shapes):
     return [f"{o} = {a[0]} / {a[1]}"], [a[0], a[1]], lambda g: {
         0: f"{g} / {a[1]}", 1: f"-{g} * {a[0]} / ({a[1]} * {a[1]})"}
 
 
 @_template(ops.Neg)
-def _neg_t(o, a):
+def _neg_t(o, a, shapes):
     return [f"{o} = -{a[0]}"], [], lambda g: {0: f"-{g}"}
 
 
 @_template(ops.Tanh)
-def _tanh_t(o, a):
+def _tanh_t(o, a, shapes):
     return [f"{o} = _tanh({a[0]})"], [o], lambda g: {0: f"{g} * (1 - {o} * {o})"}
 
 
 @_template(ops.Sigmoid)
-def _sigmoid_t(o, a):
+def _sigmoid_t(o, a, shapes):
     return ([f"{o} = _tanh({a[0]} * 0.5)", f"{o} *= 0.5", f"{o} += 0.5"], [o],
             lambda g: {0: f"{g} * {o} * (1 - {o})"})
 
 
 @_template(ops.Exp)
-def _exp_t(o, a):
+def _exp_t(o, a, shapes):
     return [f"{o} = _exp({a[0]})"], [o], lambda g: {0: f"{g} * {o}"}
 
 
 @_template(ops.Relu)
-def _relu_t(o, a):
+def _relu_t(o, a, shapes):
     return [f"{o} = _maximum({a[0]}, 0)"], [o], lambda g: {0: f"{g} * ({o} > 0)"}
 
 
 @_template(ops.MatMul)
-def _matmul_t(o, a):
-    return [f"{o} = _mm({a[0]}, {a[1]})"], [a[0], a[1]], lambda g: {
-        0: f"_mm({g}, {a[1]}.T)", 1: f"_mm({a[0]}.T, {g})"}
+def _matmul_t(o, a, shapes):
+    # 2-D only; a product over a length-1 axis is the broadcast multiply, as array_matmul does
+    (B, K), (_, N) = shapes
+
+    def mm(x, y, inner):
+        return f"{x} * {y}" if inner == 1 else f"{x} @ {y}"
+    return [f"{o} = {mm(a[0], a[1], K)}"], [a[0], a[1]], lambda g: {
+        0: mm(g, f"{a[1]}.T", N), 1: mm(f"{a[0]}.T", g, B)}
 
 
 def _generate(p: Program):
@@ -477,7 +490,7 @@ def _generate(p: Program):
                 fw.append(f"{v(s)} = {v(args[0])}[{lead}{n * k}:{(n + 1) * k}]")
             plans.append(("split", op, axis, None))
         elif template is not None and not op.kwargs and len(outs) == 1:
-            lines, keep, grads = template(v(outs[0]), [v(a) for a in args])
+            lines, keep, grads = template(v(outs[0]), [v(a) for a in args], arg_shapes)
             fw.extend(lines)
             plans.append(("t", op, grads, keep))
             fixed = {v(s) for s in p.consts} | {v(s) for s in p.invariant_slots}
@@ -510,7 +523,8 @@ def _generate(p: Program):
     body += [f"{v(s)} = carry[{k}]" for k, s in enumerate(p.carry_slots)]
     body += [f"d{i} = []" for i in sorted(deferred)]
     body += ["tape = []", "for t in range(T):"]
-    loop = [f"{v(s)} = q{k}[t]" for k, s in enumerate(p.seq_slots)]
+    read = {a for op in p.step.ops for a in op.args} | {p.out_slot, *p.carry_out_slots}
+    loop = [f"{v(s)} = q{k}[t]" for k, s in enumerate(p.seq_slots) if s in read]
     loop += fw
     loop += ["if need_grad:", f"    tape.append(({''.join(r + ', ' for r in records)}))"]
     loop += [f"y = {v(p.out_slot)}"]
@@ -533,7 +547,7 @@ def _generate(p: Program):
     def add(slot, expr, expr_shape):
         target = shape(slot)
         if expr_shape != target:
-            expr = f"_unb({expr}, {target!r})"
+            expr = _sum_to(expr, expr_shape, target)
         if slot in has:
             bw.append(f"g{slot} = g{slot} + {expr}")
         else:
@@ -629,6 +643,17 @@ def _equal_split(op, arg_shapes):
     return axis, n // sections
 
 
+def _sum_to(expr, shape, target):
+    """Source summing `expr` of `shape` back to `target` (engine.unbroadcast, its axes found
+    here once)."""
+    extra = len(shape) - len(target)
+    kept = [i + extra for i, n in enumerate(target) if n == 1 and shape[i + extra] != 1]
+    if not kept:
+        return f"({expr}).sum(axis={tuple(range(extra))!r})"
+    axes = tuple(range(extra)) + tuple(kept)
+    return f"({expr}).sum(axis={axes!r}, keepdims=True).reshape({target!r})"
+
+
 def _rows_source(ndim):
     """Source of the (B, 1) mask `m` shaped for a state of `ndim` axes."""
     return "m" if ndim == 2 else f"m.reshape((m.shape[0],) + (1,) * {ndim - 1})"
@@ -667,7 +692,7 @@ class Scan(Function):
     hoisted and invariant ops' saved arrays, and for a deferred `a @ w` the per-step `a` (one
     product gives w's gradient after the loop)."""
 
-    def forward(self, x, *rest, program, masks, executor):
+    def forward(self, x, *rest, program, masks, executor, rng_state=None):
         p = program
         nc = len(p.carry_slots)
         carry0, inv_in = rest[:nc], rest[nc:]
@@ -717,14 +742,31 @@ class Scan(Function):
     @classmethod
     def run(cls, x, carry0, invariants, program, masks, executor):
         """Apply the scan (Tensors in, Tensors out): returns (y, final_carry list)."""
+        # the composed twin (second order) replays the draws of random ops: it starts from the
+        # default generator's state of this forward
+        rng_state = random.get_state() if program.default_rng else None
         res = cls.apply(x, *carry0, *invariants, program=program, masks=masks,
-                        executor=executor)
+                        executor=executor, rng_state=rng_state)
         return res[0], list(res[1:])
 
     @staticmethod
-    def composed(x, *rest, program, masks, executor):
-        """The per-op run of the same step (one node per op and step): for create_graph."""
-        from minigrad import functions as F
+    def composed(x, *rest, program, masks, executor, rng_state=None):
+        """The per-op run of the same step (one node per op and step): for create_graph. Random
+        ops drawing from the default generator draw what the forward drew."""
+        if rng_state is None:
+            return Scan.replay(x, *rest, program=program, masks=masks)
+        before = random.get_state()
+        random.set_state(rng_state)
+        for kwargs, key in program.default_rng:
+            kwargs[key] = random.default_generator()
+        try:
+            return Scan.replay(x, *rest, program=program, masks=masks)
+        finally:
+            random.set_state(before)
+
+    @staticmethod
+    def replay(x, *rest, program, masks):
+        """The per-op run of the step over x (Tensors, a graph)."""
         p = program
         nc = len(p.carry_slots)
         carry, inv_in = list(rest[:nc]), rest[nc:]

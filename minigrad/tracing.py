@@ -13,9 +13,10 @@ recorded op) and numbers every tensor it sees with a *slot*:
 - `Tape.meta[slot] = (shape, dtype)`.
 
 Ops whose inputs need no gradient are not recorded by the engine: their results show up as
-captured constant tensors. Inside a traced step that is right only when they are constant;
-`compare` of two traces of the same function on different data finds the difference otherwise
-(data-dependent Python control flow, values read through `.data`).
+captured tensors. `compare` of two traces of the same function on different data takes only
+what is the same in both (ops, keywords, numbers, the tensors read from outside): a tensor or
+array made anew in each trace may depend on the data (read through `.data`, detached), and
+data-dependent Python control flow shows as different ops.
 
 `replay(tape, values)` runs a tape on Tensors again through each op's `apply` (a graph, one node
 per op), which is what a compiled program's `composed` twin does for second order.
@@ -143,8 +144,10 @@ def _same_value(a, b) -> bool:
     if a is b:
         return True
     if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
-        return (isinstance(a, np.ndarray) and isinstance(b, np.ndarray) and a.shape == b.shape
-                and a.dtype == b.dtype and bool(np.array_equal(a, b, equal_nan=True)))
+        # two arrays made anew at each step: equal on two steps says nothing about the others
+        # (a mask or an argmax index computed from the data often is), so they are never the
+        # same; only the same array object is
+        return False
     if isinstance(a, (tuple, list)) or isinstance(b, (tuple, list)):
         return (type(a) is type(b) and len(a) == len(b)
                 and all(_same_value(x, y) for x, y in zip(a, b)))
@@ -160,47 +163,45 @@ def _same_value(a, b) -> bool:
     return False  # any other object (a Generator made per step): the same object only
 
 
-def compare(a: Tape, b: Tape) -> tuple:
-    """Whether two traces of one function are the same program: `(None, consts)` if so, else
-    `(reason, None)`. Same op sequence, keywords and plain arguments; the captured tensors the
-    same objects, or constants of equal value (then listed in `consts`: slots of `a` whose
-    tensor is a constant made inside the function, to be frozen as its value)."""
+def compare(a: Tape, b: Tape) -> str | None:
+    """Why two traces of one function are not the same program, or None when they are: the
+    same op sequence, keywords and plain numbers, the same tensors read from outside (the same
+    objects: parameters, a context). An array or a tensor made anew in each trace is never
+    taken for a constant: equal on two steps says nothing of the others (a mask or an argmax
+    index computed from the data often is)."""
     if len(a.ops) != len(b.ops):
-        return f"the two traced steps ran {len(a.ops)} and {len(b.ops)} ops", None
+        return f"the two traced steps ran {len(a.ops)} and {len(b.ops)} ops"
     if a.n_slots != b.n_slots or a.outputs != b.outputs or a.inputs != b.inputs:
-        return "the two traced steps used their values differently", None
+        return "the two traced steps used their values differently"
     for i, (x, y) in enumerate(zip(a.ops, b.ops)):
         where = f"op {i} ({x.fn_class.__name__})"
         if x.fn_class is not y.fn_class:
-            return f"{where}: the second step ran {y.fn_class.__name__} there", None
+            return f"{where}: the second step ran {y.fn_class.__name__} there"
         if x.outs != y.outs or len(x.args) != len(y.args):
-            return f"{where}: different inputs in the two steps", None
+            return f"{where}: different inputs in the two steps"
         for p, q in zip(x.args, y.args):
             if isinstance(p, Const) != isinstance(q, Const):
                 return (f"{where}: an input is a tensor in one step, a plain value in the "
-                        "other"), None
+                        "other")
             if isinstance(p, Const):
                 if not _same_value(p.value, q.value):
-                    return (f"{where}: a plain value it was given differs between steps "
-                            "(data-dependent Python code?)"), None
+                    return (f"{where}: a plain value it was given differs between steps, or is "
+                            "an array made anew at each step (data-dependent Python code?)")
             elif p != q:
-                return f"{where}: different inputs in the two steps", None
+                return f"{where}: different inputs in the two steps"
         if not _same_value(x.kwargs, y.kwargs):
-            return f"{where}: its keyword arguments differ between steps", None
-    consts = []
+            return (f"{where}: its keyword arguments differ between steps, or hold an array "
+                    "made anew at each step")
     cb = dict(b.captured)
     for k, t in a.captured:
         u = cb.get(k)
         if u is None:
-            return "the two traced steps read different tensors from outside", None
-        if u is t:
-            continue
-        if t.requires_grad or u.requires_grad or not _same_value(t.data, u.data):
+            return "the two traced steps read different tensors from outside"
+        if u is not t:
             return (f"a tensor made inside the step without a recorded op (shape "
-                    f"{a.meta[k][0]}: read through .data, detached, or a new leaf) differs "
-                    "between steps"), None
-        consts.append(k)
-    return None, consts
+                    f"{a.meta[k][0]}: read through .data, detached, a new constant) is made "
+                    "anew at each step, so it may depend on the data")
+    return None
 
 
 def replay(tape: Tape, values: dict) -> dict:

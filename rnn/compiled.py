@@ -3,18 +3,19 @@
 `rnn.steps.run_steps` calls `run` after a cell's `sequence_kernel` declined (and never with
 `per_step=True` or a `state_hook`). `run` traces one step of the cell (`minigrad.tracing`) on the
 first two real steps of the sequence, with the random generators' states saved and restored,
-and compares the two tapes: the same ops, keywords and plain values, and the same tensors read
-from outside (or constants of equal value). Then `minigrad.scan` splits the step into what runs
-once (parameters only: `w.T`), what runs once over all T steps (the input projections) and the
-recurrence, and runs the whole sequence as one `Scan` node. Any difference between the two
-traced steps (data-dependent Python control flow, values read through `.data`), or anything the
-path cannot take, means the per-op graph, with the reason kept (`compile_report`).
+and compares the two tapes: the same ops, keywords and plain numbers, and the same tensors read
+from outside (a tensor or array made anew at each step may depend on the data). Then
+`minigrad.scan` splits the step into what runs once (parameters only: `w.T`), what runs once
+over all T steps (the input projections) and the recurrence, and runs the whole sequence as
+one `Scan` node. Any difference between the two traced steps (data-dependent Python control
+flow, values read through `.data`), or anything the path cannot take, means the per-op graph,
+with the reason kept (`compile_report`).
 
-Cache: per cell (weakly), per (step kind, shapes and dtypes of x_t, the state and the context,
-which of them and of the parameters need a gradient, training flags, executor mode); an entry
-remembers the cell's parameter objects and is traced again when one was replaced. A step that
-reads a tensor with a graph from outside (made before the call) is traced on every call, as
-such a tensor is new each time.
+Cache: per cell (weakly), per (shapes and dtypes of x_t, the state and the context, which of
+them and of the parameters need a gradient, training flags, executor mode); an entry remembers
+every tensor the cell's modules hold and is traced again when one was replaced. A step that
+reads a tensor the cell does not hold (one made before the call: another graph's, a
+closure's) is traced on every call, as it may be another tensor next time.
 
 Switch: `compiling(mode)`: "auto" (default: numba's executor when `minigrad.jit` offers one and
 it takes the program, else NumPy's), "numpy", "numba" (error when it is not available), "off"
@@ -32,6 +33,7 @@ from minigrad import random as mg_random
 from minigrad import scan, tracing
 from minigrad.engine import state as engine_state
 from rnn import state as st
+from rnn.lengths import as_lengths
 
 __all__ = ["MODES", "cache_entries", "compile_report", "compiling", "mode", "run"]
 
@@ -79,6 +81,8 @@ def _jit_factory(required: bool):
     when `required`)."""
     try:
         from minigrad import jit  # optional: the `jit` extra
+        if not getattr(jit, "available", lambda: True)():
+            raise ImportError("numba is not installed")
         return jit.make_executor
     except (ImportError, AttributeError) as e:
         if required:
@@ -132,9 +136,9 @@ def _flat_result(res):
 
 
 def _trace_pair(cell, xs, state_flat, spec, ctx_flat, ctx_spec, projected):
-    """Trace the cell's step on the first two real steps: (tape or None, reason or None, slots
-    of constants made inside the step); the random generators and frozen parameters are put
-    back as they were."""
+    """Trace the cell's step on the first two real steps: (tape or None, reason or None, whether
+    that outcome lasts: False when the step returned something wrong, which the per-op run
+    reports); the random generators and frozen parameters are put back as they were."""
     fn = _step_fn(cell, projected, len(state_flat), spec, cell.takes_context, ctx_spec)
     gens = _generators(cell)
     saved_states = [g.bit_generator.state for g in gens]
@@ -146,8 +150,8 @@ def _trace_pair(cell, xs, state_flat, spec, ctx_flat, ctx_spec, projected):
         a, res = tracing.trace(fn, [xs.data[0]] + [s.data for s in state_flat] + ctx,
                                _flat_result)
         problem = _check_result(res, state_flat, spec, xs.shape[1])
-        if problem:
-            return None, problem, ()
+        if problem:  # the per-op run raises the error, naming the cell and the step
+            return None, problem, False
         b, _ = tracing.trace(fn, [xs.data[1]] + [t.data for t in _flat_result(res)[1:]] + ctx,
                              _flat_result)
     finally:
@@ -155,10 +159,10 @@ def _trace_pair(cell, xs, state_flat, spec, ctx_flat, ctx_spec, projected):
             p.requires_grad = False
         for g, s in zip(gens, saved_states):
             g.bit_generator.state = s
-    reason, consts = tracing.compare(a, b)
+    reason = tracing.compare(a, b)
     if reason is not None:
-        return None, f"the step differs between time steps 0 and 1: {reason}", ()
-    return a, None, set(consts)
+        return None, f"the step differs between time steps 0 and 1: {reason}", True
+    return a, None, True
 
 
 def _check_result(res, state_flat, spec, B):
@@ -228,13 +232,14 @@ def _plan(cell, inputs, state, lengths, context):
     if entry is not None and entry.projected == (projected is not None):
         return entry, (n, state_flat, spec, ctx_flat, xs)
     try:
-        tape, reason, consts = _trace_pair(cell, xs, state_flat, spec, ctx_flat, ctx_spec,
-                                   projected is not None)
+        tape, reason, lasting = _trace_pair(cell, xs, state_flat, spec, ctx_flat, ctx_spec,
+                                            projected is not None)
     except Exception as e:  # noqa: BLE001 - the per-op run raises it again, with its context
-        tape, reason, consts = None, f"tracing the step raised {type(e).__name__}: {e}", ()
+        tape, reason, lasting = None, f"tracing the step raised {type(e).__name__}: {e}", False
     if tape is None:
         entry = _Entry(reason=reason, params=attrs)
-        per_cell[key] = entry
+        if lasting:  # a program that differs is remembered; an error is not
+            per_cell[key] = entry
         return entry, None
     captured = [t for _, t in tape.captured]
     requires = ([grad and xs.requires_grad] + [grad and t.requires_grad for t in state_flat]
@@ -252,7 +257,7 @@ def _plan(cell, inputs, state, lengths, context):
     # kept only when every tensor read from outside is one the cell holds (checked at every
     # call): one made before the call (a graph's, a closure's) may be another one next time
     held = {id(t) for t in attrs}
-    if all(id(t) in held or k in consts for k, t in tape.captured):
+    if all(id(t) in held for t in captured):
         per_cell[key] = entry
     return entry, (n, state_flat, spec, ctx_flat, xs)
 
@@ -268,8 +273,13 @@ def run(cell, inputs, state, lengths, context=None):
     masks = None
     if lengths is not None:
         masks = (lengths[None, :] > np.arange(n)[:, None])[:, :, None]
-    out, final = scan.Scan.run(xs, state_flat, ctx_flat + list(entry.captured), entry.program,
-                               masks, entry.executor)
+    base = engine_state.tags
+    engine_state.tags = base + (("module", cell.module_path),)
+    try:
+        out, final = scan.Scan.run(xs, state_flat, ctx_flat + list(entry.captured),
+                                   entry.program, masks, entry.executor)
+    finally:
+        engine_state.tags = base
     if n < T:
         out = mg.pad(out, ((0, T - n),) + ((0, 0),) * (out.ndim - 1))
     return out, st.unflatten(spec, final)
@@ -285,18 +295,24 @@ def compile_report(cell, inputs, state=None, context=None, lengths=None) -> str:
     >>> report.split(" (")[0]
     'MUT1Cell: compiled'
     """
-    from rnn.lengths import as_lengths
-    from rnn.steps import as_inputs, check_context, start_state
     name = type(cell).__name__
-    inputs = as_inputs(cell, inputs, "compile_report")
+    if isinstance(inputs, (list, tuple)):
+        inputs = mg.stack(list(inputs), axis=0)
+    inputs = inputs if isinstance(inputs, mg.Tensor) else mg.tensor(inputs)
+    if inputs.ndim != 3:
+        raise ValueError(f"compile_report: {name}: inputs must be (T, B, I), got shape "
+                         f"{inputs.shape}")
     T, B = inputs.shape[0], inputs.shape[1]
     lengths = as_lengths(lengths, B, T, name)
     if lengths is not None and lengths.min() >= T:
         lengths = None
-    check_context(cell, context, "compile_report")
-    state = start_state(cell, state, B, "compile_report", context)
+    if state is None:
+        state = (cell.initial_state(B, context) if cell.initial_state_reads_context
+                 else cell.initial_state(B))
     extra = (context,) if cell.takes_context else ()
-    if cell.sequence_kernel(inputs, state, lengths, *extra) is not None:
+    with mg.no_grad():  # the kernel runs to say whether it takes the sequence; no graph
+        fused = cell.sequence_kernel(inputs, state, lengths, *extra) is not None
+    if fused:
         return f"{name}: its own sequence_kernel (a fused whole-sequence op) runs"
     entry, _ = _plan(cell, inputs, state, lengths, context)
     if entry.reason is not None:

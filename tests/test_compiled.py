@@ -183,14 +183,21 @@ def initial_leaves(cell, B, rng):
 
 # --- the zoo, MUT1 and a user LSTM ------------------------------------------------------------
 
+# cells whose step builds arrays from the data (a one-hot of an argmax): the per-op graph runs
+PER_OP = {"stack_rnn"}
+
+
 @pytest.mark.parametrize("name", sorted(ZOO))
 def test_every_zoo_cell_compiled_equals_the_per_op_graph(name):
     cell = ZOO[name]
     rng = np.random.default_rng(3)
     T, B = 5, 3
     x = leaf(rng.uniform(-1, 1, (T, B, cell.in_features)))
-    assert_same(cell, x, initial_leaves(cell, B, rng), lengths=[5, 3, 1])
-    assert_same(cell, x)  # default initial state (constants), no lengths
+    compiled = name not in PER_OP
+    assert_same(cell, x, initial_leaves(cell, B, rng), lengths=[5, 3, 1], compiled=compiled)
+    assert_same(cell, x, compiled=compiled)  # default initial state (constants), no lengths
+    if not compiled:
+        assert "made anew at each step" in rnn.compile_report(cell, x)
 
 
 def test_attention_decoder_with_its_context():
@@ -372,7 +379,11 @@ def test_data_dependent_control_flow_falls_back_with_the_reason():
     report = rnn.compile_report(cell, x)
     assert "per-op graph" in report and "differs between time steps 0 and 1" in report
     assert_same(cell, x, compiled=False)
-    assert "per-op graph" in rnn.compile_report(rnn.PhasedLSTMCell(1, 3, rng=0), x)
+    # its gates are masks computed from the time input (equal on the first two steps here)
+    phased = rnn.PhasedLSTMCell(1, 3, rng=0, dtype=F64)
+    t = leaf(np.concatenate([np.zeros((6, 1, 1)), np.arange(1.0, 7.0)[:, None, None]], -1))
+    assert "per-op graph" in rnn.compile_report(phased, t)
+    assert_same(phased, t, compiled=False)
     with rnn.compiling("off"):
         assert "rnn.compiling('off')" in rnn.compile_report(MyMUT1(2, rng=0), x)
     with pytest.raises(ValueError, match="compiling: mode must be one of"):
@@ -422,3 +433,132 @@ def test_the_cache_traces_again_for_new_shapes_and_replaced_parameters():
     cell.u_h = mg.nn.Parameter(rng.uniform(-1, 1, (3, 3)))
     x = leaf(rng.uniform(-1, 1, (4, 2, 3)))
     assert_same(cell, x)  # the new weight is used (the per-op run reads it too)
+
+
+def test_inference_frozen_weights_and_the_per_step_loop():
+    cell = MyMUT1(3, rng=0, dtype=F64)
+    rng = np.random.default_rng(14)
+    x = leaf(rng.uniform(-1, 1, (5, 2, 3)))
+    with rnn.compiling("off"):
+        want = rnn.unroll(cell, x, lengths=[5, 2])[0].numpy()
+    with mg.no_grad(), rnn.compiling("numpy"):      # inference: no graph at all
+        out, h = rnn.unroll(cell, x, lengths=[5, 2])
+    assert out._node is None and not out.requires_grad
+    np.testing.assert_allclose(out.numpy(), want, rtol=RTOL, atol=ATOL)
+    cell.u_h.requires_grad = False                    # a frozen weight: read, no gradient
+    assert_same(cell, x, lengths=[5, 2])
+    with rnn.compiling("numpy"):
+        out, _ = rnn.unroll(cell, x)
+        assert out._node.name == "Scan"
+        for kw in (dict(per_step=True), dict(state_hook=lambda t, s: s)):
+            out, _ = rnn.unroll(cell, x, **kw)
+            assert out._node.name == "Stack"        # the per-op loop's outputs
+    assert cell.u_h.grad is None
+
+
+@settings(max_examples=6, deadline=None)
+@given(T=st.integers(2, 4), B=st.integers(1, 3), seed=st.integers(0, 2**16))
+def test_gradcheck_of_the_compiled_path_over_drawn_shapes_and_lengths(T, B, seed):
+    rng = np.random.default_rng(seed)
+    cell = UserLSTM(2, 3, rng=seed, dtype=F64)
+    x = leaf(rng.uniform(-1, 1, (T, B, 2)))
+    h0, c0 = leaf(rng.uniform(-1, 1, (B, 3))), leaf(rng.uniform(-1, 1, (B, 3)))
+    lengths = rng.integers(1, T + 1, B)
+    lengths[0] = T
+
+    def fn(x, h0, c0):
+        with rnn.compiling("numpy"):
+            out, (h, c) = rnn.unroll(cell, x, (h0, c0), lengths)
+        return out, h, c
+    assert gradcheck(fn, [x, h0, c0])
+
+
+def test_trace_records_the_ops_their_slots_and_what_is_read_from_outside():
+    from minigrad import ops, tracing
+    w = mg.tensor(np.ones((2, 3)), requires_grad=True)
+    tape, _ = tracing.trace(lambda x, h: mg.tanh(x @ w + h * 2.0), [np.ones((4, 2)),
+                                                                   np.zeros((4, 3))])
+    assert [op.fn_class for op in tape.ops] == [ops.MatMul, ops.Mul, ops.Add, ops.Tanh]
+    x_slot, h_slot = tape.inputs
+    (w_slot, w_tensor), = tape.captured
+    assert w_tensor is w
+    assert tape.ops[0].args == (x_slot, w_slot)
+    assert tape.ops[1].args[0] == h_slot and tape.ops[1].args[1].value == 2.0
+    assert tape.outputs == list(tape.ops[3].outs)
+    assert tape.meta[tape.outputs[0]] == ((4, 3), np.dtype(np.float64))
+
+
+def test_compare_finds_a_plain_value_or_a_constant_that_depends_on_the_data():
+    from minigrad import tracing
+
+    def scaled(x):
+        return x * float(x.data.max())      # a number read from the data
+
+    def masked(x):
+        return x * mg.tensor(x.data > 0)     # a constant tensor made from the data
+    for fn in (scaled, masked):
+        a, _ = tracing.trace(fn, [np.array([1.0, -2.0])])
+        b, _ = tracing.trace(fn, [np.array([3.0, 2.0])])
+        reason = tracing.compare(a, b)
+        assert reason is not None and ("differs" in reason or "made anew" in reason)
+    # on the same data a number is the same; an array built anew is never taken for a constant
+    a, _ = tracing.trace(scaled, [np.array([1.0, -2.0])])
+    b, _ = tracing.trace(scaled, [np.array([1.0, -2.0])])
+    assert tracing.compare(a, b) is None
+    a, _ = tracing.trace(masked, [np.array([1.0, -2.0])])
+    b, _ = tracing.trace(masked, [np.array([1.0, -2.0])])
+    assert "made anew at each step" in tracing.compare(a, b)
+
+
+class PassThrough(rnn.Cell):
+    """The output is the old state; one state tensor is passed on untouched, another swapped."""
+
+    def __init__(self):
+        super().__init__(3, 4, rng=0, dtype=F64)
+        self.w, self.k = self.parameter(4, 3), self.parameter(4)
+
+    def initial_state(self, batch_size):
+        return tuple(self.zeros(batch_size) for _ in range(3))
+
+    def forward(self, x, state):
+        h, c, z = state
+        return h * self.k.sum(), (c, c + mg.tanh(x @ self.w.T) * self.k, z)
+
+
+def test_outputs_and_states_that_are_inputs_or_parameter_only_values():
+    rng = np.random.default_rng(15)
+    cell = PassThrough()
+    x = leaf(rng.uniform(-1, 1, (5, 3, 3)))
+    assert_same(cell, x, initial_leaves(cell, 3, rng), lengths=[5, 2, 4])
+    assert_same(cell, x)
+
+
+def test_second_order_with_dropout_inside_replays_the_same_draws():
+    cell = DropElman(2, 3, rng=0, dtype=F64)
+    rng = np.random.default_rng(16)
+    x = leaf(rng.uniform(-1, 1, (4, 2, 2)))
+    v = rng.standard_normal(cell.u.shape)
+    hvp = {}
+    for mode in ("off", "numpy"):
+        with rnn.compiling(mode):
+            mg.manual_seed(5)
+            out, h = rnn.unroll(cell, x)
+            g, = mg.grad((out * out).sum(), [cell.u], create_graph=True)
+            hvp[mode] = mg.grad((g * mg.tensor(v)).sum(), [cell.u])[0].numpy()
+    np.testing.assert_allclose(hvp["numpy"], hvp["off"], rtol=1e-9, atol=1e-12)
+
+
+def test_numba_mode_needs_the_numba_executor():
+    try:
+        from minigrad import jit
+        ready = jit.available()
+    except ImportError:
+        ready = False
+    if ready:
+        pytest.skip("the numba executor is installed here (tests/test_jit.py covers it)")
+    with pytest.raises(ValueError, match=r"compiling\('numba'\): the numba executor is not"):
+        with rnn.compiling("numba"):
+            pass
+    with rnn.compiling("auto"):  # auto takes NumPy's executor
+        assert "compiled (numpy executor)" in rnn.compile_report(MyMUT1(3, rng=0),
+                                                                mg.randn(4, 2, 3))

@@ -103,7 +103,8 @@ class Collect:
 
     def __enter__(self):
         self.tensors = []
-        self.prev, state.recorder = state.recorder, lambda fn, ins, outs, kwargs: self.tensors.extend(outs)
+        self.prev, state.recorder = (state.recorder,
+                                     lambda fn, ins, outs, kwargs: self.tensors.extend(outs))
         return self
 
     def __exit__(self, *exc):
