@@ -508,9 +508,9 @@ class Generator:
             return f"{'v' if kind == 'inv' else 'k'}{k}[{i}]"
         if kind == "carry" and phase == "fwd":
             return f"c{k}[{i}]"
-        if s in self.save_of:
+        if s in self.save_of:  # forward writes at ts: t, or 0 when nothing is kept
             j, n = self.save_of[s]
-            return f"S{j}[t, {n}, {i}]"
+            return f"S{j}[{'t' if phase == 'bwd' else 'ts'}, {n}, {i}]"
         j, n = self.buf_of[s]
         return f"W{j}[{n}, {i}]"
 
@@ -524,7 +524,7 @@ class Generator:
             return f"c{k}"
         if s in self.save_of:
             j, n = self.save_of[s]
-            return f"S{j}[t, {n}]"
+            return f"S{j}[{'t' if phase == 'bwd' else 'ts'}, {n}]"
         j, n = self.buf_of[s]
         return f"W{j}[{n}]"
 
@@ -577,18 +577,19 @@ class Generator:
     # forward -------------------------------------------------------------------------------
     def forward_source(self) -> str:
         self.constants = {}
-        L = ["def forward(P, T, " + self.signature(("q", "v", "k", "c")) + "m, "
+        L = ["def forward(P, T, keep, " + self.signature(("q", "v", "k", "c")) + "m, "
              + "".join(f"y{k}, " for k in range(len(self.outputs)))
              + "".join(f"S{j}, " for j in range(len(self.saves))) + "):"]
         for j, (shape, dt, slots) in enumerate(self.bufs):
             L.append(f"    W{j} = np.empty({self.shape_src((len(slots),) + shape)}, np.{dt.name})")
         L.append("    for t in range(T):")
+        L.append("        ts = t * keep")
         for k in range(self.ncarries):
             s = self.carry_slot(k)
             if s in self.save_of:
                 idx = self.idx(self.meta[s][0])
                 L += self.loops(self.meta[s][0],
-                                [f"{self.value(s, idx, 'bwd')} = c{k}[{_ix(idx)}]"], 2)
+                                [f"{self.value(s, idx, 'save')} = c{k}[{_ix(idx)}]"], 2)
         for g in self.groups:
             L += self.forward_group(g) if g.fused else self.forward_other(g.nodes[0])
         for k, s in enumerate(self.outputs):
@@ -1027,8 +1028,12 @@ class NumbaExecutor:
         m = (np.ones((T, B), bool) if masks is None
              else _contiguous(np.asarray(masks, bool).reshape(T, B)))
         ys = [np.empty((T,) + g.meta[s][0], self._dtype(s)) for s in g.outputs]
-        saved = [np.empty((T, len(slots)) + shape, dt) for shape, dt, slots in g.saves]
-        self.forward_fn(self.pf, T, *seqs, *invs, *self.consts, *carries, m, *ys, *saved)
+        # without backward to come, one step's worth of the saved arrays (written over at
+        # every step) is all the loop needs
+        kept = T if need_grad else 1
+        saved = [np.empty((kept, len(slots)) + shape, dt) for shape, dt, slots in g.saves]
+        self.forward_fn(self.pf, T, int(need_grad), *seqs, *invs, *self.consts, *carries, m, *ys,
+                        *saved)
         out = ys[0] if len(ys) == 1 else ys
         if not need_grad:
             return out, carries, ()

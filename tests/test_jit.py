@@ -307,6 +307,10 @@ def test_lstm_program_equals_numpy_and_finite_differences(lstm64, lengths, seed)
     want = lstm_numpy(seqs[0], *carry0, invs[0], masks)
     for got, ref in zip((out, h, c), want):
         np.testing.assert_allclose(got, ref, rtol=1e-12, atol=1e-13)
+    out2, (h2, c2), nothing = lstm64.forward(seqs, carry0, invs, masks, False)  # keeps nothing
+    assert nothing == ()
+    for got, ref in zip((out2, h2, c2), (out, h, c)):
+        np.testing.assert_array_equal(got, ref)
     r = np.random.default_rng(seed + 1)
     g_out, g_h, g_c = (r.standard_normal(a.shape) for a in (out, h, c))
     g_seqs, g_carry0, g_invs = lstm64.backward(saved, g_out, [g_h, g_c])
