@@ -15,8 +15,18 @@ import numpy as np
 
 import minigrad as mg
 from minigrad import checks
-from rnn import kernels
+from rnn import compiled, kernels
 from rnn.cell import Cell, check_input
+
+# When the built-in fused cells (RNNCell, LSTMCell, GRUCell) hand their sequence to the compiled
+# path instead of their hand-written kernel: numba's executor available, `rnn.compiling` "auto" or
+# "numba", NumPy float32/float64 inputs, H <= COMPILED_MAX_HIDDEN and B * H <= COMPILED_MAX_SIZE.
+# Small steps are dominated by the kernel's ~15 NumPy calls per step, which the compiled loop does
+# not pay; from B * H of a few thousand (or H >= 96 at B = 1: numba's executor then calls BLAS's
+# GEMM for a single row) the hand kernel's large ufunc calls win. Set either to 0 to always keep
+# the hand kernel (docs/compiled.md, "The built-in cells").
+COMPILED_MAX_HIDDEN = 64
+COMPILED_MAX_SIZE = 1024
 
 
 def _project(x, weight, bias):
@@ -28,8 +38,38 @@ def _project(x, weight, bias):
     return out.reshape(*lead, weight.shape[0])
 
 
+def _jit_available() -> bool:
+    try:
+        from minigrad import jit  # optional: the `jit` extra
+    except ImportError:
+        return False
+    return jit.available()
+
+
+def compiled_is_faster(cell, inputs) -> bool:
+    """Whether a fused built-in cell runs `inputs` (T, B, I) faster through the compiled path
+    (numba's executor running the cell's composed step) than through its hand-written sequence
+    kernel: see `COMPILED_MAX_HIDDEN` and `COMPILED_MAX_SIZE` above for the rule."""
+    H, B = cell.hidden_size, inputs.shape[1]
+    return (H <= COMPILED_MAX_HIDDEN and B * H <= COMPILED_MAX_SIZE
+            and compiled.mode() in ("auto", "numba") and type(inputs.data) is np.ndarray
+            and inputs.dtype in (np.float32, np.float64) and _jit_available())
+
+
 class _Projected(Cell):
     """A cell whose step starts with `gx_t = x_t @ weight_ih.T + b` (precomputable for all T)."""
+
+    def _compiled_sequence(self, inputs, state, lengths):
+        """The sequence through the compiled path of the cell's composed step (the step of
+        `fused=False`: the same maths, one op per primitive) when `compiled_is_faster`, else
+        None (the caller runs its hand kernel)."""
+        if not compiled_is_faster(self, inputs):
+            return None
+        self.fused = False  # traced as the composed step; put back whatever happens
+        try:
+            return compiled.run(self, inputs, state, lengths)
+        finally:
+            self.fused = True
 
     def precompute_inputs(self, inputs):
         """The input projection of every step at once: (T, B, I) -> (T, B, G)."""
@@ -82,9 +122,14 @@ class RNNCell(_Projected):
         return h, h
 
     def sequence_kernel(self, inputs, h0, lengths=None):
-        """The whole loop as one op: (T, B, I) -> ((T, B, H), h_T); None when not fused."""
+        """The whole loop as one op: (T, B, I) -> ((T, B, H), h_T); None when not fused.
+        Small problems run the composed step through the compiled path instead (numba's
+        executor; `compiled_is_faster`), others the hand-written kernel."""
         if not self.fused:
             return None
+        res = self._compiled_sequence(inputs, h0, lengths)
+        if res is not None:
+            return res
         return kernels.rnn_sequence(inputs, h0, self.weight_ih, self.weight_hh, self.bias,
                                        nonlinearity=self.nonlinearity, lengths=lengths)
 
@@ -202,9 +247,14 @@ class LSTMCell(_Projected):
 
     def sequence_kernel(self, inputs, state, lengths=None):
         """The whole loop as one op: (T, B, I) -> ((T, B, H), (h_T, c_T)); None when not fused
-        (fused=False, peepholes or a variant)."""
+        (fused=False, peepholes or a variant). Small problems run the composed step through the
+        compiled path instead (numba's executor; `compiled_is_faster`), others the hand-written
+        kernel."""
         if not self.fused:
             return None
+        res = self._compiled_sequence(inputs, state, lengths)
+        if res is not None:
+            return res
         h0, c0 = state
         out, h, c = kernels.lstm_sequence(inputs, h0, c0, self.weight_ih, self.weight_hh,
                                              self.bias, lengths=lengths)
@@ -272,9 +322,14 @@ class GRUCell(_Projected):
         return h, h
 
     def sequence_kernel(self, inputs, h0, lengths=None):
-        """The whole loop as one op: (T, B, I) -> ((T, B, H), h_T); None when not fused."""
+        """The whole loop as one op: (T, B, I) -> ((T, B, H), h_T); None when not fused.
+        Small problems run the composed step through the compiled path instead (numba's
+        executor; `compiled_is_faster`), others the hand-written kernel."""
         if not self.fused:
             return None
+        res = self._compiled_sequence(inputs, h0, lengths)
+        if res is not None:
+            return res
         return kernels.gru_sequence(inputs, h0, self.weight_ih, self.weight_hh, self.bias_ih,
                                        self.bias_hh, reset_after=self.reset_after,
                                        lengths=lengths)
