@@ -5,8 +5,10 @@ GRU (both reset forms), MUT1-3 and the Phased LSTM. Every cell is time-major: a 
 RNNCell, the vanilla LSTMCell and GRUCell run each step as one fused op (`rnn.kernels`,
 hand-derived backward) when `fused=True`, and offer both fast paths of the `Cell` contract:
 `precompute_inputs` (the input projection of all T steps as one matrix product) with `step`, and,
-when fused, `sequence_kernel` (the whole loop as one op). With `fused=False` they are composed
-from minigrad primitives, so every gate shows in the graph. The peephole LSTM,
+when fused, `sequence_kernel` (the whole loop as one op). That kernel hands small problems to
+the compiled path of the composed step instead, where numba's executor is faster
+(`compiled_is_faster`; docs/compiled.md, "The built-in cells"). With `fused=False` they are
+composed from minigrad primitives, so every gate shows in the graph. The peephole LSTM,
 its variants, MUT and Phased cells are always composed.
 """
 from __future__ import annotations
