@@ -6,10 +6,10 @@ RNNCell, the vanilla LSTMCell and GRUCell run each step as one fused op (`rnn.ke
 hand-derived backward) when `fused=True`, and offer both fast paths of the `Cell` contract:
 `precompute_inputs` (the input projection of all T steps as one matrix product) with `step`, and,
 when fused, `sequence_kernel` (the whole loop as one op). That kernel hands small problems to
-the compiled path of the composed step instead, where numba's executor is faster
-(`compiled_is_faster`; docs/compiled.md, "The built-in cells"). With `fused=False` they are
-composed from minigrad primitives, so every gate shows in the graph. The peephole LSTM,
-its variants, MUT and Phased cells are always composed.
+the compiled path of the composed step instead under `rnn.compiling("numba")`, where numba's
+executor is faster (`compiled_is_faster`; docs/compiled.md, "The built-in cells"). With
+`fused=False` they are composed from minigrad primitives, so every gate shows in the graph. The
+peephole LSTM, its variants, MUT and Phased cells are always composed.
 """
 from __future__ import annotations
 
@@ -21,12 +21,15 @@ from rnn import compiled, kernels
 from rnn.cell import Cell, check_input
 
 # When the built-in fused cells (RNNCell, LSTMCell, GRUCell) hand their sequence to the compiled
-# path instead of their hand-written kernel: numba's executor available, `rnn.compiling` "auto" or
-# "numba", NumPy float32/float64 inputs, H <= COMPILED_MAX_HIDDEN and B * H <= COMPILED_MAX_SIZE.
-# Small steps are dominated by the kernel's ~15 NumPy calls per step, which the compiled loop does
-# not pay; from B * H of a few thousand (or H >= 96 at B = 1: numba's executor then calls BLAS's
-# GEMM for a single row) the hand kernel's large ufunc calls win. Set either to 0 to always keep
-# the hand kernel (docs/compiled.md, "The built-in cells").
+# path instead of their hand-written kernel: `rnn.compiling` mode in COMPILED_MODES, numba's
+# executor available, NumPy float32/float64 inputs, H <= COMPILED_MAX_HIDDEN and
+# B * H <= COMPILED_MAX_SIZE. Small steps are dominated by the kernel's ~15 NumPy calls per step,
+# which the compiled loop does not pay; from B * H of a few thousand (or H >= 96 at B = 1:
+# numba's executor then calls BLAS's GEMM for a single row) the hand kernel's large ufunc calls
+# win. Not in "auto" by default: numba's executor runs a program's first two calls through
+# NumPy's executor, so the same call would give other round-off from its third run on (a killed
+# run would not resume bit-identically); add "auto" to COMPILED_MODES to take it there too.
+COMPILED_MODES = ("numba",)
 COMPILED_MAX_HIDDEN = 64
 COMPILED_MAX_SIZE = 1024
 
@@ -51,10 +54,11 @@ def _jit_available() -> bool:
 def compiled_is_faster(cell, inputs) -> bool:
     """Whether a fused built-in cell runs `inputs` (T, B, I) faster through the compiled path
     (numba's executor running the cell's composed step) than through its hand-written sequence
-    kernel: see `COMPILED_MAX_HIDDEN` and `COMPILED_MAX_SIZE` above for the rule."""
+    kernel: see `COMPILED_MODES`, `COMPILED_MAX_HIDDEN` and `COMPILED_MAX_SIZE` above for the
+    rule (by default: under `rnn.compiling("numba")`, H <= 64 and B * H <= 1024)."""
     H, B = cell.hidden_size, inputs.shape[1]
     return (H <= COMPILED_MAX_HIDDEN and B * H <= COMPILED_MAX_SIZE
-            and compiled.mode() in ("auto", "numba") and type(inputs.data) is np.ndarray
+            and compiled.mode() in COMPILED_MODES and type(inputs.data) is np.ndarray
             and inputs.dtype in (np.float32, np.float64) and _jit_available())
 
 
@@ -125,8 +129,8 @@ class RNNCell(_Projected):
 
     def sequence_kernel(self, inputs, h0, lengths=None):
         """The whole loop as one op: (T, B, I) -> ((T, B, H), h_T); None when not fused.
-        Small problems run the composed step through the compiled path instead (numba's
-        executor; `compiled_is_faster`), others the hand-written kernel."""
+        Under `rnn.compiling("numba")` small problems run the composed step through the
+        compiled path instead (`compiled_is_faster`), others the hand-written kernel."""
         if not self.fused:
             return None
         res = self._compiled_sequence(inputs, h0, lengths)
@@ -249,9 +253,9 @@ class LSTMCell(_Projected):
 
     def sequence_kernel(self, inputs, state, lengths=None):
         """The whole loop as one op: (T, B, I) -> ((T, B, H), (h_T, c_T)); None when not fused
-        (fused=False, peepholes or a variant). Small problems run the composed step through the
-        compiled path instead (numba's executor; `compiled_is_faster`), others the hand-written
-        kernel."""
+        (fused=False, peepholes or a variant). Under `rnn.compiling("numba")` small problems run
+        the composed step through the compiled path instead (`compiled_is_faster`), others the
+        hand-written kernel."""
         if not self.fused:
             return None
         res = self._compiled_sequence(inputs, state, lengths)
@@ -325,8 +329,8 @@ class GRUCell(_Projected):
 
     def sequence_kernel(self, inputs, h0, lengths=None):
         """The whole loop as one op: (T, B, I) -> ((T, B, H), h_T); None when not fused.
-        Small problems run the composed step through the compiled path instead (numba's
-        executor; `compiled_is_faster`), others the hand-written kernel."""
+        Under `rnn.compiling("numba")` small problems run the composed step through the
+        compiled path instead (`compiled_is_faster`), others the hand-written kernel."""
         if not self.fused:
             return None
         res = self._compiled_sequence(inputs, h0, lengths)

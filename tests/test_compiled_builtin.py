@@ -1,6 +1,7 @@
 """The built-in fused cells (RNNCell tanh/relu, LSTMCell, GRUCell in both reset forms) on the
-path their `sequence_kernel` picks (`rnn.cells.compiled_is_faster`): small problems through the
-compiled path of their composed step (numba's executor), others through the hand kernel.
+path their `sequence_kernel` picks (`rnn.cells.compiled_is_faster`): under
+`rnn.compiling("numba")` small problems through the compiled path of their composed step (numba's
+executor), others (and every problem in the other modes) through the hand kernel.
 
 References: outputs and final states against the cells' maths written here in NumPy (float64);
 every gradient (inputs, initial state, each parameter) against the hand-written kernel's
@@ -111,7 +112,8 @@ def inputs(kind, cell, T, B, seed):
 
 def check_against_references(kind, cell, T, B, lengths, seed):
     x, state, weights = inputs(kind, cell, T, B, seed)
-    out, final, grads = run(cell, x, state, lengths, weights)
+    with rnn.compiling("numba"):
+        out, final, grads = run(cell, x, state, lengths, weights)
     assert out._node.name == "Scan", "the small problem should take the compiled path"
     assert [e.kind for e in rnn.compiled.cache_entries(cell)] == ["numba"]
     ref_out, ref_final = numpy_sequence(kind, cell, x.data, tuple(s.data for s in state),
@@ -157,7 +159,8 @@ def test_drawn_lengths_and_batches(kind, T, B, data):
 
 
 def node_name(cell, x):
-    out, _ = rnn.unroll(cell, x)
+    with rnn.compiling("numba"):
+        out, _ = rnn.unroll(cell, x)
     return out._node.name
 
 
@@ -165,9 +168,12 @@ def test_the_rule_picks_the_path(monkeypatch):
     cell = make("lstm")
     x = mg.randn(5, 2, I, rng=0, dtype=np.float64)
     assert node_name(cell, x) == "Scan"
-    for mode in ("off", "numpy"):  # the hand kernel, as before the compiled path existed
+    for mode in ("auto", "off", "numpy"):  # the hand kernel, as before the compiled path
         with rnn.compiling(mode):
-            assert node_name(cell, x) == "LSTMSequence"
+            assert rnn.unroll(cell, x)[0]._node.name == "LSTMSequence"
+    monkeypatch.setattr(cells, "COMPILED_MODES", ("auto", "numba"))  # opted in for "auto"
+    assert rnn.unroll(cell, x)[0]._node.name == "Scan"
+    monkeypatch.undo()
     big = make("lstm", n_hid=cells.COMPILED_MAX_HIDDEN + 1)
     assert node_name(big, x) == "LSTMSequence"
     wide = mg.randn(5, cells.COMPILED_MAX_SIZE // H + 1, I, rng=0, dtype=np.float64)
@@ -176,14 +182,15 @@ def test_the_rule_picks_the_path(monkeypatch):
     monkeypatch.setattr(cells, "COMPILED_MAX_SIZE", 0)   # the switch to keep the hand kernel
     assert node_name(cell, x) == "LSTMSequence"
     monkeypatch.undo()
+    monkeypatch.setattr(cells, "COMPILED_MODES", ("auto",))
     monkeypatch.setattr(jit, "available", lambda: False)  # no numba: the hand kernel
-    assert node_name(cell, x) == "LSTMSequence"
+    assert rnn.unroll(cell, x)[0]._node.name == "LSTMSequence"
     assert cell.fused
 
 
 def test_compiled_path_keeps_fused_after_an_error():
     cell = make("gru")
     bad_state = mg.zeros(2, H + 1, dtype=np.float64)
-    with pytest.raises(Exception):
+    with pytest.raises(Exception), rnn.compiling("numba"):
         rnn.unroll(cell, mg.randn(4, 2, I, rng=0, dtype=np.float64), bad_state)
     assert cell.fused
