@@ -119,6 +119,34 @@ def _table():
         "Where": E(lambda c, k, a, b: f"({a} if {k} else {b})",
                    lambda c, g, k, a, b, o: [None, f"({g} if {k} else {c.K(0)})",
                                              f"({c.K(0)} if {k} else {g})"], ("x0",)),
+        "Abs": E(lambda c, a: f"abs({a})", lambda c, g, a, o: [
+            f"({g} if {a} > {c.K(0)} else (-{g} if {a} < {c.K(0)} else {c.K(0)}))"], ("x0",)),
+        "Sqrt": E(lambda c, a: f"np.sqrt({a})",
+                  lambda c, g, a, o: [f"{g} / ({c.K(2)} * {o})"], ("out",)),
+        "Maximum": E(lambda c, a, b: f"({a} if {a} >= {b} else {b})",  # ties: half each
+                     lambda c, g, a, b, o: [
+                         f"({g} if {a} > {b} else ({g} * {c.K(0.5)} if {a} == {b} else {c.K(0)}))",
+                         f"({g} if {b} > {a} else ({g} * {c.K(0.5)} if {a} == {b} else {c.K(0)}))"],
+                     ("x0", "x1")),
+        "Minimum": E(lambda c, a, b: f"({a} if {a} <= {b} else {b})",
+                     lambda c, g, a, b, o: [
+                         f"({g} if {a} < {b} else ({g} * {c.K(0.5)} if {a} == {b} else {c.K(0)}))",
+                         f"({g} if {b} < {a} else ({g} * {c.K(0.5)} if {a} == {b} else {c.K(0)}))"],
+                     ("x0", "x1")),
+        "LeakyRelu": E(lambda c, a: f"({a} if {a} > {c.K(0)} else {a} * {c.K(c.kw['slope'])})",
+                       lambda c, g, a, o: [
+                           f"({g} if {a} > {c.K(0)} else {g} * {c.K(c.kw['slope'])})"], ("x0",)),
+        "Elu": E(lambda c, a: f"({a} if {a} > {c.K(0)} else "
+                              f"{c.K(c.kw['alpha'])} * np.expm1(min({a}, {c.K(0)})))",
+                 lambda c, g, a, o: [
+                     f"({g} if {a} > {c.K(0)} else {g} * ({o} + {c.K(c.kw['alpha'])}))"],
+                 ("x0", "out")),
+        "Softplus": E(lambda c, a: f"max({a}, {c.K(0)}) + np.log1p(np.exp(-abs({a})))",
+                      lambda c, g, a, o: [
+                          f"{g} * ({c.tanh(f'{c.K(0.5)} * {a}')} * {c.K(0.5)} + {c.K(0.5)})"],
+                      ("x0",)),
+        "Clip": E(lambda c, a: c.clip(a),
+                  lambda c, g, a, o: [f"({g} if {c.inside(a)} else {c.K(0)})"], ("x0",)),
         "Copy": E(lambda c, a: a, lambda c, g, a, o: [g], ()),
     }
 
@@ -396,6 +424,18 @@ class Generator:
             q = f"({q} * {v}s + {self.K(c)})"
         return f"({v} * {p} / {q})"
 
+    def clip(self, x) -> str:
+        lo, hi = self.kw.get("lo"), self.kw.get("hi")
+        if lo is not None:
+            x = f"max({x}, {self.K(lo)})"
+        return x if hi is None else f"min({x}, {self.K(hi)})"
+
+    def inside(self, x) -> str:
+        lo, hi = self.kw.get("lo"), self.kw.get("hi")
+        tests = ([] if lo is None else [f"{x} >= {self.K(lo)}"]) + (
+            [] if hi is None else [f"{x} <= {self.K(hi)}"])
+        return " and ".join(tests) or "True"
+
     def cast(self, o, args, expr) -> str:
         """expr, converted to o's dtype where an operand has another float dtype."""
         dts = {self.meta[a][1] for a in args if isinstance(a, int)}
@@ -640,6 +680,7 @@ class Generator:
                 expr = self.value(n.args[0], self.view_index(n, idx), "fwd")
             else:
                 ins = [f"({self.scalar_arg(a, g, idx, g.shape, n)})" for a in n.args]
+                self.kw = n.kw
                 expr = self.cast(o, n.args, ELEMENTWISE[n.kind].forward(self, *ins))
                 body += self.prelude
                 self.prelude = []
@@ -804,7 +845,10 @@ class Generator:
                 continue
             vals = [self.backward_arg(a, g, idx, n) for a in n.args]
             out_val = self.value(o, idx, "bwd") if o in self.needed else None
+            self.kw = n.kw
             contribs = ELEMENTWISE[n.kind].backward(self, f"l{o}", *vals, out_val)
+            body += self.prelude  # (softplus's backward reads a tanh)
+            self.prelude = []
             for a, c in zip(n.args, contribs):
                 if c is None or isinstance(a, tuple) or a not in self.wanted:
                     continue
