@@ -350,7 +350,10 @@ def peak_memory(fn):
       code, cached work arrays), but not the transient memory of compiling. glibc is told
       (`MALLOC_MMAP_THRESHOLD_`, set by the parent) to hand large blocks back when freed, so the
       resident set follows what is live instead of what the allocator keeps;
-    - `first_peak_bytes`: the same over the first call (compiling included).
+    - `kept_bytes`: of that, what was resident before the second call: what the first call
+      left behind (compiled code and the compiler's caches, cached work arrays, gradients);
+    - `first_peak_bytes`: the high-water mark over the first call (compiling included), minus
+      the same baseline.
     """
     gc.collect()
     rss0, _ = _proc_status()
@@ -360,10 +363,12 @@ def peak_memory(fn):
     first_s = time.perf_counter() - t0
     _, hwm_first = _proc_status()
     gc.collect()
+    rss1, _ = _proc_status()
     _reset_peak()
     fn()
     _, hwm = _proc_status()
-    return {"first_s": first_s, "peak_bytes": hwm - rss0, "first_peak_bytes": hwm_first - rss0}
+    return {"first_s": first_s, "peak_bytes": hwm - rss0, "kept_bytes": rss1 - rss0,
+            "first_peak_bytes": hwm_first - rss0}
 
 
 def measure_row(key, config):
@@ -451,10 +456,16 @@ def print_summary(rows, configs, runs, memory):
     print("\n" + "=" * 100)
     print("summary: time relative to the fused row of the same size (median of the interleaved "
           "rounds; ratio of minima in brackets)")
+    if memory:
+        print("first s: the first call in a fresh one-thread process (tracing and compiling "
+              "included); peak MiB: resident set's high-water mark during a warm training step "
+              "above the process before its first call; kept: of it, what the first call left "
+              "resident (compiled code, caches, gradients); graph MiB: mg.memory's peak of what "
+              "minigrad's graph holds")
     for name in configs:
         print(f"\n{name} (B, I, H, T) = {CONFIGS[name]}")
         head = "".join(f"{f'{n} thread(s): ms  ratio (min)':>32}" for n in counts)
-        print(f"  {'row':38}{head}{'first s':>9}{'peak MiB':>10}{'graph MiB':>10}")
+        print(f"  {'row':38}{head}{'first s':>9}{'peak MiB':>10}{'kept':>7}{'graph MiB':>10}")
         for row in rows:
             cells = ""
             for n in counts:
@@ -467,7 +478,8 @@ def print_summary(rows, configs, runs, memory):
                 print(f"  {row.label:38}skipped: {why}")
                 continue
             first = f"{m['first_s']:9.2f}" if "first_s" in m else f"{'-':>9}"
-            peak = f"{m['peak_bytes'] / 2 ** 20:10.1f}" if "peak_bytes" in m else f"{'-':>10}"
+            peak = (f"{m['peak_bytes'] / 2 ** 20:10.1f}{m['kept_bytes'] / 2 ** 20:7.1f}"
+                    if "peak_bytes" in m else f"{'-':>10}{'-':>7}")
             graph = (f"{m['graph_peak_bytes'] / 2 ** 20:10.1f}" if m.get("graph_peak_bytes")
                      is not None else f"{'-':>10}")
             print(f"  {row.label:38}{cells}{first}{peak}{graph}")
