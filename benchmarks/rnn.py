@@ -333,6 +333,15 @@ def _proc_status():
     return values["VmRSS"], values["VmHWM"]
 
 
+def _release_free_memory():
+    """Collect garbage and ask glibc to return its free heap pages (`malloc_trim`), so that the
+    resident set counts what is live rather than what the allocator keeps for later."""
+    gc.collect()
+    with contextlib.suppress(OSError, AttributeError):
+        import ctypes
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
 def _reset_peak():
     """Start the high-water mark again from now (Linux 4.0+: write 5 to clear_refs)."""
     with open("/proc/self/clear_refs", "w") as fh:
@@ -348,21 +357,22 @@ def peak_memory(fn):
       It counts everything the step touches, whichever library allocates it: what autodiff
       keeps for backward, temporaries, gradients, and what the first call left behind (compiled
       code, cached work arrays), but not the transient memory of compiling. glibc is told
-      (`MALLOC_MMAP_THRESHOLD_`, set by the parent) to hand large blocks back when freed, so the
+      (`MALLOC_MMAP_THRESHOLD_`, set by the parent) to hand large blocks back when freed, and
+      its free heap pages are returned (`malloc_trim`) before each baseline is read, so the
       resident set follows what is live instead of what the allocator keeps;
     - `kept_bytes`: of that, what was resident before the second call: what the first call
       left behind (compiled code and the compiler's caches, cached work arrays, gradients);
     - `first_peak_bytes`: the high-water mark over the first call (compiling included), minus
       the same baseline.
     """
-    gc.collect()
+    _release_free_memory()
     rss0, _ = _proc_status()
     _reset_peak()
     t0 = time.perf_counter()
     fn()
     first_s = time.perf_counter() - t0
     _, hwm_first = _proc_status()
-    gc.collect()
+    _release_free_memory()
     rss1, _ = _proc_status()
     _reset_peak()
     fn()
@@ -514,8 +524,8 @@ def targets(runs, memory):
             B, _, H, T = CONFIGS[name]
             per_step = fused / (T * B * H * 4)
             value = (f"{per_step:.2f} arrays", per_step <= MEMORY_LIMIT)
-            out.append((f"fused LSTM holds <= {MEMORY_LIMIT} (B, H) arrays per step for BPTT "
-                        "(mg.memory)", name, {n: value for n in runs}))
+            out.append((f"fused LSTM BPTT holds <= {MEMORY_LIMIT} (B, H) arrays/step (mg.memory)",
+                        name, {n: value for n in runs}))
     return out
 
 
@@ -552,6 +562,36 @@ def print_targets(runs, memory):
             mark = "-" if held is None else ("held" if held else "MISSED")
             cells += f"{value:>27} {mark:>6}"
         print(f"  {text:62}{name:4}{cells}")
+
+
+def print_markdown(rows, configs, runs, memory):
+    """The summary as Markdown tables, ready for README.md and docs/performance.md: median
+    ratios to the fused row per config (one thread / all cores), first call and peak memory at
+    the last config, then the targets."""
+    counts = list(runs)
+    last = configs[-1]
+    print("\nMarkdown (README.md's speed table and docs/performance.md):\n")
+    head = " | ".join(f"{n} {str(CONFIGS[n]).replace(' ', '')}" for n in configs)
+    print(f"| time / fused ({' / '.join(f'{n} thr' for n in counts)}) | {head} | "
+          f"first call at {last} (s) | peak at {last} (MiB) |")
+    print("|---" * (len(configs) + 3) + "|")
+    for row in rows:
+        cells = []
+        for name in configs:
+            ratios = [_ratios(runs[n][name], row.key, BASE[row.group]) for n in counts]
+            cells.append(" / ".join("-" if r is None else f"{r[0]:.2f}" for r in ratios))
+        if all(c.strip("/ -") == "" for c in cells):
+            continue  # skipped everywhere
+        m = (memory or {}).get(last, {}).get(row.key, {})
+        first = f"{m['first_s']:.2f}" if "first_s" in m else "-"
+        peak = f"{m['peak_bytes'] / 2 ** 20:.0f}" if "peak_bytes" in m else "-"
+        print(f"| {row.label} | {' | '.join(cells)} | {first} | {peak} |")
+    print(f"\n| target | config | {' | '.join(f'{n} thread(s)' for n in counts)} |")
+    print("|---" * (2 + len(counts)) + "|")
+    for text, name, by_count in targets(runs, memory):
+        cells = [f"{value} {'-' if held is None else ('held' if held else '**missed**')}"
+                 for value, held in (by_count[n] for n in counts)]
+        print(f"| {text} | {name} | {' | '.join(cells)} |")
 
 
 # ---------------------------------------------------------------------------------------
@@ -660,6 +700,7 @@ def main(argv=None):
             memory = measure_memory(rows, configs, tmp)
     print_summary(rows, configs, runs, memory)
     print_targets(runs, memory)
+    print_markdown(rows, configs, runs, memory)
     print("load average at end: %.1f %.1f %.1f" % os.getloadavg())
     return runs, memory
 
