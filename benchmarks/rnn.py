@@ -657,6 +657,9 @@ def main(argv=None):
             json.dump(measure_row(args.measure_row, args.config), fh)
         return None
     if args.profile:
+        if args.threads != ap.get_default("threads"):
+            import minigrad as mg
+            mg.set_num_threads(parse_threads(args.threads)[0])  # BLAS, in this process
         profile(args.profile)
         return None
     configs = [c.strip() for c in args.configs.split(",") if c.strip()]
