@@ -120,3 +120,28 @@ def test_quick_run_prints_summary_and_targets(capsys):
     assert memory is None
     assert "minigrad user LSTM, per-op graph" in text
     assert "targets (issue 21)" in text and "user LSTM compiled (auto) <= 1.3x" in text
+
+
+def test_targets_from_hand_made_times():
+    """Ratios, the fastest minigrad row and held / missed, on times made up for the test."""
+    def result(**ms):
+        return {"times": {k.replace("_", "-"): [v / 1e3, v / 1e3 * 1.1, v / 1e3 * 0.9]
+                          for k, v in ms.items()},
+                "skipped": {}, "first_in_process": {}, "notes": {}}
+    one = result(fused=10.0, lstm_auto=12.0, mut1_auto=14.0, torch=11.0, jax=9.0)
+    two = result(fused=10.0, lstm_auto=8.0, mut1_auto=13.0, torch=7.0, jax=9.0)
+    runs = {1: {c: one for c in "acd"}, 2: {c: two for c in "acd"}}
+    memory = {c: {"lstm-auto": {"first_s": 0.1, "worst_s": 2.5}} for c in "acd"}
+    found = {(text, cfg): by for text, cfg, by in bench.targets(runs, memory)}
+    assert found["user LSTM compiled (auto) <= 1.3x fused LSTM", "c"] == {
+        1: ("1.20 (1.20)", True), 2: ("0.80 (0.80)", True)}
+    assert found["MUT1 compiled (auto) <= 1.3x fused LSTM", "c"][1] == ("1.40 (1.40)", False)
+    # one thread: the fused row (10 ms) is fastest, 10/11 vs nn.LSTM and 10/9 vs JAX
+    assert found["minigrad best LSTM path <= 1.0x nn.LSTM", "a"][1] == ("0.91 (0.91) fused", True)
+    assert found["minigrad best LSTM path <= 1.0x JAX LSTM", "a"][1] == ("1.11 (1.11) fused",
+                                                                        False)
+    # two threads: the compiled user LSTM (8 ms) is minigrad's fastest
+    assert found["minigrad best LSTM path <= 1.0x nn.LSTM", "d"][2] == (
+        "1.14 (1.14) lstm-auto", False)
+    first = [by for (text, cfg), by in found.items() if text.startswith("first calls")]
+    assert len(first) == 3 and first[0][1] == ("2.50 s lstm-auto", False)
