@@ -80,7 +80,6 @@ class Row:
     label: str          # what the tables print
     group: str          # "lstm" (relative to the fused LSTM) or "gru" (to the fused GRU)
     make: Callable      # (B, I, H, T) -> zero-argument callable; raises Skip
-    compiled: bool = False   # traces or compiles on its first call
     settle_calls: int = 0    # untimed calls after the first, before the warm-up rounds
 
 
@@ -198,21 +197,21 @@ def _rows():
         Row("lstm-off", "minigrad user LSTM, per-op graph", "lstm",
             _user_cell_row(UserLSTM, "off")),
         Row("lstm-numpy", "minigrad user LSTM, compiled numpy", "lstm",
-            _user_cell_row(UserLSTM, "numpy"), compiled=True, settle_calls=3),
+            _user_cell_row(UserLSTM, "numpy"), settle_calls=3),
         Row("lstm-auto", "minigrad user LSTM, compiled auto", "lstm",
-            _user_cell_row(UserLSTM, "auto"), compiled=True, settle_calls=3),
+            _user_cell_row(UserLSTM, "auto"), settle_calls=3),
         Row("mut1-off", "minigrad MUT1, per-op graph", "lstm", _user_cell_row(UserMUT1, "off")),
         Row("mut1-numpy", "minigrad MUT1, compiled numpy", "lstm",
-            _user_cell_row(UserMUT1, "numpy"), compiled=True, settle_calls=3),
+            _user_cell_row(UserMUT1, "numpy"), settle_calls=3),
         Row("mut1-auto", "minigrad MUT1, compiled auto", "lstm",
-            _user_cell_row(UserMUT1, "auto"), compiled=True, settle_calls=3),
+            _user_cell_row(UserMUT1, "auto"), settle_calls=3),
         Row("torch", "PyTorch nn.LSTM", "lstm", _torch("make_lstm")),
         Row("torch-loop", "PyTorch user LSTM, eager loop", "lstm", _torch("make_user_lstm_loop")),
         # TorchScript's profiling executor optimises the graph only after a few calls
         Row("torchscript", "TorchScript user LSTM, whole loop", "lstm",
-            _torch("make_torchscript_lstm"), compiled=True, settle_calls=5),
-        Row("jax", "JAX LSTM scan+jit+grad", "lstm", _jax("make_lstm"), compiled=True),
-        Row("jax-mut1", "JAX MUT1 scan+jit+grad", "lstm", _jax("make_mut1"), compiled=True),
+            _torch("make_torchscript_lstm"), settle_calls=5),
+        Row("jax", "JAX LSTM scan+jit+grad", "lstm", _jax("make_lstm")),
+        Row("jax-mut1", "JAX MUT1 scan+jit+grad", "lstm", _jax("make_mut1")),
         Row("gru-fused", "minigrad fused rnn.GRUCell", "gru", _gru(True)),
         Row("gru-composed", "minigrad GRUCell(fused=False)", "gru", _gru(False)),
         Row("gru-numpy", "NumPy by hand (numpy_ref)", "gru", _numpy_gru),
