@@ -20,7 +20,7 @@ the first call (tracing, compiling and the call itself) and the peak memory of a
 `rnn.LSTMCell` (the ratio of minima in brackets) at both thread counts, and a targets block
 (issue 21) marking each target held or missed.
 
-Rows (`ROWS`; `--rows` picks some by key; the fused LSTM is always timed, as the yardstick):
+Rows (`--rows` picks some by key, with the yardstick of their table, the fused LSTM or GRU):
 minigrad's fused LSTM; the hand-written NumPy BPTT (benchmarks/numpy_ref.py); an LSTM and the
 README's MUT1 written by a user as `rnn.Cell` subclasses (benchmarks/user_cells.py), each on the
 per-op graph (`rnn.compiling("off")`) and compiled ("numpy" when numba is installed, and the
