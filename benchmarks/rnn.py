@@ -455,8 +455,11 @@ def measure_memory(rows, configs, tmp):
         out[name] = {}
         for row in rows:
             path = os.path.join(tmp, f"mem-{name}-{row.key}.json")
-            out[name][row.key] = _run_child(["--measure-row", row.key, "--config", name], env,
-                                            path, capture=True)
+            try:
+                out[name][row.key] = _run_child(["--measure-row", row.key, "--config", name],
+                                                env, path, capture=True)
+            except RuntimeError as e:  # one row's crash must not lose the timings
+                out[name][row.key] = {"skipped": str(e).strip().splitlines()[-1]}
         print(f"  memory and first calls of config {name}: done", flush=True)
     return out
 
