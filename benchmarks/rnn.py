@@ -502,8 +502,8 @@ def print_summary(rows, configs, runs, memory):
                 cells += (f"{r[2] * 1e3:>14.2f}{r[0]:>9.2f}x ({r[1]:.2f})" if r
                           else f"{'-':>32}")
             m = (memory or {}).get(name, {}).get(row.key, {})
-            if "skipped" in m or all(row.key in runs[n][name]["skipped"] for n in counts):
-                why = m.get("skipped") or runs[counts[0]][name]["skipped"].get(row.key, "")
+            if all(row.key not in runs[n][name]["times"] for n in counts):
+                why = runs[counts[0]][name]["skipped"].get(row.key) or m.get("skipped", "")
                 print(f"  {row.label:38}skipped: {why}")
                 continue
             first = (f"{m['first_s']:9.2f}{m.get('worst_s', m['first_s']):9.2f}" if "first_s" in m
@@ -513,6 +513,8 @@ def print_summary(rows, configs, runs, memory):
             graph = (f"{m['graph_peak_bytes'] / 2 ** 20:10.1f}" if m.get("graph_peak_bytes")
                      is not None else f"{'-':>10}")
             print(f"  {row.label:38}{cells}{first}{peak}{graph}")
+            if "skipped" in m:
+                print(f"    {row.key}: first calls and memory not measured: {m['skipped']}")
         for key, note in runs[counts[0]][name]["notes"].items():
             if shown.get(key) != note:  # say which path a compiled row took once
                 print(f"    {key}: {note}")
