@@ -562,3 +562,14 @@ def test_numba_mode_needs_the_numba_executor():
     with rnn.compiling("auto"):  # auto takes NumPy's executor
         assert "compiled (numpy executor)" in rnn.compile_report(MyMUT1(3, rng=0),
                                                                 mg.randn(4, 2, 3))
+
+
+def test_numba_is_installed_where_ci_requires_it():
+    """CI installs the `jit` extra and sets MINIGRAD_REQUIRE_NUMBA=1: there the numba executor's
+    tests (tests/test_jit.py) must run, not skip."""
+    import os
+
+    from minigrad import jit
+    if os.environ.get("MINIGRAD_REQUIRE_NUMBA") != "1":
+        pytest.skip("MINIGRAD_REQUIRE_NUMBA is not set (only CI requires numba)")
+    assert jit.available(), "MINIGRAD_REQUIRE_NUMBA=1 but minigrad.jit cannot use numba"
