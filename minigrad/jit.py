@@ -617,7 +617,7 @@ class Generator:
     # forward -------------------------------------------------------------------------------
     def forward_source(self) -> str:
         self.constants = {}
-        L = ["def forward(P, T, keep, " + self.signature(("q", "v", "k", "c")) + "m, "
+        L = ["def forward(BLAS, P, T, keep, " + self.signature(("q", "v", "k", "c")) + "m, "
              + "".join(f"y{k}, " for k in range(len(self.outputs)))
              + "".join(f"S{j}, " for j in range(len(self.saves))) + "):"]
         for j, (shape, dt, slots) in enumerate(self.bufs):
@@ -697,7 +697,7 @@ class Generator:
             (M, K), Nn = self.meta[a][0], self.meta[b][0][1]
             if self.blas(M, K, Nn):
                 m, k, n = self.N(M), self.N(K), self.N(Nn)
-                return [P + f"GEMM(101, 111, 111, {m}, {n}, {k}, {self.K(1)}, "
+                return [P + f"GEMM(BLAS, 101, 111, 111, {m}, {n}, {k}, {self.K(1)}, "
                             f"{self.array(a, 'fwd')}.ctypes, {k}, {self.array(b, 'fwd')}.ctypes, "
                             f"{n}, {self.K(0)}, {self.array(o, 'fwd')}.ctypes, {n})"]
             return [P + f"np.dot({self.array(a, 'fwd')}, {self.array(b, 'fwd')}, "
@@ -762,7 +762,7 @@ class Generator:
         ny = len(self.outputs)
         nq = len([1 for r in self.roles.values() if r[0] == "seq"])
         nv = len([1 for r in self.roles.values() if r[0] == "inv"])
-        L = ["def backward(P, T, " + self.signature(("q", "v", "k")) + "m, "
+        L = ["def backward(BLAS, P, T, " + self.signature(("q", "v", "k")) + "m, "
              + "".join(f"S{j}, " for j in range(len(self.saves)))
              + "".join(f"gy{k}, " for k in range(ny))
              + "".join(f"gc{k}, " for k in range(self.ncarries))
@@ -883,11 +883,11 @@ class Generator:
             if self.blas(M, K, Nn):  # the products accumulate straight into the gradients
                 m, k, n = self.N(M), self.N(K), self.N(Nn)
                 if self.grad_array(a) is not None:
-                    lines.append(P + f"GEMM(101, 111, 112, {m}, {k}, {n}, {self.K(1)}, "
+                    lines.append(P + f"GEMM(BLAS, 101, 111, 112, {m}, {k}, {n}, {self.K(1)}, "
                                      f"{go}.ctypes, {n}, {self.array(b, 'bwd')}.ctypes, {n}, "
                                      f"{self.K(1)}, {self.grad_array(a)}.ctypes, {k})")
                 if self.grad_array(b) is not None and o not in self.deferred:
-                    lines.append(P + f"GEMM(101, 112, 111, {k}, {n}, {m}, {self.K(1)}, "
+                    lines.append(P + f"GEMM(BLAS, 101, 112, 111, {k}, {n}, {m}, {self.K(1)}, "
                                      f"{self.array(a, 'bwd')}.ctypes, {k}, {go}.ctypes, {n}, "
                                      f"{self.K(1)}, {self.grad_array(b)}.ctypes, {n})")
                 return lines
@@ -967,8 +967,9 @@ _compiled = {}  # source of the two loops -> (forward, backward), for this proce
 
 
 def _blas() -> dict:
-    """{dtype: NumPy's own cblas gemm (a ctypes function numba calls)} for float32/float64,
-    empty when NumPy's BLAS library or its symbols are not found (np.dot then)."""
+    """{dtype: (address, integer bits)} of NumPy's own cblas gemm for float32/float64 (the
+    compiled loops call it through `blas_gemm`), empty when NumPy's BLAS library or its symbols
+    are not found (np.dot then)."""
     if _blas_found:
         return _blas_found[0]
     found = {}
@@ -978,25 +979,20 @@ def _blas() -> dict:
     root = os.path.dirname(np.__file__)
     libs = sorted(glob.glob(os.path.join(root + ".libs", "*openblas*"))
                   + glob.glob(os.path.join(root, ".dylibs", "*openblas*")))
-    names = [("scipy_cblas_{}gemm64_", ctypes.c_int64), ("cblas_{}gemm64_", ctypes.c_int64),
-             ("scipy_cblas_{}gemm", ctypes.c_int), ("cblas_{}gemm", ctypes.c_int)]
+    names = [("scipy_cblas_{}gemm64_", 64), ("cblas_{}gemm64_", 64),
+             ("scipy_cblas_{}gemm", 32), ("cblas_{}gemm", 32)]
     for path in libs:
         try:
             lib = ctypes.CDLL(path)
         except OSError:
             continue
-        for name, integer in names:
+        for name, bits in names:
             try:
-                fns = {d: getattr(lib, name.format(c)) for d, c in
-                       ((np.dtype(np.float32), "s"), (np.dtype(np.float64), "d"))}
+                found = {d: (ctypes.cast(getattr(lib, name.format(c)), ctypes.c_void_p).value,
+                             bits)
+                         for d, c in ((np.dtype(np.float32), "s"), (np.dtype(np.float64), "d"))}
             except AttributeError:
                 continue
-            for d, fn in fns.items():
-                real = ctypes.c_float if d == np.float32 else ctypes.c_double
-                e, i, v = ctypes.c_int, integer, ctypes.c_void_p
-                fn.argtypes = [e, e, e, i, i, i, real, v, i, v, i, real, v, i]
-                fn.restype = None
-            found = fns
             break
         if found:
             break
@@ -1005,20 +1001,191 @@ def _blas() -> dict:
 
 
 _blas_found = []
+_gemms = {}
+
+
+def blas_gemm(bits: int):
+    """The numba intrinsic `GEMM(address, order, trans_a, trans_b, m, n, k, alpha, a, lda, b,
+    ldb, beta, c, ldc)` calling the cblas gemm at `address` (integers of `bits` bits; a, b, c
+    arrays or their `.ctypes`). The address is a runtime argument, never a constant of the
+    code: the compiled loops can then go to numba's on-disk cache (BLAS is loaded at another
+    address in the next process)."""
+    if bits in _gemms:
+        return _gemms[bits]
+    from llvmlite import ir
+    from numba.core import cgutils, types
+    from numba.extending import intrinsic
+
+    def pointer(context, builder, ty, value):
+        if isinstance(ty, types.Array):
+            data = context.make_array(ty)(context, builder, value).data
+        else:  # an array's .ctypes
+            data = cgutils.create_struct_proxy(ty)(context, builder, value=value).data
+        return builder.bitcast(data, ir.IntType(8).as_pointer())
+
+    @intrinsic
+    def gemm(typingctx, address, order, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb,
+             beta, c, ldc):
+        argtys = (address, order, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+        real_ty = c.dtype
+
+        def codegen(context, builder, signature, args):
+            integer = types.int64 if bits == 64 else types.int32
+            real = context.get_value_type(real_ty)
+            i32, ii, ptr = ir.IntType(32), ir.IntType(bits), ir.IntType(8).as_pointer()
+            fnty = ir.FunctionType(ir.VoidType(), [i32, i32, i32, ii, ii, ii, real, ptr, ii,
+                                                  ptr, ii, real, ptr, ii])
+            fn = builder.inttoptr(args[0], fnty.as_pointer())
+            kinds = ("e", "e", "e", "i", "i", "i", "r", "p", "i", "p", "i", "r", "p", "i")
+            values = []
+            for kind, ty, v in zip(kinds, argtys[1:], args[1:]):
+                if kind == "p":
+                    values.append(pointer(context, builder, ty, v))
+                else:
+                    to = {"e": types.int32, "i": integer, "r": real_ty}[kind]
+                    values.append(context.cast(builder, v, ty, to))
+            builder.call(fn, values)
+            return context.get_dummy_value()
+
+        return types.void(*argtys), codegen
+
+    _gemms[bits] = gemm
+    return gemm
+
+
+# --- the on-disk cache ------------------------------------------------------------------------
+
+CACHE_ENV = "MINIGRAD_JIT_CACHE"  # a directory, or "off" (also "0", "", "none") for no cache
+
+
+def cache_dir():
+    """The directory of the on-disk cache of compiled loops, or None (no cache).
+
+    `$MINIGRAD_JIT_CACHE` when set ("off", "0", "none" or empty: no cache), else
+    `$XDG_CACHE_HOME/minigrad/jit` (`~/.cache/minigrad/jit`). Created with mode 0700; None
+    (and the loops compile in memory only) when it is not a directory owned by this user that
+    only this user can write: numba's cache files are pickles, and a pickle written by another
+    user would run their code here."""
+    import os
+    where = os.environ.get(CACHE_ENV)
+    if where is not None and where.strip().lower() in ("", "0", "off", "none", "false", "no"):
+        return None
+    if where is None:
+        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+        where = os.path.join(base, "minigrad", "jit")
+    where = os.path.abspath(where)
+    try:
+        os.makedirs(where, mode=0o700, exist_ok=True)
+        for d in (where, os.path.join(where, "__pycache__")):
+            os.makedirs(d, mode=0o700, exist_ok=True)
+            if not _private(d):
+                return None
+    except OSError:
+        return None
+    return where
+
+
+def _private(path) -> bool:
+    import os
+    import stat
+    st = os.lstat(path)
+    return (stat.S_ISDIR(st.st_mode) and (not hasattr(os, "getuid") or st.st_uid == os.getuid())
+            and not st.st_mode & (stat.S_IWGRP | stat.S_IWOTH))
+
+
+def cache_key(source: str) -> str:
+    """The hash naming a program's cache file: its source and the versions of what compiles
+    and runs it (numba's own index also checks numba's version and the CPU)."""
+    import hashlib
+    import platform
+
+    import llvmlite
+    import numba
+    text = "\n".join([source, numba.__version__, llvmlite.__version__, np.__version__,
+                      platform.python_version(), platform.machine()])
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def _module_text(source, bits):
+    return ("# compiled loops of one minigrad step program, generated by minigrad.jit\n"
+            "import numpy as np\n\nfrom minigrad.jit import blas_gemm\n\n"
+            f"GEMM = blas_gemm({bits})\n\n\n" + source)
+
+
+def _load_module(source, bits, where):
+    """The module of the generated source written (atomically, once) to a file of the cache
+    directory named by its hash, so numba's cache can index its functions; None when the
+    file cannot be written."""
+    import importlib.util
+    import os
+    import sys
+    import tempfile
+    text = _module_text(source, bits)
+    path = os.path.join(where, f"minigrad_jit_{cache_key(text)}.py")
+    try:
+        with open(path, encoding="utf-8") as f:
+            ok = f.read() == text
+    except (OSError, UnicodeDecodeError):
+        ok = False
+    if not ok:  # missing or damaged: write it anew (a new stamp: numba's index is then stale)
+        try:
+            fd, tmp = tempfile.mkstemp(dir=where, suffix=".tmp")
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(text)
+            os.replace(tmp, path)
+        except OSError:
+            return None
+    name = f"minigrad_jit_{cache_key(text)}"
+    if name not in sys.modules:
+        # registered by name: numba's cache finds the loops' globals through it when loading
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        sys.modules[name] = module
+    return sys.modules[name]
+
+
+JIT_OPTIONS = {"error_model": "numpy", "fastmath": False}
+# error_model="numpy": a division by zero gives inf as in NumPy, and the loops vectorise
+# (Python's model checks every divisor); fastmath stays off (exact IEEE)
 
 
 def _compile(source: str, dtype):
     if source not in _compiled:
         import numba
-        # error_model="numpy": a division by zero gives inf as in NumPy, and the loops
-        # vectorise (Python's model checks every divisor); fastmath stays off (exact IEEE)
-        jit = numba.njit(error_model="numpy", fastmath=False, cache=False)
-        ns = {"np": np}
-        if "GEMM(" in source:
-            ns["GEMM"] = _blas()[np.dtype(dtype)]
-        exec(compile(source, "<minigrad.jit step program>", "exec"), ns)
-        _compiled[source] = jit(ns["forward"]), jit(ns["backward"])
+        bits = _blas().get(np.dtype(dtype), (0, 64))[1]
+        where = cache_dir()
+        module = _load_module(source, bits, where) if where is not None else None
+        if module is None:
+            ns = {"np": np, "GEMM": blas_gemm(bits)}
+            exec(compile(source, "<minigrad.jit step program>", "exec"), ns)
+            fns = ns["forward"], ns["backward"]
+        else:
+            fns = module.forward, module.backward
+        cache = module is not None
+        _compiled[source] = tuple(Loop(numba.njit(cache=cache, **JIT_OPTIONS)(f), cache)
+                                  for f in fns)
     return _compiled[source]
+
+
+class Loop:
+    """One compiled loop: compiled (or loaded from numba's on-disk cache) at its first call;
+    a cache entry that fails to load (a damaged file) means compiling it anew in memory."""
+
+    def __init__(self, dispatcher, cached):
+        self.dispatcher, self.cached, self.ready = dispatcher, cached, False
+
+    def __call__(self, *args):
+        if not self.ready:
+            self.ready = True
+            if self.cached:
+                import numba
+                try:
+                    self.dispatcher.compile(tuple(numba.typeof(a) for a in args))
+                except Exception:  # noqa: BLE001 - a damaged cache entry: compile in memory
+                    self.dispatcher = numba.njit(cache=False, **JIT_OPTIONS)(
+                        self.dispatcher.py_func)
+        return self.dispatcher(*args)
 
 
 def compiled_count() -> int:
@@ -1041,6 +1208,7 @@ class NumbaExecutor:
         self.program_needs = needs
         self.fallback, self.after, self.runs = fallback, after, 0
         self.forward_fn = self.backward_fn = None
+        self.blas_address = _blas().get(gen.dtype, (0, 64))[0]  # the loops' GEMM calls it
         roles = gen.roles
         self.seq_slots = [s for k, s in sorted((r[1], s) for s, r in roles.items()
                                                if r[0] == "seq")]
@@ -1076,7 +1244,8 @@ class NumbaExecutor:
         # every step) is all the loop needs
         kept = T if need_grad else 1
         saved = [np.empty((kept, len(slots)) + shape, dt) for shape, dt, slots in g.saves]
-        self.forward_fn(self.pf, T, int(need_grad), *seqs, *invs, *self.consts, *carries, m, *ys,
+        self.forward_fn(self.blas_address, self.pf, T, int(need_grad), *seqs, *invs, *self.consts,
+                        *carries, m, *ys,
                         *saved)
         out = ys[0] if len(ys) == 1 else ys
         if not need_grad:
@@ -1105,7 +1274,8 @@ class NumbaExecutor:
                         self._dtype(s)) for s in self.inv_slots]
         gts = [gqs[g.alias[o]] if o in g.alias else np.zeros((T,) + g.meta[o][0], self._dtype(o))
                for o in sorted(g.deferred)]
-        self.backward_fn(self.pb, T, *seqs, *invs, *self.consts, m, *stacks, *gys, *gcs, *gqs, *gvs,
+        self.backward_fn(self.blas_address, self.pb, T, *seqs, *invs, *self.consts, m, *stacks,
+                         *gys, *gcs, *gqs, *gvs,
                          *gts)
         for (o, n), gt in zip(sorted(g.deferred.items()), gts):
             a, b = n.args
