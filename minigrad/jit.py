@@ -1175,16 +1175,22 @@ class Loop:
     def __init__(self, dispatcher, cached):
         self.dispatcher, self.cached, self.ready = dispatcher, cached, False
 
+    def prepare(self, args):
+        """Compile (or load) the loop for the types of `args` now, without running it."""
+        import numba
+        types = tuple(numba.typeof(a) for a in args)
+        self.ready = True
+        if self.cached:
+            try:
+                self.dispatcher.compile(types)
+                return
+            except Exception:  # noqa: BLE001 - a damaged cache entry: compile in memory
+                self.dispatcher = numba.njit(cache=False, **JIT_OPTIONS)(self.dispatcher.py_func)
+        self.dispatcher.compile(types)
+
     def __call__(self, *args):
         if not self.ready:
-            self.ready = True
-            if self.cached:
-                import numba
-                try:
-                    self.dispatcher.compile(tuple(numba.typeof(a) for a in args))
-                except Exception:  # noqa: BLE001 - a damaged cache entry: compile in memory
-                    self.dispatcher = numba.njit(cache=False, **JIT_OPTIONS)(
-                        self.dispatcher.py_func)
+            self.prepare(args)
         return self.dispatcher(*args)
 
 
@@ -1220,16 +1226,37 @@ class NumbaExecutor:
         return self.gen.meta[s][1]
 
     def compile(self):
-        """Compile the two loops now (else at the first run that needs them)."""
+        """The two loops of this program (each compiled, or loaded from the on-disk cache, at
+        its first call)."""
         if self.forward_fn is None:
             self.forward_fn, self.backward_fn = _compile(self.source, self.gen.dtype)
 
     def forward(self, seqs, carry0, invariants, masks=None, need_grad=True):
         if self.runs < self.after:  # not compiled yet: NumPy's executor runs it
             self.runs += 1
-            out, carry, saved = self.fallback.forward(seqs, carry0, invariants, masks, need_grad)
-            return out, carry, (*saved, NUMPY_RUN) if need_grad else saved
+            return self.numpy_forward(seqs, carry0, invariants, masks, need_grad)
         self.compile()
+        args, out, carries, saved, kept = self.loop_args(seqs, carry0, invariants, masks,
+                                                         need_grad)
+        if self.runs == self.after and self.after and need_grad and not self.forward_fn.ready:
+            # the run that compiles: the forward loop now, its run still NumPy's; the backward
+            # loop at the next run's backward (two waits of about a second, not one of two)
+            self.runs += 1
+            self.forward_fn.prepare(args)
+            return self.numpy_forward(seqs, carry0, invariants, masks, need_grad)
+        self.forward_fn(*args)
+        if not need_grad:
+            return out, carries, ()
+        # a flat tuple of what backward holds (mg.memory counts the arrays), then the rest
+        return out, carries, (*saved, *kept)
+
+    def numpy_forward(self, seqs, carry0, invariants, masks, need_grad):
+        out, carry, saved = self.fallback.forward(seqs, carry0, invariants, masks, need_grad)
+        return out, carry, (*saved, NUMPY_RUN) if need_grad else saved
+
+    def loop_args(self, seqs, carry0, invariants, masks, need_grad):
+        """(the forward loop's arguments, out, final carries, saved arrays, (mask, the rest
+        backward reads)): out, carries and saved are arrays the loop writes."""
         g = self.gen
         seqs = [_contiguous(a, self._dtype(s)) for a, s in zip(seqs, self.seq_slots)]
         invs = [_contiguous(a, self._dtype(s)) for a, s in zip(invariants, self.inv_slots)]
@@ -1244,14 +1271,10 @@ class NumbaExecutor:
         # every step) is all the loop needs
         kept = T if need_grad else 1
         saved = [np.empty((kept, len(slots)) + shape, dt) for shape, dt, slots in g.saves]
-        self.forward_fn(self.blas_address, self.pf, T, int(need_grad), *seqs, *invs, *self.consts,
-                        *carries, m, *ys,
-                        *saved)
-        out = ys[0] if len(ys) == 1 else ys
-        if not need_grad:
-            return out, carries, ()
-        # a flat tuple of what backward holds (mg.memory counts the arrays), then the rest
-        return out, carries, (*saved, m, (T, seqs, invs))
+        args = (self.blas_address, self.pf, T, int(need_grad), *seqs, *invs, *self.consts,
+                *carries, m, *ys, *saved)
+        return (args, ys[0] if len(ys) == 1 else ys, carries, saved,
+                (m, (T, seqs, invs)))
 
     def backward(self, saved, g_out, g_final_carry):
         if saved[-1] is NUMPY_RUN:
