@@ -47,8 +47,8 @@ import numpy as np
 from minigrad import scan
 from minigrad.scan import Unsupported  # this program cannot run here; the message says why
 
-__all__ = ["StepProgram", "Unsupported", "available", "compiled_count", "make_executor",
-           "supported_ops"]
+__all__ = ["StepProgram", "Unsupported", "available", "cache_dir", "cache_hits",
+           "compiled_count", "make_executor", "supported_ops"]
 
 
 def available() -> bool:
@@ -1183,15 +1183,43 @@ class Loop:
         if self.cached:
             try:
                 self.dispatcher.compile(types)
+            except Exception:  # noqa: BLE001 - a damaged cache entry: drop it, compile anew
+                forget(self.dispatcher.py_func)
+                self.dispatcher = numba.njit(cache=True, **JIT_OPTIONS)(self.dispatcher.py_func)
+                try:
+                    self.dispatcher.compile(types)
+                except Exception:  # noqa: BLE001 - still unreadable: compile in memory
+                    self.cached = False
+            if self.cached:
+                _cache_hits[0] += sum(self.dispatcher.stats.cache_hits.values())
                 return
-            except Exception:  # noqa: BLE001 - a damaged cache entry: compile in memory
-                self.dispatcher = numba.njit(cache=False, **JIT_OPTIONS)(self.dispatcher.py_func)
+            self.dispatcher = numba.njit(cache=False, **JIT_OPTIONS)(self.dispatcher.py_func)
         self.dispatcher.compile(types)
 
     def __call__(self, *args):
         if not self.ready:
             self.prepare(args)
         return self.dispatcher(*args)
+
+
+_cache_hits = [0]
+
+
+def cache_hits() -> int:
+    """How many compiled loops this process loaded from the on-disk cache (`cache_dir()`)."""
+    return _cache_hits[0]
+
+
+def forget(fn):
+    """Remove numba's cache files of the generated function `fn` (damaged ones)."""
+    import glob
+    import os
+    folder = os.path.join(os.path.dirname(fn.__code__.co_filename), "__pycache__")
+    for path in glob.glob(os.path.join(folder, f"{fn.__module__}.{fn.__name__}-*.nb[ic]")):
+        try:
+            os.remove(path)
+        except OSError:
+            pass
 
 
 def compiled_count() -> int:
