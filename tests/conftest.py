@@ -60,5 +60,10 @@ def pytest_configure(config):
 def _jit_cache_in_tmp(tmp_path_factory):
     """numba's compiled loops (minigrad.jit) are cached in a temporary directory, never in the
     user's cache."""
+    before = os.environ.get("MINIGRAD_JIT_CACHE")
     os.environ["MINIGRAD_JIT_CACHE"] = str(tmp_path_factory.mktemp("jit_cache"))
     yield
+    if before is None:
+        del os.environ["MINIGRAD_JIT_CACHE"]
+    else:
+        os.environ["MINIGRAD_JIT_CACHE"] = before
