@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import numbers
 import re
+import time
 
 import numpy as np
 
@@ -1112,6 +1113,10 @@ def _module_text(source, bits):
             f"GEMM = blas_gemm({bits})\n\n\n" + source)
 
 
+def _module_name(text):
+    return f"minigrad_jit_{cache_key(text)}"
+
+
 def _load_module(source, bits, where):
     """The module of the generated source written (atomically, once) to a file of the cache
     directory named by its hash, so numba's cache can index its functions; None when the
@@ -1121,7 +1126,8 @@ def _load_module(source, bits, where):
     import sys
     import tempfile
     text = _module_text(source, bits)
-    path = os.path.join(where, f"minigrad_jit_{cache_key(text)}.py")
+    name = _module_name(text)
+    path = os.path.join(where, name + ".py")
     try:
         with open(path, encoding="utf-8") as f:
             ok = f.read() == text
@@ -1135,7 +1141,6 @@ def _load_module(source, bits, where):
             os.replace(tmp, path)
         except OSError:
             return None
-    name = f"minigrad_jit_{cache_key(text)}"
     if name not in sys.modules:
         # registered by name: numba's cache finds the loops' globals through it when loading
         spec = importlib.util.spec_from_file_location(name, path)
@@ -1179,7 +1184,7 @@ class Loop:
         """Compile (or load) the loop for the types of `args` now, without running it."""
         import numba
         types = tuple(numba.typeof(a) for a in args)
-        self.ready = True
+        self.ready = True  # (set first: a failure here is not retried at every call)
         if self.cached:
             try:
                 self.dispatcher.compile(types)
@@ -1241,7 +1246,7 @@ class NumbaExecutor:
         self.pf, self.pb = params
         self.program_needs = needs
         self.fallback, self.after, self.runs = fallback, after, 0
-        self.forward_fn = self.backward_fn = None
+        self.forward_fn = self.backward_fn = self.background = None
         self.blas_address = _blas().get(gen.dtype, (0, 64))[0]  # the loops' GEMM calls it
         roles = gen.roles
         self.seq_slots = [s for k, s in sorted((r[1], s) for s, r in roles.items()
@@ -1262,7 +1267,15 @@ class NumbaExecutor:
     def forward(self, seqs, carry0, invariants, masks=None, need_grad=True):
         if self.runs < self.after:  # not compiled yet: NumPy's executor runs it
             self.runs += 1
-            return self.numpy_forward(seqs, carry0, invariants, masks, need_grad)
+            start = time.perf_counter()
+            result = self.numpy_forward(seqs, carry0, invariants, masks, need_grad)
+            if (self.runs == 1 and self.after > 1 and need_grad
+                    and time.perf_counter() - start > BACKGROUND_S):
+                self.compile_in_background(seqs, carry0, invariants, masks)
+            return result
+        if self.background is not None:  # wait for it
+            self.background.join()
+            self.background = None
         self.compile()
         args, out, carries, saved, kept = self.loop_args(seqs, carry0, invariants, masks,
                                                          need_grad)
@@ -1277,6 +1290,28 @@ class NumbaExecutor:
             return out, carries, ()
         # a flat tuple of what backward holds (mg.memory counts the arrays), then the rest
         return out, carries, (*saved, *kept)
+
+    def compile_in_background(self, seqs, carry0, invariants, masks):
+        """Compile both loops (for the types of this run's arrays) in a thread, while NumPy's
+        executor runs the program until the run that uses them."""
+        import threading
+        self.compile()
+        if self.forward_fn.ready and self.backward_fn.ready:
+            return
+        args, _, _, saved, kept = self.loop_args(seqs, carry0, invariants, masks, True)
+        backward_args = self.backward((*saved, *kept), None, None, compile_only=True)
+        loops = ((self.forward_fn, args), (self.backward_fn, backward_args))
+
+        def work():
+            for loop, loop_args in loops:
+                if not loop.ready:
+                    try:
+                        loop.prepare(loop_args)
+                    except Exception:  # noqa: BLE001 - the run that calls it compiles again
+                        loop.ready = False
+
+        self.background = threading.Thread(target=work, name="minigrad.jit compile")
+        self.background.start()
 
     def numpy_forward(self, seqs, carry0, invariants, masks, need_grad):
         out, carry, saved = self.fallback.forward(seqs, carry0, invariants, masks, need_grad)
@@ -1304,7 +1339,8 @@ class NumbaExecutor:
         return (args, ys[0] if len(ys) == 1 else ys, carries, saved,
                 (m, (T, seqs, invs)))
 
-    def backward(self, saved, g_out, g_final_carry):
+    def backward(self, saved, g_out, g_final_carry, compile_only=False):
+        """(compile_only: the backward loop's arguments, not run.)"""
         if saved[-1] is NUMPY_RUN:
             return self.fallback.backward(saved[:-1], g_out, g_final_carry)
         g = self.gen
@@ -1325,9 +1361,11 @@ class NumbaExecutor:
                         self._dtype(s)) for s in self.inv_slots]
         gts = [gqs[g.alias[o]] if o in g.alias else np.zeros((T,) + g.meta[o][0], self._dtype(o))
                for o in sorted(g.deferred)]
-        self.backward_fn(self.blas_address, self.pb, T, *seqs, *invs, *self.consts, m, *stacks,
-                         *gys, *gcs, *gqs, *gvs,
-                         *gts)
+        args = (self.blas_address, self.pb, T, *seqs, *invs, *self.consts, m, *stacks, *gys,
+                *gcs, *gqs, *gvs, *gts)
+        if compile_only:
+            return args
+        self.backward_fn(*args)
         for (o, n), gt in zip(sorted(g.deferred.items()), gts):
             a, b = n.args
             kind, k = g.roles[a]
@@ -1350,6 +1388,7 @@ class NumbaExecutor:
 
 NUMPY_RUN = "run by minigrad.scan.NumpyExecutor"  # the mark of its saved tuples
 AFTER = 2  # runs of a program through NumPy's executor before it is compiled (make_executor)
+BACKGROUND_S = 0.2  # a first NumPy run slower than this: the loops compile in a thread meanwhile
 
 
 def make_from(program: StepProgram, fallback=None, after=0) -> NumbaExecutor:
@@ -1363,8 +1402,30 @@ def make_from(program: StepProgram, fallback=None, after=0) -> NumbaExecutor:
     forward, pf = parametrise(gen.forward_source())
     backward, pb = parametrise(gen.backward_source())
     source = forward + "\n\n\n" + backward + "\n"
+    if ready(source, gen.dtype):  # nothing to wait for: compiled from the first run
+        after = 0
     return NumbaExecutor(gen, consts, source, (pf, pb), program.needs_grad, fallback,
                          after if fallback is not None else 0)
+
+
+def ready(source, dtype) -> bool:
+    """Whether both loops of `source` are compiled in this process or in the on-disk cache."""
+    import glob
+    import os
+    if source in _compiled:
+        return all(loop.ready for loop in _compiled[source])
+    where = cache_dir()
+    if where is None:
+        return False
+    name = _module_name(_module_text(source, _blas().get(np.dtype(dtype), (0, 64))[1]))
+    try:
+        with open(os.path.join(where, name + ".py"), encoding="utf-8") as f:
+            if f.read() != _module_text(source, _blas().get(np.dtype(dtype), (0, 64))[1]):
+                return False
+    except (OSError, UnicodeDecodeError):
+        return False
+    return all(glob.glob(os.path.join(where, "__pycache__", f"{name}.{fn}-*.nbi"))
+               for fn in ("forward", "backward"))
 
 
 class Literal:
