@@ -9,10 +9,14 @@ executor with the interface of `minigrad.scan.NumpyExecutor`:
 
 or raises `Unsupported(reason)` (`minigrad.scan.Unsupported`: the caller runs NumPy's executor)
 for an op outside the table (`supported_ops()`), a dtype other than float32/float64, or numba
-missing (`available()`). A program runs through NumPy's executor for its first `AFTER` (2) runs
-and is compiled at the next (`after=` to choose; `compiled_count()` says how many programs this
-process compiled). The compiled code serves every batch size and every T: both are runtime
-values, feature sizes are literals.
+missing (`available()`). A program runs through NumPy's executor for its first `AFTER` (2) runs;
+the next compiles the forward loop (its run still NumPy's), the one after compiles the backward
+loop and runs compiled (`after=` to choose; `compiled_count()` says how many programs this
+process compiled, `compiled_runs()` how many runs went through compiled loops). A first run
+slower than `BACKGROUND_S` starts compiling both loops in a thread instead, used from the run
+after `AFTER`. Compiled loops go to an on-disk cache (`cache_dir()`; `MINIGRAD_JIT_CACHE` to
+move it or turn it off): a program found there runs compiled from its first run. The compiled
+code serves every batch size and every T: both are runtime values, feature sizes are literals.
 
 What the generated code does (the source is `executor.source`):
 - Forward: one loop over t. Consecutive elementwise ops of one output shape (and views of
@@ -49,7 +53,7 @@ from minigrad import scan
 from minigrad.scan import Unsupported  # this program cannot run here; the message says why
 
 __all__ = ["StepProgram", "Unsupported", "available", "cache_dir", "cache_hits",
-           "compiled_count", "make_executor", "supported_ops"]
+           "compiled_count", "compiled_runs", "make_executor", "supported_ops"]
 
 
 def available() -> bool:
@@ -1227,6 +1231,14 @@ def forget(fn):
             pass
 
 
+_compiled_runs = [0]
+
+
+def compiled_runs() -> int:
+    """How many forward runs of this process went through compiled loops."""
+    return _compiled_runs[0]
+
+
 def compiled_count() -> int:
     """How many step programs this process has compiled."""
     return len(_compiled)
@@ -1286,6 +1298,7 @@ class NumbaExecutor:
             self.forward_fn.prepare(args)
             return self.numpy_forward(seqs, carry0, invariants, masks, need_grad)
         self.forward_fn(*args)
+        _compiled_runs[0] += 1
         if not need_grad:
             return out, carries, ()
         # a flat tuple of what backward holds (mg.memory counts the arrays), then the rest

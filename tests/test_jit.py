@@ -399,6 +399,14 @@ class ElmanCell(rnn.Cell):
         return h, h
 
 
+class HalfElmanCell(ElmanCell):
+    """h' = (tanh(x + h U^T + b) + h) / 2: compiled by no other test here."""
+
+    def forward(self, x, h):
+        h = mg.tanh(x + h @ self.u.T + self.b) * 0.5 + h * 0.5
+        return h, h
+
+
 class PowCell(rnn.Cell):
     """A cell with an op outside the numba table (a power)."""
 
@@ -457,22 +465,42 @@ def test_built_in_cells_equal_the_per_op_graph(monkeypatch, name):
 
 
 @needs_numba
-def test_compiled_from_the_third_run_on():
-    """The first two runs go through NumPy's executor, the third compiles (once for every
+def test_compiled_from_the_fourth_run_on(monkeypatch):
+    """The first two runs go through NumPy's executor, the third compiles the forward loop (and
+    runs on NumPy's), the fourth compiles the backward loop and runs compiled (once for every
     shape: another batch size compiles nothing new); every run equals the per-op graph."""
+    monkeypatch.setattr(jit, "BACKGROUND_S", 1e9)
     cell = ElmanCell(8, rng=5, dtype="float64")
     ref = run_cell(cell, "off")
-    count = jit.compiled_count()
-    for run in range(3):
+    count, runs = jit.compiled_count(), jit.compiled_runs()
+    for run in range(4):
         got = run_cell(cell, "numba")
-        assert jit.compiled_count() == count + (run == 2)
+        assert jit.compiled_count() == count + (run >= 2)
+        assert jit.compiled_runs() == runs + (run == 3)
         for g, r in zip(got[:2] + tuple(got[2]), ref[:2] + tuple(ref[2])):
             np.testing.assert_allclose(g, r, rtol=1e-10, atol=1e-12)
-    for run in range(3):
-        got = run_cell(cell, "numba", lengths=(20, 9, 1))
+    # compiled already: another batch size runs compiled from its first run
+    got = run_cell(cell, "numba", lengths=(20, 9, 1))
     ref = run_cell(cell, "off", lengths=(20, 9, 1))
-    np.testing.assert_allclose(got[0], ref[0], rtol=1e-12, atol=1e-14)
-    assert jit.compiled_count() == count + 1
+    for g, r in zip(got[:2] + tuple(got[2]), ref[:2] + tuple(ref[2])):
+        np.testing.assert_allclose(g, r, rtol=1e-10, atol=1e-12)
+    assert jit.compiled_count() == count + 1 and jit.compiled_runs() == runs + 2
+
+
+@needs_numba
+def test_a_slow_first_run_compiles_in_the_background(monkeypatch):
+    """A first run slower than BACKGROUND_S (here: any) starts compiling both loops in a thread;
+    the third run uses them. Every run equals the per-op graph."""
+    monkeypatch.setattr(jit, "BACKGROUND_S", 0.0)
+    cell = HalfElmanCell(8, rng=6, dtype="float64")
+    ref = run_cell(cell, "off")
+    count, runs = jit.compiled_count(), jit.compiled_runs()
+    for run in range(3):
+        got = run_cell(cell, "numba")
+        assert jit.compiled_count() == count + 1  # from the first run on (the thread's)
+        assert jit.compiled_runs() == runs + (run == 2)
+        for g, r in zip(got[:2] + tuple(got[2]), ref[:2] + tuple(ref[2])):
+            np.testing.assert_allclose(g, r, rtol=1e-10, atol=1e-12)
 
 
 @needs_numba
