@@ -1453,11 +1453,14 @@ def make_executor(program, after: int | None = None) -> NumbaExecutor:
     `Unsupported(reason)`: an op outside the table (`supported_ops()`), a dtype other than
     float32/float64 (bool masks and conditions aside), numba not installed.
 
-    Compiling takes a second or two per program (once per process; any shape), so the first
-    `after` runs (default `AFTER`, 2) go through `minigrad.scan.NumpyExecutor` and the program is
-    compiled at the run after: a cell run once or twice (a test, a quick look) never waits for
-    the compiler, a training loop gets the compiled loops from its third step on. after=0
-    compiles at the first run."""
+    Compiling takes a second or two per program (once; any shape), so the first `after` runs
+    (default `AFTER`, 2) go through `minigrad.scan.NumpyExecutor`, the run after compiles the
+    forward loop (still running on NumPy's executor) and the next compiles the backward loop
+    and runs compiled: a cell run once or twice (a test, a quick look) never waits for the
+    compiler, a training loop gets the compiled loops from its fourth step on (its third when a
+    slow first run compiled them in a thread, see `BACKGROUND_S`; its first when both loops are
+    in this process or in the on-disk cache, `cache_dir()`). after=0 compiles at the first
+    run."""
     after = AFTER if after is None else after
     if isinstance(program, StepProgram):
         return make_from(program)
