@@ -9,10 +9,14 @@ executor with the interface of `minigrad.scan.NumpyExecutor`:
 
 or raises `Unsupported(reason)` (`minigrad.scan.Unsupported`: the caller runs NumPy's executor)
 for an op outside the table (`supported_ops()`), a dtype other than float32/float64, or numba
-missing (`available()`). A program runs through NumPy's executor for its first `AFTER` (2) runs
-and is compiled at the next (`after=` to choose; `compiled_count()` says how many programs this
-process compiled). The compiled code serves every batch size and every T: both are runtime
-values, feature sizes are literals.
+missing (`available()`). A program runs through NumPy's executor for its first `AFTER` (2) runs;
+the next compiles the forward loop (its run still NumPy's), the one after compiles the backward
+loop and runs compiled (`after=` to choose; `compiled_count()` says how many programs this
+process compiled, `compiled_runs()` how many runs went through compiled loops). A first run
+slower than `BACKGROUND_S` starts compiling both loops in a thread instead, used from the run
+after `AFTER`. Compiled loops go to an on-disk cache (`cache_dir()`; `MINIGRAD_JIT_CACHE` to
+move it or turn it off): a program found there runs compiled from its first run. The compiled
+code serves every batch size and every T: both are runtime values, feature sizes are literals.
 
 What the generated code does (the source is `executor.source`):
 - Forward: one loop over t. Consecutive elementwise ops of one output shape (and views of
@@ -41,14 +45,15 @@ from __future__ import annotations
 
 import numbers
 import re
+import time
 
 import numpy as np
 
 from minigrad import scan
 from minigrad.scan import Unsupported  # this program cannot run here; the message says why
 
-__all__ = ["StepProgram", "Unsupported", "available", "compiled_count", "make_executor",
-           "supported_ops"]
+__all__ = ["StepProgram", "Unsupported", "available", "cache_dir", "cache_hits",
+           "compiled_count", "compiled_runs", "make_executor", "supported_ops"]
 
 
 def available() -> bool:
@@ -617,7 +622,7 @@ class Generator:
     # forward -------------------------------------------------------------------------------
     def forward_source(self) -> str:
         self.constants = {}
-        L = ["def forward(P, T, keep, " + self.signature(("q", "v", "k", "c")) + "m, "
+        L = ["def forward(BLAS, P, T, keep, " + self.signature(("q", "v", "k", "c")) + "m, "
              + "".join(f"y{k}, " for k in range(len(self.outputs)))
              + "".join(f"S{j}, " for j in range(len(self.saves))) + "):"]
         for j, (shape, dt, slots) in enumerate(self.bufs):
@@ -697,7 +702,7 @@ class Generator:
             (M, K), Nn = self.meta[a][0], self.meta[b][0][1]
             if self.blas(M, K, Nn):
                 m, k, n = self.N(M), self.N(K), self.N(Nn)
-                return [P + f"GEMM(101, 111, 111, {m}, {n}, {k}, {self.K(1)}, "
+                return [P + f"GEMM(BLAS, 101, 111, 111, {m}, {n}, {k}, {self.K(1)}, "
                             f"{self.array(a, 'fwd')}.ctypes, {k}, {self.array(b, 'fwd')}.ctypes, "
                             f"{n}, {self.K(0)}, {self.array(o, 'fwd')}.ctypes, {n})"]
             return [P + f"np.dot({self.array(a, 'fwd')}, {self.array(b, 'fwd')}, "
@@ -762,7 +767,7 @@ class Generator:
         ny = len(self.outputs)
         nq = len([1 for r in self.roles.values() if r[0] == "seq"])
         nv = len([1 for r in self.roles.values() if r[0] == "inv"])
-        L = ["def backward(P, T, " + self.signature(("q", "v", "k")) + "m, "
+        L = ["def backward(BLAS, P, T, " + self.signature(("q", "v", "k")) + "m, "
              + "".join(f"S{j}, " for j in range(len(self.saves)))
              + "".join(f"gy{k}, " for k in range(ny))
              + "".join(f"gc{k}, " for k in range(self.ncarries))
@@ -883,11 +888,11 @@ class Generator:
             if self.blas(M, K, Nn):  # the products accumulate straight into the gradients
                 m, k, n = self.N(M), self.N(K), self.N(Nn)
                 if self.grad_array(a) is not None:
-                    lines.append(P + f"GEMM(101, 111, 112, {m}, {k}, {n}, {self.K(1)}, "
+                    lines.append(P + f"GEMM(BLAS, 101, 111, 112, {m}, {k}, {n}, {self.K(1)}, "
                                      f"{go}.ctypes, {n}, {self.array(b, 'bwd')}.ctypes, {n}, "
                                      f"{self.K(1)}, {self.grad_array(a)}.ctypes, {k})")
                 if self.grad_array(b) is not None and o not in self.deferred:
-                    lines.append(P + f"GEMM(101, 112, 111, {k}, {n}, {m}, {self.K(1)}, "
+                    lines.append(P + f"GEMM(BLAS, 101, 112, 111, {k}, {n}, {m}, {self.K(1)}, "
                                      f"{self.array(a, 'bwd')}.ctypes, {k}, {go}.ctypes, {n}, "
                                      f"{self.K(1)}, {self.grad_array(b)}.ctypes, {n})")
                 return lines
@@ -967,8 +972,9 @@ _compiled = {}  # source of the two loops -> (forward, backward), for this proce
 
 
 def _blas() -> dict:
-    """{dtype: NumPy's own cblas gemm (a ctypes function numba calls)} for float32/float64,
-    empty when NumPy's BLAS library or its symbols are not found (np.dot then)."""
+    """{dtype: (address, integer bits)} of NumPy's own cblas gemm for float32/float64 (the
+    compiled loops call it through `blas_gemm`), empty when NumPy's BLAS library or its symbols
+    are not found (np.dot then)."""
     if _blas_found:
         return _blas_found[0]
     found = {}
@@ -978,25 +984,20 @@ def _blas() -> dict:
     root = os.path.dirname(np.__file__)
     libs = sorted(glob.glob(os.path.join(root + ".libs", "*openblas*"))
                   + glob.glob(os.path.join(root, ".dylibs", "*openblas*")))
-    names = [("scipy_cblas_{}gemm64_", ctypes.c_int64), ("cblas_{}gemm64_", ctypes.c_int64),
-             ("scipy_cblas_{}gemm", ctypes.c_int), ("cblas_{}gemm", ctypes.c_int)]
+    names = [("scipy_cblas_{}gemm64_", 64), ("cblas_{}gemm64_", 64),
+             ("scipy_cblas_{}gemm", 32), ("cblas_{}gemm", 32)]
     for path in libs:
         try:
             lib = ctypes.CDLL(path)
         except OSError:
             continue
-        for name, integer in names:
+        for name, bits in names:
             try:
-                fns = {d: getattr(lib, name.format(c)) for d, c in
-                       ((np.dtype(np.float32), "s"), (np.dtype(np.float64), "d"))}
+                found = {d: (ctypes.cast(getattr(lib, name.format(c)), ctypes.c_void_p).value,
+                             bits)
+                         for d, c in ((np.dtype(np.float32), "s"), (np.dtype(np.float64), "d"))}
             except AttributeError:
                 continue
-            for d, fn in fns.items():
-                real = ctypes.c_float if d == np.float32 else ctypes.c_double
-                e, i, v = ctypes.c_int, integer, ctypes.c_void_p
-                fn.argtypes = [e, e, e, i, i, i, real, v, i, v, i, real, v, i]
-                fn.restype = None
-            found = fns
             break
         if found:
             break
@@ -1005,20 +1006,237 @@ def _blas() -> dict:
 
 
 _blas_found = []
+_gemms = {}
+
+
+def blas_gemm(bits: int):
+    """The numba intrinsic `GEMM(address, order, trans_a, trans_b, m, n, k, alpha, a, lda, b,
+    ldb, beta, c, ldc)` calling the cblas gemm at `address` (integers of `bits` bits; a, b, c
+    arrays or their `.ctypes`). The address is a runtime argument, never a constant of the
+    code: the compiled loops can then go to numba's on-disk cache (BLAS is loaded at another
+    address in the next process)."""
+    if bits in _gemms:
+        return _gemms[bits]
+    from llvmlite import ir
+    from numba.core import cgutils, types
+    from numba.extending import intrinsic
+
+    def pointer(context, builder, ty, value):
+        if isinstance(ty, types.Array):
+            data = context.make_array(ty)(context, builder, value).data
+        else:  # an array's .ctypes
+            data = cgutils.create_struct_proxy(ty)(context, builder, value=value).data
+        return builder.bitcast(data, ir.IntType(8).as_pointer())
+
+    @intrinsic
+    def gemm(typingctx, address, order, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb,
+             beta, c, ldc):
+        argtys = (address, order, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+        real_ty = c.dtype
+
+        def codegen(context, builder, signature, args):
+            integer = types.int64 if bits == 64 else types.int32
+            real = context.get_value_type(real_ty)
+            i32, ii, ptr = ir.IntType(32), ir.IntType(bits), ir.IntType(8).as_pointer()
+            fnty = ir.FunctionType(ir.VoidType(), [i32, i32, i32, ii, ii, ii, real, ptr, ii,
+                                                  ptr, ii, real, ptr, ii])
+            fn = builder.inttoptr(args[0], fnty.as_pointer())
+            kinds = ("e", "e", "e", "i", "i", "i", "r", "p", "i", "p", "i", "r", "p", "i")
+            values = []
+            for kind, ty, v in zip(kinds, argtys[1:], args[1:]):
+                if kind == "p":
+                    values.append(pointer(context, builder, ty, v))
+                else:
+                    to = {"e": types.int32, "i": integer, "r": real_ty}[kind]
+                    values.append(context.cast(builder, v, ty, to))
+            builder.call(fn, values)
+            return context.get_dummy_value()
+
+        return types.void(*argtys), codegen
+
+    _gemms[bits] = gemm
+    return gemm
+
+
+# --- the on-disk cache ------------------------------------------------------------------------
+
+CACHE_ENV = "MINIGRAD_JIT_CACHE"  # a directory, or "off" (also "0", "", "none") for no cache
+
+
+def cache_dir():
+    """The directory of the on-disk cache of compiled loops, or None (no cache).
+
+    `$MINIGRAD_JIT_CACHE` when set ("off", "0", "none" or empty: no cache), else
+    `$XDG_CACHE_HOME/minigrad/jit` (`~/.cache/minigrad/jit`). Created with mode 0700; None
+    (and the loops compile in memory only) when it is not a directory owned by this user that
+    only this user can write: numba's cache files are pickles, and a pickle written by another
+    user would run their code here."""
+    import os
+    where = os.environ.get(CACHE_ENV)
+    if where is not None and where.strip().lower() in ("", "0", "off", "none", "false", "no"):
+        return None
+    if where is None:
+        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+        where = os.path.join(base, "minigrad", "jit")
+    where = os.path.abspath(where)
+    try:
+        os.makedirs(where, mode=0o700, exist_ok=True)
+        for d in (where, os.path.join(where, "__pycache__")):
+            os.makedirs(d, mode=0o700, exist_ok=True)
+            if not _private(d):
+                return None
+    except OSError:
+        return None
+    return where
+
+
+def _private(path) -> bool:
+    import os
+    import stat
+    st = os.lstat(path)
+    return (stat.S_ISDIR(st.st_mode) and (not hasattr(os, "getuid") or st.st_uid == os.getuid())
+            and not st.st_mode & (stat.S_IWGRP | stat.S_IWOTH))
+
+
+def cache_key(source: str) -> str:
+    """The hash naming a program's cache file: its source and the versions of what compiles
+    and runs it (numba's own index also checks numba's version and the CPU)."""
+    import hashlib
+    import platform
+
+    import llvmlite
+    import numba
+    text = "\n".join([source, numba.__version__, llvmlite.__version__, np.__version__,
+                      platform.python_version(), platform.machine()])
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def _module_text(source, bits):
+    return ("# compiled loops of one minigrad step program, generated by minigrad.jit\n"
+            "import numpy as np\n\nfrom minigrad.jit import blas_gemm\n\n"
+            f"GEMM = blas_gemm({bits})\n\n\n" + source)
+
+
+def _module_name(text):
+    return f"minigrad_jit_{cache_key(text)}"
+
+
+def _load_module(source, bits, where):
+    """The module of the generated source written (atomically, once) to a file of the cache
+    directory named by its hash, so numba's cache can index its functions; None when the
+    file cannot be written."""
+    import importlib.util
+    import os
+    import sys
+    import tempfile
+    text = _module_text(source, bits)
+    name = _module_name(text)
+    path = os.path.join(where, name + ".py")
+    try:
+        with open(path, encoding="utf-8") as f:
+            ok = f.read() == text
+    except (OSError, UnicodeDecodeError):
+        ok = False
+    if not ok:  # missing or damaged: write it anew (a new stamp: numba's index is then stale)
+        try:
+            fd, tmp = tempfile.mkstemp(dir=where, suffix=".tmp")
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(text)
+            os.replace(tmp, path)
+        except OSError:
+            return None
+    if name not in sys.modules:
+        # registered by name: numba's cache finds the loops' globals through it when loading
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        sys.modules[name] = module
+    return sys.modules[name]
+
+
+JIT_OPTIONS = {"error_model": "numpy", "fastmath": False}
+# error_model="numpy": a division by zero gives inf as in NumPy, and the loops vectorise
+# (Python's model checks every divisor); fastmath stays off (exact IEEE)
 
 
 def _compile(source: str, dtype):
     if source not in _compiled:
         import numba
-        # error_model="numpy": a division by zero gives inf as in NumPy, and the loops
-        # vectorise (Python's model checks every divisor); fastmath stays off (exact IEEE)
-        jit = numba.njit(error_model="numpy", fastmath=False, cache=False)
-        ns = {"np": np}
-        if "GEMM(" in source:
-            ns["GEMM"] = _blas()[np.dtype(dtype)]
-        exec(compile(source, "<minigrad.jit step program>", "exec"), ns)
-        _compiled[source] = jit(ns["forward"]), jit(ns["backward"])
+        bits = _blas().get(np.dtype(dtype), (0, 64))[1]
+        where = cache_dir()
+        module = _load_module(source, bits, where) if where is not None else None
+        if module is None:
+            ns = {"np": np, "GEMM": blas_gemm(bits)}
+            exec(compile(source, "<minigrad.jit step program>", "exec"), ns)
+            fns = ns["forward"], ns["backward"]
+        else:
+            fns = module.forward, module.backward
+        cache = module is not None
+        _compiled[source] = tuple(Loop(numba.njit(cache=cache, **JIT_OPTIONS)(f), cache)
+                                  for f in fns)
     return _compiled[source]
+
+
+class Loop:
+    """One compiled loop: compiled (or loaded from numba's on-disk cache) at its first call;
+    a cache entry that fails to load (a damaged file) means compiling it anew in memory."""
+
+    def __init__(self, dispatcher, cached):
+        self.dispatcher, self.cached, self.ready = dispatcher, cached, False
+
+    def prepare(self, args):
+        """Compile (or load) the loop for the types of `args` now, without running it."""
+        import numba
+        types = tuple(numba.typeof(a) for a in args)
+        self.ready = True  # (set first: a failure here is not retried at every call)
+        if self.cached:
+            try:
+                self.dispatcher.compile(types)
+            except Exception:  # noqa: BLE001 - a damaged cache entry: drop it, compile anew
+                forget(self.dispatcher.py_func)
+                self.dispatcher = numba.njit(cache=True, **JIT_OPTIONS)(self.dispatcher.py_func)
+                try:
+                    self.dispatcher.compile(types)
+                except Exception:  # noqa: BLE001 - still unreadable: compile in memory
+                    self.cached = False
+            if self.cached:
+                _cache_hits[0] += sum(self.dispatcher.stats.cache_hits.values())
+                return
+            self.dispatcher = numba.njit(cache=False, **JIT_OPTIONS)(self.dispatcher.py_func)
+        self.dispatcher.compile(types)
+
+    def __call__(self, *args):
+        if not self.ready:
+            self.prepare(args)
+        return self.dispatcher(*args)
+
+
+_cache_hits = [0]
+
+
+def cache_hits() -> int:
+    """How many compiled loops this process loaded from the on-disk cache (`cache_dir()`)."""
+    return _cache_hits[0]
+
+
+def forget(fn):
+    """Remove numba's cache files of the generated function `fn` (damaged ones)."""
+    import glob
+    import os
+    folder = os.path.join(os.path.dirname(fn.__code__.co_filename), "__pycache__")
+    for path in glob.glob(os.path.join(folder, f"{fn.__module__}.{fn.__name__}-*.nb[ic]")):
+        try:
+            os.remove(path)
+        except OSError:
+            pass
+
+
+_compiled_runs = [0]
+
+
+def compiled_runs() -> int:
+    """How many forward runs of this process went through compiled loops."""
+    return _compiled_runs[0]
 
 
 def compiled_count() -> int:
@@ -1040,7 +1258,8 @@ class NumbaExecutor:
         self.pf, self.pb = params
         self.program_needs = needs
         self.fallback, self.after, self.runs = fallback, after, 0
-        self.forward_fn = self.backward_fn = None
+        self.forward_fn = self.backward_fn = self.background = None
+        self.blas_address = _blas().get(gen.dtype, (0, 64))[0]  # the loops' GEMM calls it
         roles = gen.roles
         self.seq_slots = [s for k, s in sorted((r[1], s) for s, r in roles.items()
                                                if r[0] == "seq")]
@@ -1052,16 +1271,68 @@ class NumbaExecutor:
         return self.gen.meta[s][1]
 
     def compile(self):
-        """Compile the two loops now (else at the first run that needs them)."""
+        """The two loops of this program (each compiled, or loaded from the on-disk cache, at
+        its first call)."""
         if self.forward_fn is None:
             self.forward_fn, self.backward_fn = _compile(self.source, self.gen.dtype)
 
     def forward(self, seqs, carry0, invariants, masks=None, need_grad=True):
         if self.runs < self.after:  # not compiled yet: NumPy's executor runs it
             self.runs += 1
-            out, carry, saved = self.fallback.forward(seqs, carry0, invariants, masks, need_grad)
-            return out, carry, (*saved, NUMPY_RUN) if need_grad else saved
+            start = time.perf_counter()
+            result = self.numpy_forward(seqs, carry0, invariants, masks, need_grad)
+            if (self.runs == 1 and self.after > 1 and need_grad
+                    and time.perf_counter() - start > BACKGROUND_S):
+                self.compile_in_background(seqs, carry0, invariants, masks)
+            return result
+        if self.background is not None:  # wait for it
+            self.background.join()
+            self.background = None
         self.compile()
+        args, out, carries, saved, kept = self.loop_args(seqs, carry0, invariants, masks,
+                                                         need_grad)
+        if self.runs == self.after and self.after and need_grad and not self.forward_fn.ready:
+            # the run that compiles: the forward loop now, its run still NumPy's; the backward
+            # loop at the next run's backward (two waits of about a second, not one of two)
+            self.runs += 1
+            self.forward_fn.prepare(args)
+            return self.numpy_forward(seqs, carry0, invariants, masks, need_grad)
+        self.forward_fn(*args)
+        _compiled_runs[0] += 1
+        if not need_grad:
+            return out, carries, ()
+        # a flat tuple of what backward holds (mg.memory counts the arrays), then the rest
+        return out, carries, (*saved, *kept)
+
+    def compile_in_background(self, seqs, carry0, invariants, masks):
+        """Compile both loops (for the types of this run's arrays) in a thread, while NumPy's
+        executor runs the program until the run that uses them."""
+        import threading
+        self.compile()
+        if self.forward_fn.ready and self.backward_fn.ready:
+            return
+        args, _, _, saved, kept = self.loop_args(seqs, carry0, invariants, masks, True)
+        backward_args = self.backward((*saved, *kept), None, None, compile_only=True)
+        loops = ((self.forward_fn, args), (self.backward_fn, backward_args))
+
+        def work():
+            for loop, loop_args in loops:
+                if not loop.ready:
+                    try:
+                        loop.prepare(loop_args)
+                    except Exception:  # noqa: BLE001 - the run that calls it compiles again
+                        loop.ready = False
+
+        self.background = threading.Thread(target=work, name="minigrad.jit compile")
+        self.background.start()
+
+    def numpy_forward(self, seqs, carry0, invariants, masks, need_grad):
+        out, carry, saved = self.fallback.forward(seqs, carry0, invariants, masks, need_grad)
+        return out, carry, (*saved, NUMPY_RUN) if need_grad else saved
+
+    def loop_args(self, seqs, carry0, invariants, masks, need_grad):
+        """(the forward loop's arguments, out, final carries, saved arrays, (mask, the rest
+        backward reads)): out, carries and saved are arrays the loop writes."""
         g = self.gen
         seqs = [_contiguous(a, self._dtype(s)) for a, s in zip(seqs, self.seq_slots)]
         invs = [_contiguous(a, self._dtype(s)) for a, s in zip(invariants, self.inv_slots)]
@@ -1076,15 +1347,13 @@ class NumbaExecutor:
         # every step) is all the loop needs
         kept = T if need_grad else 1
         saved = [np.empty((kept, len(slots)) + shape, dt) for shape, dt, slots in g.saves]
-        self.forward_fn(self.pf, T, int(need_grad), *seqs, *invs, *self.consts, *carries, m, *ys,
-                        *saved)
-        out = ys[0] if len(ys) == 1 else ys
-        if not need_grad:
-            return out, carries, ()
-        # a flat tuple of what backward holds (mg.memory counts the arrays), then the rest
-        return out, carries, (*saved, m, (T, seqs, invs))
+        args = (self.blas_address, self.pf, T, int(need_grad), *seqs, *invs, *self.consts,
+                *carries, m, *ys, *saved)
+        return (args, ys[0] if len(ys) == 1 else ys, carries, saved,
+                (m, (T, seqs, invs)))
 
-    def backward(self, saved, g_out, g_final_carry):
+    def backward(self, saved, g_out, g_final_carry, compile_only=False):
+        """(compile_only: the backward loop's arguments, not run.)"""
         if saved[-1] is NUMPY_RUN:
             return self.fallback.backward(saved[:-1], g_out, g_final_carry)
         g = self.gen
@@ -1105,8 +1374,11 @@ class NumbaExecutor:
                         self._dtype(s)) for s in self.inv_slots]
         gts = [gqs[g.alias[o]] if o in g.alias else np.zeros((T,) + g.meta[o][0], self._dtype(o))
                for o in sorted(g.deferred)]
-        self.backward_fn(self.pb, T, *seqs, *invs, *self.consts, m, *stacks, *gys, *gcs, *gqs, *gvs,
-                         *gts)
+        args = (self.blas_address, self.pb, T, *seqs, *invs, *self.consts, m, *stacks, *gys,
+                *gcs, *gqs, *gvs, *gts)
+        if compile_only:
+            return args
+        self.backward_fn(*args)
         for (o, n), gt in zip(sorted(g.deferred.items()), gts):
             a, b = n.args
             kind, k = g.roles[a]
@@ -1129,6 +1401,7 @@ class NumbaExecutor:
 
 NUMPY_RUN = "run by minigrad.scan.NumpyExecutor"  # the mark of its saved tuples
 AFTER = 2  # runs of a program through NumPy's executor before it is compiled (make_executor)
+BACKGROUND_S = 0.2  # a first NumPy run slower than this: the loops compile in a thread meanwhile
 
 
 def make_from(program: StepProgram, fallback=None, after=0) -> NumbaExecutor:
@@ -1142,8 +1415,30 @@ def make_from(program: StepProgram, fallback=None, after=0) -> NumbaExecutor:
     forward, pf = parametrise(gen.forward_source())
     backward, pb = parametrise(gen.backward_source())
     source = forward + "\n\n\n" + backward + "\n"
+    if ready(source, gen.dtype):  # nothing to wait for: compiled from the first run
+        after = 0
     return NumbaExecutor(gen, consts, source, (pf, pb), program.needs_grad, fallback,
                          after if fallback is not None else 0)
+
+
+def ready(source, dtype) -> bool:
+    """Whether both loops of `source` are compiled in this process or in the on-disk cache."""
+    import glob
+    import os
+    if source in _compiled:
+        return all(loop.ready for loop in _compiled[source])
+    where = cache_dir()
+    if where is None:
+        return False
+    name = _module_name(_module_text(source, _blas().get(np.dtype(dtype), (0, 64))[1]))
+    try:
+        with open(os.path.join(where, name + ".py"), encoding="utf-8") as f:
+            if f.read() != _module_text(source, _blas().get(np.dtype(dtype), (0, 64))[1]):
+                return False
+    except (OSError, UnicodeDecodeError):
+        return False
+    return all(glob.glob(os.path.join(where, "__pycache__", f"{name}.{fn}-*.nbi"))
+               for fn in ("forward", "backward"))
 
 
 class Literal:
@@ -1158,11 +1453,14 @@ def make_executor(program, after: int | None = None) -> NumbaExecutor:
     `Unsupported(reason)`: an op outside the table (`supported_ops()`), a dtype other than
     float32/float64 (bool masks and conditions aside), numba not installed.
 
-    Compiling takes a second or two per program (once per process; any shape), so the first
-    `after` runs (default `AFTER`, 2) go through `minigrad.scan.NumpyExecutor` and the program is
-    compiled at the run after: a cell run once or twice (a test, a quick look) never waits for
-    the compiler, a training loop gets the compiled loops from its third step on. after=0
-    compiles at the first run."""
+    Compiling takes a second or two per program (once; any shape), so the first `after` runs
+    (default `AFTER`, 2) go through `minigrad.scan.NumpyExecutor`, the run after compiles the
+    forward loop (still running on NumPy's executor) and the next compiles the backward loop
+    and runs compiled: a cell run once or twice (a test, a quick look) never waits for the
+    compiler, a training loop gets the compiled loops from its fourth step on (its third when a
+    slow first run compiled them in a thread, see `BACKGROUND_S`; its first when both loops are
+    in this process or in the on-disk cache, `cache_dir()`). after=0 compiles at the first
+    run."""
     after = AFTER if after is None else after
     if isinstance(program, StepProgram):
         return make_from(program)

@@ -54,3 +54,16 @@ def pytest_configure(config):
     # also declared in pyproject.toml; repeated so the markers exist when run from elsewhere
     config.addinivalue_line("markers", "gpu: needs a CUDA GPU and CuPy (skipped otherwise)")
     config.addinivalue_line("markers", "browser: drives headless Chromium (skipped otherwise)")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _jit_cache_in_tmp(tmp_path_factory):
+    """numba's compiled loops (minigrad.jit) are cached in a temporary directory, never in the
+    user's cache."""
+    before = os.environ.get("MINIGRAD_JIT_CACHE")
+    os.environ["MINIGRAD_JIT_CACHE"] = str(tmp_path_factory.mktemp("jit_cache"))
+    yield
+    if before is None:
+        del os.environ["MINIGRAD_JIT_CACHE"]
+    else:
+        os.environ["MINIGRAD_JIT_CACHE"] = before

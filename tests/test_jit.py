@@ -8,6 +8,8 @@ fallback to NumPy. Compiling costs about a second per program, so each program i
 from __future__ import annotations
 
 import functools
+import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -397,6 +399,14 @@ class ElmanCell(rnn.Cell):
         return h, h
 
 
+class HalfElmanCell(ElmanCell):
+    """h' = (tanh(x + h U^T + b) + h) / 2: compiled by no other test here."""
+
+    def forward(self, x, h):
+        h = mg.tanh(x + h @ self.u.T + self.b) * 0.5 + h * 0.5
+        return h, h
+
+
 class PowCell(rnn.Cell):
     """A cell with an op outside the numba table (a power)."""
 
@@ -455,22 +465,42 @@ def test_built_in_cells_equal_the_per_op_graph(monkeypatch, name):
 
 
 @needs_numba
-def test_compiled_from_the_third_run_on():
-    """The first two runs go through NumPy's executor, the third compiles (once for every
+def test_compiled_from_the_fourth_run_on(monkeypatch):
+    """The first two runs go through NumPy's executor, the third compiles the forward loop (and
+    runs on NumPy's), the fourth compiles the backward loop and runs compiled (once for every
     shape: another batch size compiles nothing new); every run equals the per-op graph."""
+    monkeypatch.setattr(jit, "BACKGROUND_S", 1e9)
     cell = ElmanCell(8, rng=5, dtype="float64")
     ref = run_cell(cell, "off")
-    count = jit.compiled_count()
-    for run in range(3):
+    count, runs = jit.compiled_count(), jit.compiled_runs()
+    for run in range(4):
         got = run_cell(cell, "numba")
-        assert jit.compiled_count() == count + (run == 2)
+        assert jit.compiled_count() == count + (run >= 2)
+        assert jit.compiled_runs() == runs + (run == 3)
         for g, r in zip(got[:2] + tuple(got[2]), ref[:2] + tuple(ref[2])):
             np.testing.assert_allclose(g, r, rtol=1e-10, atol=1e-12)
-    for run in range(3):
-        got = run_cell(cell, "numba", lengths=(20, 9, 1))
+    # compiled already: another batch size runs compiled from its first run
+    got = run_cell(cell, "numba", lengths=(20, 9, 1))
     ref = run_cell(cell, "off", lengths=(20, 9, 1))
-    np.testing.assert_allclose(got[0], ref[0], rtol=1e-12, atol=1e-14)
-    assert jit.compiled_count() == count + 1
+    for g, r in zip(got[:2] + tuple(got[2]), ref[:2] + tuple(ref[2])):
+        np.testing.assert_allclose(g, r, rtol=1e-10, atol=1e-12)
+    assert jit.compiled_count() == count + 1 and jit.compiled_runs() == runs + 2
+
+
+@needs_numba
+def test_a_slow_first_run_compiles_in_the_background(monkeypatch):
+    """A first run slower than BACKGROUND_S (here: any) starts compiling both loops in a thread;
+    the third run uses them. Every run equals the per-op graph."""
+    monkeypatch.setattr(jit, "BACKGROUND_S", 0.0)
+    cell = HalfElmanCell(8, rng=6, dtype="float64")
+    ref = run_cell(cell, "off")
+    count, runs = jit.compiled_count(), jit.compiled_runs()
+    for run in range(3):
+        got = run_cell(cell, "numba")
+        assert jit.compiled_count() == count + 1  # from the first run on (the thread's)
+        assert jit.compiled_runs() == runs + (run == 2)
+        for g, r in zip(got[:2] + tuple(got[2]), ref[:2] + tuple(ref[2])):
+            np.testing.assert_allclose(g, r, rtol=1e-10, atol=1e-12)
 
 
 @needs_numba
@@ -503,3 +533,87 @@ def test_without_numba_it_refuses(monkeypatch):
 def test_importing_jit_does_not_import_numba():
     code = "import sys, minigrad.jit; assert 'numba' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parents[1])
+
+
+# --- the on-disk cache --------------------------------------------------------------------------
+# A child process compiles an Elman step program (h' = tanh(x + h @ U), B = H = 32: U's product
+# goes through BLAS' gemm) with the cache in a temporary directory and prints its outputs and
+# gradients against an Elman loop and its BPTT in NumPy written here, and how many loops it
+# loaded from the cache.
+CHILD = r"""
+import json
+import numpy as np
+from minigrad import jit, ops
+from minigrad.jit import StepProgram
+B, H, T = 32, 32, 5
+rng = np.random.default_rng(3)
+x, h0 = rng.standard_normal((T, B, H)), rng.standard_normal((B, H))
+u, gy = rng.standard_normal((H, H)) / H, rng.standard_normal((T, B, H))
+meta = {s: ((B, H), np.float64) for s in (0, 1, 3, 4, 5)}
+meta[2] = ((H, H), np.float64)
+program = StepProgram([(ops.MatMul, {}, [1, 2], [3]), (ops.Add, {}, [0, 3], [4]),
+                       (ops.Tanh, {}, [4], [5])], meta, seqs=[0], carries=[1], invariants=[2],
+                      outputs=[5], new_carries=[5])
+ex = jit.make_executor(program)
+out, carry, saved = ex.forward([x], [h0], [u], None, True)
+(gx,), (gh0,), (gu,) = ex.backward(saved, gy, [None])
+hs, h = [], h0
+for t in range(T):
+    h = np.tanh(x[t] + h @ u)
+    hs.append(h)
+g, ref_gu, ref_gx = np.zeros((B, H)), np.zeros((H, H)), np.zeros((T, B, H))
+for t in reversed(range(T)):
+    ga = (g + gy[t]) * (1 - hs[t] ** 2)
+    ref_gx[t] = ga
+    ref_gu += (hs[t - 1] if t else h0).T @ ga
+    g = ga @ u.T
+err = max(abs(out - np.stack(hs)).max(), abs(gx - ref_gx).max(), abs(gu - ref_gu).max(),
+          abs(gh0 - g).max(), abs(carry[0] - hs[-1]).max())
+print(json.dumps({"err": float(err), "hits": jit.cache_hits(), "dir": jit.cache_dir()}))
+"""
+
+
+def run_child(cache):
+    env = dict(os.environ, MINIGRAD_JIT_CACHE=str(cache))
+    done = subprocess.run([sys.executable, "-c", CHILD], env=env, capture_output=True, text=True,
+                          cwd=Path(__file__).parents[1], check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@needs_numba
+def test_a_second_process_loads_the_loops_from_the_cache(tmp_path):
+    first = run_child(tmp_path)
+    assert first["hits"] == 0 and first["dir"] == str(tmp_path) and first["err"] < 1e-12
+    written = sorted(p.name for p in tmp_path.rglob("*") if p.is_file())
+    assert any(n.endswith(".py") for n in written) and any(n.endswith(".nbc") for n in written)
+    second = run_child(tmp_path)
+    assert second["hits"] == 2 and second["err"] < 1e-12  # forward and backward loaded
+    # damaged numba files (data, index): compiled anew, same numbers, and the cache mended
+    for pattern in ("*.nbc", "*.nbi"):
+        for p in tmp_path.rglob(pattern):
+            p.write_bytes(b"\x80damaged")
+        again = run_child(tmp_path)
+        assert again["hits"] == 0 and again["err"] < 1e-12, pattern
+    # a damaged source is written again (numba's index knows it by its contents)
+    source = next(tmp_path.glob("*.py"))
+    text = source.read_text()
+    source.write_text(text.replace("def forward", "def broken"))
+    again = run_child(tmp_path)
+    assert source.read_text() == text and again["hits"] == 2 and again["err"] < 1e-12
+
+
+def test_cache_directory_choice(tmp_path, monkeypatch):
+    for off in ("off", "0", ""):
+        monkeypatch.setenv(jit.CACHE_ENV, off)
+        assert jit.cache_dir() is None
+    monkeypatch.setenv(jit.CACHE_ENV, str(tmp_path / "mine"))
+    assert jit.cache_dir() == str(tmp_path / "mine")
+    assert (tmp_path / "mine").stat().st_mode & 0o777 == 0o700
+    shared = tmp_path / "shared"  # others may write there: never loaded from
+    shared.mkdir(mode=0o777)
+    shared.chmod(0o777)
+    monkeypatch.setenv(jit.CACHE_ENV, str(shared))
+    assert jit.cache_dir() is None
+    monkeypatch.delenv(jit.CACHE_ENV)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert jit.cache_dir() == str(tmp_path / "xdg" / "minigrad" / "jit")
