@@ -189,8 +189,8 @@ def _jax(name):
 
 def _rows():
     from benchmarks.user_cells import UserLSTM, UserMUT1
-    # compiled minigrad rows: numba's executor compiles a program at its third run, so three
-    # untimed calls after the first make sure the timed ones run compiled code
+    # compiled minigrad rows: numba's executor compiles a program at its first run; three
+    # untimed calls after the first all the same (as for every compiler row)
     return [
         Row("fused", "minigrad fused rnn.LSTMCell", "lstm", _fused_lstm),
         Row("numpy", "NumPy by hand (numpy_ref)", "lstm", _numpy_lstm),
@@ -360,8 +360,8 @@ def peak_memory(fn, first_calls=FIRST_CALLS):
 
     - `first_s`: seconds of the first call (tracing and compiling included);
     - `worst_s`: the slowest of the first `first_calls` calls, where a compiler that starts only
-      after some calls (minigrad's numba executor compiles at the third run of a program,
-      TorchScript's profiling executor optimises after two) pays; `first_times`: all of them;
+      after some calls (TorchScript's profiling executor optimises after two; minigrad's numba
+      executor compiles at the first) pays; `first_times`: all of them;
     - `peak_bytes`: the resident set's high-water mark during the next call, minus the resident
       set before the first call (after the libraries, the inputs and the weights were loaded).
       It counts everything the step touches, whichever library allocates it: what autodiff

@@ -9,14 +9,15 @@ executor with the interface of `minigrad.scan.NumpyExecutor`:
 
 or raises `Unsupported(reason)` (`minigrad.scan.Unsupported`: the caller runs NumPy's executor)
 for an op outside the table (`supported_ops()`), a dtype other than float32/float64, or numba
-missing (`available()`). A program runs through NumPy's executor for its first `AFTER` (2) runs;
-the next compiles the forward loop (its run still NumPy's), the one after compiles the backward
-loop and runs compiled (`after=` to choose; `compiled_count()` says how many programs this
-process compiled, `compiled_runs()` how many runs went through compiled loops). A first run
-slower than `BACKGROUND_S` starts compiling both loops in a thread instead, used from the run
-after `AFTER`. Compiled loops go to an on-disk cache (`cache_dir()`; `MINIGRAD_JIT_CACHE` to
-move it or turn it off): a program found there runs compiled from its first run. The compiled
-code serves every batch size and every T: both are runtime values, feature sizes are literals.
+missing (`available()`). A program runs compiled from its first run: the forward loop compiles
+at the first forward, the backward loop at the first backward (about a second each, once per
+program; `compiled_count()` says how many programs this process compiled, `compiled_runs()`
+how many runs went through compiled loops). It never starts on NumPy's executor and switches
+later: numba's tanh and exp are not NumPy's to the last bit, and a run's round-off should not
+change at some step (nor a resumed run's). Compiled loops go to an on-disk cache
+(`cache_dir()`; `MINIGRAD_JIT_CACHE` to move it or turn it off): a program found there loads in
+a fraction of the compile time. The compiled code serves every batch size and every T: both
+are runtime values, feature sizes are literals.
 
 What the generated code does (the source is `executor.source`):
 - Forward: one loop over t. Consecutive elementwise ops of one output shape (and views of
@@ -45,7 +46,6 @@ from __future__ import annotations
 
 import numbers
 import re
-import time
 
 import numpy as np
 
@@ -1252,13 +1252,11 @@ class NumbaExecutor:
     """Runs one normalised step program over all T steps with the compiled loops; see the
     module docstring for `forward` and `backward`."""
 
-    def __init__(self, gen: Generator, consts, source: str, params, needs, fallback=None,
-                 after=0):
+    def __init__(self, gen: Generator, consts, source: str, params, needs):
         self.gen, self.consts, self.source = gen, [_contiguous(c) for c in consts], source
         self.pf, self.pb = params
         self.program_needs = needs
-        self.fallback, self.after, self.runs = fallback, after, 0
-        self.forward_fn = self.backward_fn = self.background = None
+        self.forward_fn = self.backward_fn = None
         self.blas_address = _blas().get(gen.dtype, (0, 64))[0]  # the loops' GEMM calls it
         roles = gen.roles
         self.seq_slots = [s for k, s in sorted((r[1], s) for s, r in roles.items()
@@ -1277,58 +1275,15 @@ class NumbaExecutor:
             self.forward_fn, self.backward_fn = _compile(self.source, self.gen.dtype)
 
     def forward(self, seqs, carry0, invariants, masks=None, need_grad=True):
-        if self.runs < self.after:  # not compiled yet: NumPy's executor runs it
-            self.runs += 1
-            start = time.perf_counter()
-            result = self.numpy_forward(seqs, carry0, invariants, masks, need_grad)
-            if (self.runs == 1 and self.after > 1 and need_grad
-                    and time.perf_counter() - start > BACKGROUND_S):
-                self.compile_in_background(seqs, carry0, invariants, masks)
-            return result
-        if self.background is not None:  # wait for it
-            self.background.join()
-            self.background = None
         self.compile()
         args, out, carries, saved, kept = self.loop_args(seqs, carry0, invariants, masks,
                                                          need_grad)
-        if self.runs == self.after and self.after and need_grad and not self.forward_fn.ready:
-            # the run that compiles: the forward loop now, its run still NumPy's; the backward
-            # loop at the next run's backward (two waits of about a second, not one of two)
-            self.runs += 1
-            self.forward_fn.prepare(args)
-            return self.numpy_forward(seqs, carry0, invariants, masks, need_grad)
         self.forward_fn(*args)
         _compiled_runs[0] += 1
         if not need_grad:
             return out, carries, ()
         # a flat tuple of what backward holds (mg.memory counts the arrays), then the rest
         return out, carries, (*saved, *kept)
-
-    def compile_in_background(self, seqs, carry0, invariants, masks):
-        """Compile both loops (for the types of this run's arrays) in a thread, while NumPy's
-        executor runs the program until the run that uses them."""
-        import threading
-        self.compile()
-        if self.forward_fn.ready and self.backward_fn.ready:
-            return
-        args, _, _, saved, kept = self.loop_args(seqs, carry0, invariants, masks, True)
-        backward_args = self.backward((*saved, *kept), None, None, compile_only=True)
-        loops = ((self.forward_fn, args), (self.backward_fn, backward_args))
-
-        def work():
-            for loop, loop_args in loops:
-                if not loop.ready:
-                    try:
-                        loop.prepare(loop_args)
-                    except Exception:  # noqa: BLE001 - the run that calls it compiles again
-                        loop.ready = False
-
-        self.background = threading.Thread(target=work, name="minigrad.jit compile")
-        self.background.start()
-
-    def numpy_forward(self, seqs, carry0, invariants, masks, need_grad):
-        out, carry, saved = self.fallback.forward(seqs, carry0, invariants, masks, need_grad)
-        return out, carry, (*saved, NUMPY_RUN) if need_grad else saved
 
     def loop_args(self, seqs, carry0, invariants, masks, need_grad):
         """(the forward loop's arguments, out, final carries, saved arrays, (mask, the rest
@@ -1352,10 +1307,7 @@ class NumbaExecutor:
         return (args, ys[0] if len(ys) == 1 else ys, carries, saved,
                 (m, (T, seqs, invs)))
 
-    def backward(self, saved, g_out, g_final_carry, compile_only=False):
-        """(compile_only: the backward loop's arguments, not run.)"""
-        if saved[-1] is NUMPY_RUN:
-            return self.fallback.backward(saved[:-1], g_out, g_final_carry)
+    def backward(self, saved, g_out, g_final_carry):
         g = self.gen
         stacks, m, (T, seqs, invs) = saved[:-2], saved[-2], saved[-1]
         if len(g.outputs) == 1:
@@ -1376,8 +1328,6 @@ class NumbaExecutor:
                for o in sorted(g.deferred)]
         args = (self.blas_address, self.pb, T, *seqs, *invs, *self.consts, m, *stacks, *gys,
                 *gcs, *gqs, *gvs, *gts)
-        if compile_only:
-            return args
         self.backward_fn(*args)
         for (o, n), gt in zip(sorted(g.deferred.items()), gts):
             a, b = n.args
@@ -1399,12 +1349,7 @@ class NumbaExecutor:
         return self._dtype(s).kind == "f" and (wanted is None or s in wanted)
 
 
-NUMPY_RUN = "run by minigrad.scan.NumpyExecutor"  # the mark of its saved tuples
-AFTER = 2  # runs of a program through NumPy's executor before it is compiled (make_executor)
-BACKGROUND_S = 0.2  # a first NumPy run slower than this: the loops compile in a thread meanwhile
-
-
-def make_from(program: StepProgram, fallback=None, after=0) -> NumbaExecutor:
+def make_from(program: StepProgram) -> NumbaExecutor:
     """A numba executor for a `StepProgram`, or `Unsupported(reason)`; see `make_executor`."""
     if not available():
         raise Unsupported("numba is not installed (pip install minigrad[jit])")
@@ -1415,30 +1360,7 @@ def make_from(program: StepProgram, fallback=None, after=0) -> NumbaExecutor:
     forward, pf = parametrise(gen.forward_source())
     backward, pb = parametrise(gen.backward_source())
     source = forward + "\n\n\n" + backward + "\n"
-    if ready(source, gen.dtype):  # nothing to wait for: compiled from the first run
-        after = 0
-    return NumbaExecutor(gen, consts, source, (pf, pb), program.needs_grad, fallback,
-                         after if fallback is not None else 0)
-
-
-def ready(source, dtype) -> bool:
-    """Whether both loops of `source` are compiled in this process or in the on-disk cache."""
-    import glob
-    import os
-    if source in _compiled:
-        return all(loop.ready for loop in _compiled[source])
-    where = cache_dir()
-    if where is None:
-        return False
-    name = _module_name(_module_text(source, _blas().get(np.dtype(dtype), (0, 64))[1]))
-    try:
-        with open(os.path.join(where, name + ".py"), encoding="utf-8") as f:
-            if f.read() != _module_text(source, _blas().get(np.dtype(dtype), (0, 64))[1]):
-                return False
-    except (OSError, UnicodeDecodeError):
-        return False
-    return all(glob.glob(os.path.join(where, "__pycache__", f"{name}.{fn}-*.nbi"))
-               for fn in ("forward", "backward"))
+    return NumbaExecutor(gen, consts, source, (pf, pb), program.needs_grad)
 
 
 class Literal:
@@ -1448,20 +1370,14 @@ class Literal:
         self.value = value
 
 
-def make_executor(program, after: int | None = None) -> NumbaExecutor:
+def make_executor(program) -> NumbaExecutor:
     """A numba executor for a `minigrad.scan.Program` (or a `StepProgram`), or
     `Unsupported(reason)`: an op outside the table (`supported_ops()`), a dtype other than
     float32/float64 (bool masks and conditions aside), numba not installed.
 
-    Compiling takes a second or two per program (once; any shape), so the first `after` runs
-    (default `AFTER`, 2) go through `minigrad.scan.NumpyExecutor`, the run after compiles the
-    forward loop (still running on NumPy's executor) and the next compiles the backward loop
-    and runs compiled: a cell run once or twice (a test, a quick look) never waits for the
-    compiler, a training loop gets the compiled loops from its fourth step on (its third when a
-    slow first run compiled them in a thread, see `BACKGROUND_S`; its first when both loops are
-    in this process or in the on-disk cache, `cache_dir()`). after=0 compiles at the first
-    run."""
-    after = AFTER if after is None else after
+    The program runs compiled from its first run: the forward loop compiles (or loads from the
+    on-disk cache, `cache_dir()`) at the first forward, the backward loop at the first backward,
+    about a second each, once per program and process (any batch size and any T)."""
     if isinstance(program, StepProgram):
         return make_from(program)
     if not isinstance(program, scan.Program):
@@ -1478,4 +1394,4 @@ def make_executor(program, after: int | None = None) -> NumbaExecutor:
     step = StepProgram(ops, {s: meta[s] for s in used}, program.seq_slots, program.carry_slots,
                        program.invariant_slots, [program.out_slot], program.carry_out_slots,
                        needs_grad=program.needs_grad)
-    return make_from(step, scan.NumpyExecutor(program) if after else None, after)
+    return make_from(step)

@@ -26,9 +26,9 @@ from rnn.cell import Cell, check_input
 # B * H <= COMPILED_MAX_SIZE. Small steps are dominated by the kernel's ~15 NumPy calls per step,
 # which the compiled loop does not pay; from B * H of a few thousand (or H >= 96 at B = 1:
 # numba's executor then calls BLAS's GEMM for a single row) the hand kernel's large ufunc calls
-# win. Not in "auto" by default: numba's executor runs a program's first two calls through
-# NumPy's executor, so the same call would give other round-off from its third run on (a killed
-# run would not resume bit-identically); add "auto" to COMPILED_MODES to take it there too.
+# win. Not in "auto" by default: a built-in cell would pay numba's compile (about a second per
+# loop) at its first call and change from the hand kernel's numbers by round-off; add "auto" to
+# COMPILED_MODES to take it there too.
 COMPILED_MODES = ("numba",)
 COMPILED_MAX_HIDDEN = 64
 COMPILED_MAX_SIZE = 1024

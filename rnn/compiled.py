@@ -19,11 +19,16 @@ closure's) is traced on every call, as it may be another tensor next time.
 
 Switch: `compiling(mode)`: "auto" (default: numba's executor when `minigrad.jit` offers one and
 it takes the program, else NumPy's), "numpy", "numba" (error when it is not available), "off"
-(the per-op graph: one node per op and step, what the graph viewer shows).
+(the per-op graph: one node per op and step, what the graph viewer shows). A program given to
+numba's executor runs compiled from its first call (compiling takes about a second, once per
+program and process, less when numba's on-disk cache has it): the executor never changes in
+the middle of a run, so a run's round-off does not change at some step and a resumed run
+continues bit for bit. `$MINIGRAD_COMPILE` sets a process's default mode.
 """
 from __future__ import annotations
 
 import contextlib
+import os
 import weakref
 
 import numpy as np
@@ -38,7 +43,17 @@ from rnn.lengths import as_lengths
 __all__ = ["MODES", "cache_entries", "compile_report", "compiling", "mode", "run"]
 
 MODES = ("auto", "numpy", "numba", "off")
-_mode = ["auto"]
+MODE_ENV = "MINIGRAD_COMPILE"  # the default mode of a process (the test suite sets "numpy")
+
+
+def _default_mode() -> str:
+    value = os.environ.get(MODE_ENV, "auto") or "auto"
+    if value not in MODES:
+        raise ValueError(f"rnn.compiled: ${MODE_ENV} must be one of {MODES}, got {value!r}")
+    return value
+
+
+_mode = [_default_mode()]
 _cache: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
@@ -186,6 +201,10 @@ def _make_executor(program, mode_now):
         factory = _jit_factory(required=mode_now == "numba")
         if factory is not None:
             try:
+                # compiled from the first run, never switching executors midway:
+                # a run's round-off is the same from its first step to its last, and a run
+                # resumed in a new process continues bit for bit (numba's tanh/exp are not
+                # NumPy's to the last bit)
                 return factory(program), "numba"
             except Exception as e:  # noqa: BLE001 - any refusal: NumPy's executor runs it
                 if mode_now == "numba":

@@ -18,6 +18,13 @@ settings.register_profile("ci", max_examples=50, deadline=None, derandomize=True
                           print_blob=True, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 
+# Cells are compiled with NumPy's executor unless a test asks for numba (rnn.compiling("numba")
+# or "auto"): numba compiles every new program once, about a second each, and the suite draws
+# hundreds of programs (hypothesis). tests/test_jit.py, test_compiled.py and
+# test_compiled_builtin.py run numba's executor. Set MINIGRAD_COMPILE=auto to run every test
+# through it. Children of the tests (demos, docs blocks) inherit the variable.
+os.environ.setdefault("MINIGRAD_COMPILE", "numpy")
+
 # every test may use device="fake": a GPU stand-in on which any stray NumPy call raises TypeError
 mg.register_device("fake", FakeArray, fake_xp, to_device, to_host)
 
