@@ -155,13 +155,14 @@ def run_mode(mode, cell, x, state=None, lengths=None, context=None, fn=None, see
                                                      for g in grads]
 
 
-def assert_same(cell, x, state=None, lengths=None, context=None, fn=None, compiled=True):
+def assert_same(cell, x, state=None, lengths=None, context=None, fn=None, compiled=True,
+                mode="numpy"):
     want = run_mode("off", cell, x, state, lengths, context, fn)
-    got = run_mode("numpy", cell, x, state, lengths, context, fn)
+    got = run_mode(mode, cell, x, state, lengths, context, fn)
     if compiled:
-        with rnn.compiling("numpy"):
+        with rnn.compiling(mode):
             report = rnn.compile_report(cell, x, state, context, lengths)
-        assert ": compiled (numpy executor)" in report, report
+        assert f": compiled ({mode} executor)" in report, report
     np.testing.assert_allclose(got[0], want[0], rtol=RTOL, atol=ATOL)
     for g, w in zip(got[1], want[1]):
         np.testing.assert_allclose(g, w, rtol=RTOL, atol=ATOL)
@@ -198,6 +199,23 @@ def test_every_zoo_cell_compiled_equals_the_per_op_graph(name):
     assert_same(cell, x, compiled=compiled)  # default initial state (constants), no lengths
     if not compiled:
         assert "made anew at each step" in rnn.compile_report(cell, x)
+
+
+@pytest.mark.parametrize("name", sorted(set(ZOO) - set(PER_OP)))
+def test_every_zoo_cell_through_numba_equals_the_per_op_graph(name):
+    """The same through numba's executor (minigrad.jit), where the cell's ops are in its table;
+    the others say so and run NumPy's executor."""
+    from minigrad import jit
+    if not jit.available():
+        pytest.skip("numba is not installed (the `jit` extra)")
+    cell = ZOO[name]
+    rng = np.random.default_rng(5)
+    T, B = 6, 3
+    x = leaf(rng.uniform(-1, 1, (T, B, cell.in_features)))
+    with rnn.compiling("numba"):
+        report = rnn.compile_report(cell, x, lengths=[6, 4, 1])
+    mode = "numpy" if "numba refused" in report else "numba"
+    assert_same(cell, x, initial_leaves(cell, B, rng), lengths=[6, 4, 1], mode=mode)
 
 
 def test_attention_decoder_with_its_context():
