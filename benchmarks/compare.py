@@ -27,7 +27,7 @@ import tempfile
 
 # Runs inside each child process, with the revision's checkout first on sys.path.
 CHILD = r"""
-import json, sys, time, timeit
+import contextlib, json, sys, time, timeit
 import numpy as np
 try:
     import threadpoolctl
@@ -77,14 +77,25 @@ for name, (B, I, H, T) in CONFIGS.items():
     res[f"lstm fused {name} (ms)"] = 1e3 * median_time(unroll_step("lstm", B, I, H, T), rep)
     res[f"gru fused {name} (ms)"] = 1e3 * median_time(unroll_step("gru", B, I, H, T), rep)
 B, I, H, T = CONFIGS["c"]
-res["lstm composed c (ms)"] = 1e3 * median_time(unroll_step("lstm", B, I, H, T, False), rep)
+# the per-op graph (one node per op and step): a revision with the compiled path runs it under
+# rnn.compiling("off"), and its compiled path (NumPy's executor) as a row of its own
+per_op = getattr(rnn, "compiling", None)
+with per_op("off") if per_op else contextlib.nullcontext():
+    res["lstm composed c (ms)"] = 1e3 * median_time(unroll_step("lstm", B, I, H, T, False), rep)
+if per_op:
+    with per_op("numpy"):
+        res["lstm compiled c (ms)"] = 1e3 * median_time(unroll_step("lstm", B, I, H, T, False),
+                                                        rep)
 
 a = np.random.default_rng(0).standard_normal((32, 256)).astype(np.float32)
 x = mg.tensor(a, requires_grad=True)
 y = mg.tensor(a.copy())
 number = 200 if QUICK else 2000
-for op, stmt in (("add", lambda: x + y), ("tanh", lambda: x.tanh())):
+for op, stmt, bare in (("add", lambda: x + y, lambda: a + a), ("tanh", lambda: x.tanh(),
+                                                                  lambda: np.tanh(a))):
     res[f"recorded {op} (us)"] = 1e6 * min(timeit.repeat(stmt, number=number, repeat=5)) / number
+    numpy_us = 1e6 * min(timeit.repeat(bare, number=number, repeat=5)) / number
+    res[f"{op} overhead over NumPy (us)"] = res[f"recorded {op} (us)"] - numpy_us
 
 c = mg.tensor(a)
 
@@ -157,14 +168,16 @@ def main(argv=None) -> None:
     print(f"old = {args.old}, new = {args.new}; {args.rounds} rounds, fresh processes "
           f"alternating; median over rounds [min - max]")
     print(f"{'quantity':28s} {'old':>24s} {'new':>24s} {'new/old':>8s}")
-    for key in runs["old"][0]:
+    keys = list(runs["old"][0]) + [k for k in runs["new"][0] if k not in runs["old"][0]]
+    for key in keys:
         cells = []
         for side in ("old", "new"):
-            vals = [run[key] for run in runs[side]]
-            cells.append((statistics.median(vals), min(vals), max(vals)))
-        (mo, lo, ho), (mn, ln, hn) = cells
-        print(f"{key:28s} {mo:9.2f} [{lo:6.2f}-{ho:6.2f}] {mn:9.2f} [{ln:6.2f}-{hn:6.2f}] "
-              f"{mn / mo:8.3f}")
+            vals = [run[key] for run in runs[side] if key in run]
+            cells.append((statistics.median(vals), min(vals), max(vals)) if vals else None)
+        text = [f"{'-':>24s}" if c is None else f"{c[0]:9.2f} [{c[1]:6.2f}-{c[2]:6.2f}]"
+                for c in cells]
+        ratio = f"{cells[1][0] / cells[0][0]:8.3f}" if None not in cells else f"{'-':>8s}"
+        print(f"{key:28s} {text[0]} {text[1]} {ratio}")  # a key only one revision has: -
 
 
 if __name__ == "__main__":
