@@ -329,9 +329,14 @@ def compile_report(cell, inputs, state=None, context=None, lengths=None) -> str:
         state = (cell.initial_state(B, context) if cell.initial_state_reads_context
                  else cell.initial_state(B))
     extra = (context,) if cell.takes_context else ()
-    with mg.no_grad():  # the kernel runs to say whether it takes the sequence; no graph
-        fused = cell.sequence_kernel(inputs, state, lengths, *extra) is not None
-    if fused:
+    # the kernel runs to say whether it takes the sequence (with a graph: its output's node
+    # tells a hand kernel from a built-in cell's compiled step, rnn.cells.compiled_is_faster)
+    result = cell.sequence_kernel(inputs, state, lengths, *extra)
+    if result is not None:
+        node = result[0]._node
+        if isinstance(node, scan.Scan):
+            return (f"{name}: its sequence_kernel runs its composed step compiled "
+                    f"({type(node.executor).__name__})")
         return f"{name}: its own sequence_kernel (a fused whole-sequence op) runs"
     entry, _ = _plan(cell, inputs, state, lengths, context)
     if entry.reason is not None:

@@ -190,3 +190,15 @@ def test_compiled_path_keeps_fused_after_an_error():
     with pytest.raises(Exception), rnn.compiling("numba"):
         rnn.unroll(cell, mg.randn(4, 2, I, rng=0, dtype=np.float64), bad_state)
     assert cell.fused
+
+
+def test_compile_report_names_the_path_a_built_in_cell_takes():
+    from minigrad import jit
+    if not jit.available():
+        pytest.skip("numba is not installed (the `jit` extra)")
+    cell = make("gru")
+    x = mg.randn(5, 2, I, rng=0, dtype=np.float64)
+    with rnn.compiling("numba"):
+        assert "composed step compiled (NumbaExecutor)" in rnn.compile_report(cell, x)
+    with rnn.compiling("auto"):
+        assert "own sequence_kernel" in rnn.compile_report(cell, x)
