@@ -95,11 +95,11 @@ def _jit_factory(required: bool):
     """`minigrad.jit.make_executor` when importable (numba installed), else None (or an error
     when `required`)."""
     try:
-        from minigrad import jit  # optional: the `jit` extra
-        if not getattr(jit, "available", lambda: True)():
+        from minigrad import jit  # numba itself is optional: the `jit` extra
+        if not jit.available():
             raise ImportError("numba is not installed")
         return jit.make_executor
-    except (ImportError, AttributeError) as e:
+    except ImportError as e:
         if required:
             raise ValueError(f"compiling('numba'): the numba executor is not available ({e}); "
                              "install the `jit` extra or use 'auto' or 'numpy'") from None
@@ -314,20 +314,15 @@ def compile_report(cell, inputs, state=None, context=None, lengths=None) -> str:
     >>> report.split(" (")[0]
     'MUT1Cell: compiled'
     """
-    name = type(cell).__name__
-    if isinstance(inputs, (list, tuple)):
-        inputs = mg.stack(list(inputs), axis=0)
-    inputs = inputs if isinstance(inputs, mg.Tensor) else mg.tensor(inputs)
-    if inputs.ndim != 3:
-        raise ValueError(f"compile_report: {name}: inputs must be (T, B, I), got shape "
-                         f"{inputs.shape}")
+    from rnn import steps  # steps calls `run`: imported here, not at the top (a cycle)
+    name, who = type(cell).__name__, "compile_report"
+    inputs = steps.as_inputs(cell, inputs, who)  # the same checks as rnn.unroll's
     T, B = inputs.shape[0], inputs.shape[1]
+    steps.check_context(cell, context, who)
+    state = steps.start_state(cell, state, B, who, context)
     lengths = as_lengths(lengths, B, T, name)
     if lengths is not None and lengths.min() >= T:
         lengths = None
-    if state is None:
-        state = (cell.initial_state(B, context) if cell.initial_state_reads_context
-                 else cell.initial_state(B))
     extra = (context,) if cell.takes_context else ()
     # the kernel runs to say whether it takes the sequence (with a graph: its output's node
     # tells a hand kernel from a built-in cell's compiled step, rnn.cells.compiled_is_faster)

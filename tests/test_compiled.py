@@ -591,3 +591,15 @@ def test_numba_is_installed_where_ci_requires_it():
     if os.environ.get("MINIGRAD_REQUIRE_NUMBA") != "1":
         pytest.skip("MINIGRAD_REQUIRE_NUMBA is not set (only CI requires numba)")
     assert jit.available(), "MINIGRAD_REQUIRE_NUMBA=1 but minigrad.jit cannot use numba"
+
+
+def test_compile_report_checks_its_arguments_as_unroll_does():
+    """compile_report takes the inputs, state and context through rnn.unroll's own checks."""
+    cell = ZOO["my_mut1"]
+    x = mg.tensor(np.zeros((4, 2, 3)))
+    with pytest.raises(rs.StateError, match="compile_report"):
+        rnn.compile_report(cell, x, mg.tensor(np.zeros((2, 5))))  # state (B, 5), not (B, 3)
+    with pytest.raises(ValueError, match="MyMUT1: input has 7 features"):  # as unroll says it
+        rnn.compile_report(cell, mg.tensor(np.zeros((4, 2, 7))))  # the cell takes 3
+    with pytest.raises(TypeError, match="compile_report"):
+        rnn.compile_report(cell, x, context=mg.tensor(np.zeros((2, 3))))  # takes no context
